@@ -1,0 +1,393 @@
+"""Typed run configuration: frozen dataclasses loaded from YAML, with dotted overrides.
+
+A config file is data only: a mapping whose keys are the fields below. Unknown keys and values
+of the wrong type are rejected with one line naming the key and the file::
+
+    configs/demo/teacher.yaml: model.visual.nmae: unknown key (did you mean 'name'?)
+
+A file may start with ``base: other.yaml`` (relative to itself) to inherit and override another
+file. Command-line overrides use dotted keys, values parsed as YAML:
+``--set optim.lr=3e-4 --set data.num_frames=16``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from vicokd.errors import ConfigError
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data lives and how clips become tensors (REFERENCE-CODE.md §Frame grid)."""
+
+    root: str = "data/synthetic-home"  # dataset root holding videos + annotation JSON
+    cache: str = "cache/synthetic-home"  # output of `vicokd prepare`
+    classes: tuple[str, ...] | None = None  # fixed class list; None = sorted union of labels
+    fps: float = 2.5  # frame grid rate
+    num_frames: int = 70  # T, frames sampled per clip
+    image_size: tuple[int, int] = (224, 224)  # (H, W) of cached frames, aspect ignored
+    sample_rate: int = 16000
+    num_mel_bins: int = 128
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    val_fraction: float = 0.1  # share of train carved out for model selection
+    split_seed: int = 0
+    person_scores: str | None = None  # scores file from `vicokd detect`; None = <cache>/person_scores.npz
+    person_threshold: float = 0.5  # mask m = score > threshold
+    num_workers: int = 2
+
+
+@dataclass(frozen=True)
+class VisualEncoderConfig:
+    """A timm image model, applied to every frame of every view (weights shared)."""
+
+    name: str = "vit_small_patch32_224.augreg_in21k_ft_in1k"
+    pretrained: str | None = None  # local .safetensors/.bin file or HF cache dir; None = random init
+    timm_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. tiny: embed_dim, depth, img_size
+    chunk_size: int = 256  # frames per encoder call (memory bound)
+    checkpointing: bool = False  # activation checkpointing inside the encoder
+    freeze: bool = False
+
+
+@dataclass(frozen=True)
+class AudioEncoderConfig:
+    """Audio encoder over the per-frame log-mel chunks: a real AST or the old fbank MLP."""
+
+    kind: Literal["ast", "mlp"] = "ast"
+    pretrained: str | None = None  # local directory of an ASTModel checkpoint
+    ast_kwargs: dict[str, Any] = field(default_factory=dict)  # ASTConfig overrides (tiny configs)
+    max_rows: int = 48  # fbank rows per chunk fed to the encoder (pad/crop)
+    mlp_hidden: tuple[int, ...] = (512, 256, 128)
+    chunk_size: int = 256
+    checkpointing: bool = False
+    freeze: bool = False
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Cross-modal attention (Q = visual, K = V = audio) and the student's adapter."""
+
+    num_heads: int = 8
+    dropout: float = 0.0
+    adapter_hidden: int | None = None  # None = D
+
+
+@dataclass(frozen=True)
+class MultiTSFConfig:
+    temporal_layers: int = 2
+    temporal_heads: int = 12
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.1
+    view_layers: int = 1
+    view_heads: int = 4
+    view_ffn: int = 256
+    human_head: bool = True
+
+
+@dataclass(frozen=True)
+class MultiASLConfig:
+    temporal_layers: int = 1
+    temporal_heads: int = 4
+    head_dim: int = 128
+    topk_divisor: int = 8  # k = T // topk_divisor
+    gce_q: float = 0.7
+
+
+@dataclass(frozen=True)
+class MultiTransConfig:
+    layers: int = 2
+    heads: int = 8
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1
+    pooling: Literal["mean", "max", "attention"] = "mean"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The whole network. `mode` picks teacher (audio encoder) or student (adapter)."""
+
+    mode: Literal["teacher", "student"] = "teacher"
+    backbone: Literal["multitrans", "multiasl", "multitsf"] = "multitsf"
+    dim: int = 384  # D, width of every per-view feature
+    visual: VisualEncoderConfig = field(default_factory=VisualEncoderConfig)
+    audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    multitsf: MultiTSFConfig = field(default_factory=MultiTSFConfig)
+    multiasl: MultiASLConfig = field(default_factory=MultiASLConfig)
+    multitrans: MultiTransConfig = field(default_factory=MultiTransConfig)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 5e-4  # Adam with L2 weight decay, as the reference code
+    min_lr: float = 1e-5  # cosine annealing floor
+    batch_size: int = 12
+    epochs: int = 100
+    accumulate_grad_batches: int = 1
+    grad_clip: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The run: where it goes and how the loop runs (Lightning options)."""
+
+    name: str = "run"
+    out_dir: str = "runs"
+    seed: int = 0
+    deterministic: bool = True
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    monitor: Literal["seq_map", "frame_map"] = "seq_map"  # validation metric for the best ckpt
+    select_on_test: bool = False  # reproduce the old test-set model selection (clearly labelled)
+    log_every_n_steps: int = 10
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Distillation recipe. The method names the active terms (vicokd.methods)."""
+
+    method: str = "teacher"
+    supervision: Literal["frame", "sequence"] = "frame"  # V_F or V_S for the student
+    tau: float = 1.0  # paper silent; softmax temperature of Eq. 8
+    lambda_seq: float = 1.0  # λ in L_F + λ L_S
+    weight_fd: float = 1.0
+    weight_ld: float = 1.0
+    weight_vc: float = 1.0
+    detach_confidence: bool = True  # paper silent; w_t is a weight, not a target to push
+    student_init: Literal["scratch", "teacher"] = "scratch"  # paper silent
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    detector: Literal["mediapipe", "yolo", "groundtruth"] = "mediapipe"
+    weights: str | None = None  # YOLO weights file (e.g. yolov10b.pt)
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading, validation, overrides
+# --------------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    if origin is not None:
+        return str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Return `value` checked (and minimally converted) against the annotation `tp`."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping for section, got {value!r}")
+        return _build(tp, value, where)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {_type_name(tp)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list ({_type_name(tp)}), got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported field type {tp}")  # pragma: no cover
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        key_where = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{key_where}: unknown key{hint}")
+        kwargs[key] = _coerce(value, hints[key], key_where)
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict[str, Any], source: str = "<dict>") -> Config:
+    """Build a :class:`Config` from a nested mapping; errors are prefixed with `source`."""
+    try:
+        return _build(Config, values, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{at}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    base_path = (path.parent / str(base)).resolve()
+    if base_path in seen:
+        raise ConfigError(f"{path}: base: circular reference to {base_path}")
+    return merge_dicts(_read_yaml(base_path, (*seen, base_path)), values)
+
+
+def merge_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive merge: mappings merge key by key, everything else replaces."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_dicts(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Turn ``["optim.lr=3e-4", "model.dim=64"]`` into a nested mapping (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=3e-4")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: '{part}' is set twice")
+        node[parts[-1]] = value
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML config (or the defaults when `path` is None) and apply dotted overrides."""
+    values: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        values = _read_yaml(Path(path))
+    if overrides:
+        values = merge_dicts(values, parse_overrides(overrides))
+        source += " (with --set)"
+    return config_from_dict(values, source)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested mapping (tuples as lists) suitable for YAML/JSON."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def config_to_yaml(config: Config) -> str:
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)
+
+
+def config_hash(config: Config | ModelConfig) -> str:
+    """Short stable hash of a config (or one section), for checkpoint sidecars."""
+    text = json.dumps(config_to_dict(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def replace(config: Any, **changes: Any) -> Any:
+    """`dataclasses.replace` with dotted keys: ``replace(cfg, **{"optim.lr": 1e-3})``."""
+    nested: dict[str, dict[str, Any]] = {}
+    direct: dict[str, Any] = {}
+    for key, value in changes.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = value
+    for head, sub in nested.items():
+        direct[head] = replace(getattr(config, head), **sub)
+    return dataclasses.replace(config, **direct)

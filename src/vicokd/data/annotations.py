@@ -1,0 +1,261 @@
+"""Annotations: MultiSensor-Home JSON (Home-1, Home-2, user datasets) → :class:`Clip` records.
+
+Each annotation file is a JSON list with one record per multi-view clip::
+
+    {"video_url_1": "01/00-View1-Part1.mp4", …, "video_url_5": "…",
+     "tricks": [{"start": 3.25, "end": 6.13, "labels": ["Sitdown"]}, …]}
+
+Paths are relative to the dataset root, times in seconds. Views are ordered by the index k of
+``video_url_k``. Split files: Home-1 ``train.json``/``test.json``, Home-2
+``train_data.json``/``test_data.json``, and ``val.json``/``val_data.json`` where a validation
+split is defined. Classes are the sorted union of every label of every segment over all split
+files of the root (so train and test index classes identically), unless a list is given.
+
+Frame labels on the 2.5-FPS grid: for each segment, rows ``round(start·fps) … round(end·fps)``
+inclusive of each of its classes are 1, clipped to the grid length L.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vicokd.errors import DataError
+
+SPLIT_FILES = {
+    "train": ("train.json", "train_data.json"),
+    "val": ("val.json", "val_data.json"),
+    "test": ("test.json", "test_data.json"),
+}
+_VIEW_KEY = re.compile(r"^video_url_(\d+)$")
+_VIEW_FILE = re.compile(r"^(?P<id>.+?)-View(?P<view>\d+)-Part(?P<part>\d+)\.[A-Za-z0-9]+$")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A labelled interval of a clip, times in seconds; every label counts."""
+
+    start: float
+    end: float
+    labels: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "labels": list(self.labels)}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One synchronised multi-view clip.
+
+    `key` is the clip's full identity (session, id, part), unique within a dataset and safe as a
+    file name, e.g. ``"01_00_Part1"``. `videos` holds the view files in view order.
+    """
+
+    key: str
+    session: str
+    clip_id: str
+    part: int
+    videos: list[Path] = field(hash=False)
+    segments: tuple[Segment, ...]
+    source: str  # "<file>[<index>]" for error messages
+
+    @property
+    def num_views(self) -> int:
+        return len(self.videos)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Sorted set of every label of every segment (the sequence label)."""
+        return tuple(sorted({label for seg in self.segments for label in seg.labels}))
+
+
+def split_file(root: str | Path, split: str) -> Path:
+    """The annotation file of `split` under `root` (Home-1 or Home-2 naming)."""
+    if split not in SPLIT_FILES:
+        raise DataError(f"split {split!r}: expected one of {', '.join(SPLIT_FILES)}")
+    root = Path(root)
+    for name in SPLIT_FILES[split]:
+        if (root / name).is_file():
+            return root / name
+    names = " or ".join(SPLIT_FILES[split])
+    raise DataError(f"{root}: no {split} annotation file ({names})")
+
+
+def available_splits(root: str | Path) -> list[str]:
+    root = Path(root)
+    return [s for s, names in SPLIT_FILES.items() if any((root / n).is_file() for n in names)]
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; malformed JSON is a one-line error with line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+
+
+def _identity(first_video: str, where: str) -> tuple[str, str, str, int]:
+    """(key, session, clip_id, part) from the path of view 1."""
+    path = Path(first_video)
+    session = path.parent.as_posix() if path.parent.as_posix() != "." else ""
+    match = _VIEW_FILE.match(path.name)
+    if match:
+        clip_id, part = match["id"], int(match["part"])
+    else:
+        clip_id, part = path.stem, 1
+    key = "_".join(p for p in (session.replace("/", "_"), clip_id, f"Part{part}") if p)
+    key = re.sub(r"[^A-Za-z0-9_.-]", "-", key)
+    return key, session, clip_id, part
+
+
+def parse_segments(tricks: Any, where: str) -> tuple[Segment, ...]:
+    """Validate a record's ``tricks`` list (may be empty: an all-negative clip)."""
+    if not isinstance(tricks, list):
+        raise DataError(f"{where}.tricks: expected a list of segments")
+    segments = []
+    for i, seg in enumerate(tricks):
+        at = f"{where}.tricks[{i}]"
+        if not isinstance(seg, Mapping):
+            raise DataError(f"{at}: expected an object with start, end, labels")
+        for name in ("start", "end", "labels"):
+            if name not in seg:
+                raise DataError(f"{at}: missing field '{name}'")
+        start, end, labels = seg["start"], seg["end"], seg["labels"]
+        if isinstance(labels, str):
+            labels = [labels]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, end)):
+            raise DataError(f"{at}: start/end must be numbers (seconds), got {start!r}, {end!r}")
+        if start < 0 or start > end:
+            raise DataError(f"{at}: invalid interval start={start} end={end} (need 0 <= start <= end)")
+        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+            raise DataError(f"{at}.labels: expected a non-empty list of class names")
+        segments.append(Segment(float(start), float(end), tuple(labels)))
+    return tuple(segments)
+
+
+def parse_record(record: Any, root: Path, where: str) -> Clip:
+    """One JSON record → :class:`Clip` (views ordered by their ``video_url_k`` index)."""
+    if not isinstance(record, Mapping):
+        raise DataError(f"{where}: expected an object with video_url_k and tricks")
+    views = sorted((int(m[1]), key) for key in record if (m := _VIEW_KEY.match(str(key))))
+    if not views:
+        raise DataError(f"{where}: clip has zero views (no video_url_k field)")
+    indices = [k for k, _ in views]
+    if len(set(indices)) != len(indices):
+        raise DataError(f"{where}: duplicate view index in {[key for _, key in views]}")
+    urls = []
+    for _, key in views:
+        url = record[key]
+        if not isinstance(url, str) or not url:
+            raise DataError(f"{where}.{key}: expected a relative video path")
+        urls.append(url)
+    if "tricks" not in record:
+        raise DataError(f"{where}: missing field 'tricks'")
+    segments = parse_segments(record["tricks"], where)
+    key, session, clip_id, part = _identity(urls[0], where)
+    return Clip(key, session, clip_id, part, [root / u for u in urls], segments, where)
+
+
+def read_clips(path: Path, root: Path | None = None) -> list[Clip]:
+    """All records of one annotation file, with unique keys."""
+    root = path.parent if root is None else root
+    records = read_json(path)
+    if not isinstance(records, list):
+        raise DataError(f"{path}: expected a JSON list of clip records")
+    clips = [parse_record(r, root, f"{path.name}[{i}]") for i, r in enumerate(records)]
+    seen: dict[str, str] = {}
+    for clip in clips:
+        if clip.key in seen:
+            raise DataError(f"{clip.source}: clip identity {clip.key!r} repeats {seen[clip.key]}")
+        seen[clip.key] = clip.source
+    return clips
+
+
+def collect_classes(clips: Iterable[Clip]) -> list[str]:
+    """Sorted union of every label of every segment."""
+    return sorted({label for clip in clips for label in clip.labels})
+
+
+def check_labels(clips: Iterable[Clip], classes: Sequence[str]) -> None:
+    """Every label must be in the fixed class list."""
+    known = set(classes)
+    for clip in clips:
+        for i, seg in enumerate(clip.segments):
+            for label in seg.labels:
+                if label not in known:
+                    raise DataError(f"{clip.source}.tricks[{i}].labels: unknown label {label!r} "
+                                    "(not in the configured class list)")
+
+
+def load_annotations(
+    root: str | Path, split: str, classes: Sequence[str] | None = None
+) -> tuple[list[Clip], list[str]]:
+    """Read the clips of `split` ("train", "test", or "val" where defined) under `root`.
+
+    Returns ``(clips, classes)``; classes are `classes` when given (labels outside it are an
+    error), else the sorted union over all split files of `root`.
+    """
+    root = Path(root)
+    clips = read_clips(split_file(root, split), root)
+    if classes is None:
+        every = [c for s in available_splits(root) for c in (clips if s == split else read_clips(split_file(root, s), root))]
+        class_list = collect_classes(every)
+    else:
+        class_list = list(classes)
+        check_labels(clips, class_list)
+    return clips, class_list
+
+
+def _segment_fields(segment: Any) -> tuple[float, float, Sequence[str]]:
+    if isinstance(segment, Segment):
+        return segment.start, segment.end, segment.labels
+    labels = segment["labels"]
+    return float(segment["start"]), float(segment["end"]), [labels] if isinstance(labels, str) else labels
+
+
+def frame_labels(
+    segments: Iterable[Mapping[str, Any] | Segment],
+    num_grid_frames: int,
+    classes: Sequence[str],
+    fps: float = 2.5,
+) -> np.ndarray:
+    """Multi-hot frame labels (L, C) float32 on the grid.
+
+    Row j stands for time j/fps. For each segment and each of its labels c, rows
+    ``round(start·fps) … round(end·fps)`` (inclusive, clipped to [0, L−1]) are set to 1.
+    `segments` is a clip's ``tricks`` list (dicts) or :class:`Segment` records.
+    """
+    index = {name: i for i, name in enumerate(classes)}
+    labels = np.zeros((num_grid_frames, len(classes)), dtype=np.float32)
+    for segment in segments:
+        start, end, names = _segment_fields(segment)
+        first = max(0, round(start * fps))
+        last = min(num_grid_frames - 1, round(end * fps))
+        for name in names:
+            if name not in index:
+                raise DataError(f"segment label {name!r} is not in the class list")
+            if first <= last:
+                labels[first : last + 1, index[name]] = 1.0
+    return labels
+
+
+def sequence_labels(segments: Iterable[Mapping[str, Any] | Segment], classes: Sequence[str]) -> np.ndarray:
+    """Multi-hot clip label (C,) float32: every label of every segment."""
+    index = {name: i for i, name in enumerate(classes)}
+    labels = np.zeros(len(classes), dtype=np.float32)
+    for segment in segments:
+        for name in _segment_fields(segment)[2]:
+            if name not in index:
+                raise DataError(f"segment label {name!r} is not in the class list")
+            labels[index[name]] = 1.0
+    return labels

@@ -1,0 +1,68 @@
+"""Per-view, per-grid-frame person scores: one compact, versioned file per dataset.
+
+Format (``.npz``, no pickles): one float32 array (V, L) per clip, named by the clip key
+(:attr:`vicokd.data.annotations.Clip.key`, the full identity session/id/part), plus a
+``__meta__`` entry holding JSON ``{"version": 1, "detector": …, "threshold": …}``. Every grid
+frame of every view has a score (not only one sampled set), so a sampled frame gets the score
+of that exact grid frame, in training jitter and in evaluation alike.
+
+Writes are atomic (temporary file, then rename); :func:`write_person_scores` merges with what is
+already on disk so that a detector run can save as it goes and resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vicokd.errors import DataError
+
+SCORES_VERSION = 1
+SCORES_FILE = "person_scores.npz"
+_META = "__meta__"
+
+
+def read_person_scores(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Return ``(scores by clip key, meta)``; a missing or foreign file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: person-score file not found (make it with `vicokd detect`)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta = json.loads(bytes(archive[_META]).decode()) if _META in archive.files else {}
+            scores = {name: archive[name].astype(np.float32) for name in archive.files if name != _META}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable person-score file ({exc})") from None
+    if meta.get("version") != SCORES_VERSION:
+        raise DataError(f"{path}: person-score format version {meta.get('version')!r}, "
+                        f"expected {SCORES_VERSION}; re-run `vicokd detect`")
+    return scores, meta
+
+
+def write_person_scores(path: str | Path, scores: dict[str, np.ndarray], **meta: Any) -> None:
+    """Atomically write `scores` (clip key → (V, L)), merged over the entries already in `path`."""
+    path = Path(path)
+    merged: dict[str, np.ndarray] = {}
+    old_meta: dict[str, Any] = {}
+    if path.is_file():
+        merged, old_meta = read_person_scores(path)
+    merged.update({k: np.asarray(v, dtype=np.float32) for k, v in scores.items()})
+    for key, value in merged.items():
+        if value.ndim != 2:
+            raise ValueError(f"scores of {key!r} must be (V, L), got shape {value.shape}")
+    header = {**old_meta, **meta, "version": SCORES_VERSION}
+    arrays = {**merged, _META: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
