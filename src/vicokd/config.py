@@ -5,8 +5,8 @@ of the wrong type are rejected with one line naming the key and the file::
 
     configs/demo/teacher.yaml: model.visual.nmae: unknown key (did you mean 'name'?)
 
-A file may start with ``base: other.yaml`` (relative to itself) to inherit and override another
-file. Command-line overrides use dotted keys, values parsed as YAML:
+A file may start with ``base: other.yaml`` or ``base: [a.yaml, b.yaml]`` (relative to itself)
+to inherit and override other files, merged in order. Command-line overrides use dotted keys, values parsed as YAML:
 ``--set optim.lr=3e-4 --set data.num_frames=16``.
 """
 
@@ -301,13 +301,16 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid YAML{at}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    base = values.pop("base", None)
-    if base is None:
+    bases = values.pop("base", None)
+    if bases is None:
         return values
-    base_path = (path.parent / str(base)).resolve()
-    if base_path in seen:
-        raise ConfigError(f"{path}: base: circular reference to {base_path}")
-    return merge_dicts(_read_yaml(base_path, (*seen, base_path)), values)
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        base_path = (path.parent / str(base)).resolve()
+        if base_path in seen:
+            raise ConfigError(f"{path}: base: circular reference to {base_path}")
+        merged = merge_dicts(merged, _read_yaml(base_path, (*seen, base_path)))
+    return merge_dicts(merged, values)
 
 
 def merge_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
