@@ -208,8 +208,8 @@ def load_annotations(
     root = Path(root)
     clips = read_clips(split_file(root, split), root)
     if classes is None:
-        every = [c for s in available_splits(root) for c in (clips if s == split else read_clips(split_file(root, s), root))]
-        class_list = collect_classes(every)
+        every = [clips if s == split else read_clips(split_file(root, s), root) for s in available_splits(root)]
+        class_list = collect_classes(c for group in every for c in group)
     else:
         class_list = list(classes)
         check_labels(clips, class_list)
