@@ -35,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from vicokd.config import DataConfig
-from vicokd.data.annotations import Clip, Segment, available_splits, load_annotations
+from vicokd.data.annotations import Clip, available_splits, load_annotations
 from vicokd.data.media import grid_fbank, probe_video, read_audio, read_grid_frames
 from vicokd.data.split import write_json_atomic
 from vicokd.errors import DataError
@@ -280,7 +280,3 @@ def prepare(root: str | Path, cache_dir: str | Path, config: DataConfig, workers
         print(f"prepared {len(result.clips)} clips ({len(todo)} new), {views} views, {frames} frames, "
               f"{time.perf_counter() - started:.1f} s, {size / 2**20:.1f} MiB in {cache_dir}")
     return result
-
-
-def segments_of(meta: ClipMeta) -> list[Segment]:
-    return [Segment(s["start"], s["end"], tuple(s["labels"])) for s in meta.segments]

@@ -1,0 +1,158 @@
+"""Torch dataset over a prepared cache, and the collate that batches its samples.
+
+A sample (one multi-view clip, T sampled grid frames) is a dict:
+
+=================  ==========================  =====================================================
+key                shape / type                meaning
+=================  ==========================  =====================================================
+``video``          uint8 (V, T, 3, H, W)       RGB frames; normalise on the device with
+                                               :func:`normalize_video` (4× less to move than float)
+``audio``          float32 (V, T, R, M)        normalised log-mel chunk of each sampled frame
+``audio_present``  bool (V,)                   False for a view whose file has no audio track
+``frame_labels``   float32 (T, C)              multi-hot labels of the sampled grid frames
+``labels``         float32 (C,)                multi-hot clip label (every label of every segment)
+``person``         float32 (V, T)              person score of each sampled frame (only when a
+                                               score file is given)
+``frame_index``    int64 (T,)                  the sampled grid indices
+``index``          int                         position of the clip in this split (sample id)
+``key``            str                         the clip's identity
+=================  ==========================  =====================================================
+
+Training samples with jitter, from a generator seeded by (seed, epoch, index), so a run is
+reproducible and resumable; evaluation samples uniformly. The validation split is carved from
+train by iterative stratification (``val_fraction``, ``split_seed``) unless the dataset defines
+one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vicokd.data.annotations import frame_labels, sequence_labels
+from vicokd.data.cache import CacheIndex, load_fbank, load_frames, read_index
+from vicokd.data.person_scores import read_person_scores
+from vicokd.data.sampling import sample_indices
+from vicokd.data.split import stratified_split
+from vicokd.errors import DataError
+
+
+def split_keys(index: CacheIndex, split: str, val_fraction: float, seed: int) -> list[str]:
+    """Clip keys of `split`; "train"/"val" are carved from the train split when no val exists."""
+    if split in index.splits and (split != "train" or "val" in index.splits):
+        return list(index.splits[split])
+    if split not in ("train", "val"):
+        raise DataError(f"{index.root}: split {split!r} not in the cache (has {', '.join(index.splits)})")
+    train = list(index.splits["train"])
+    labels = np.zeros((len(train), len(index.classes)), dtype=np.float32)
+    for row, key in enumerate(train):
+        labels[row] = sequence_labels(index.clips[key].segments, index.classes)
+    fit, val = stratified_split(labels, val_fraction, seed)
+    return [train[i] for i in (fit if split == "train" else val)]
+
+
+class MultiViewClips(Dataset):
+    """Multi-view clips of one split of a prepared cache (see the module docstring)."""
+
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        split: str,
+        num_frames: int,
+        mode: Literal["uniform", "jitter"] = "uniform",
+        *,
+        person_scores: str | Path | None = None,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        seed: int = 0,
+        load_audio: bool = True,
+    ) -> None:
+        self.index = read_index(cache_dir)
+        self.cache_dir = Path(cache_dir)
+        self.keys = split_keys(self.index, split, val_fraction, split_seed)
+        self.split = split
+        self.classes: list[str] = list(self.index.classes)
+        self.num_frames = num_frames
+        self.mode = mode
+        self.seed = seed
+        self.epoch = 0
+        self.load_audio = load_audio
+        self.scores: dict[str, np.ndarray] | None = None
+        if person_scores is not None:
+            self.scores, _ = read_person_scores(person_scores)
+            for key in self.keys:
+                meta = self.index.clips[key]
+                if key not in self.scores:
+                    raise DataError(f"{person_scores}: no person scores for clip {key!r} "
+                                    f"(re-run `vicokd detect` for this dataset)")
+                if self.scores[key].shape[0] != meta.num_views or self.scores[key].shape[1] < meta.length:
+                    raise DataError(f"{person_scores}: scores of clip {key!r} have shape {self.scores[key].shape}, "
+                                    f"expected ({meta.num_views}, {meta.length})")
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training jitter depends on the epoch (call before each epoch's loader is iterated)."""
+        self.epoch = epoch
+
+    def sample(self, index: int) -> np.ndarray:
+        """The T grid indices sampled for clip `index` in the current epoch."""
+        length = self.index.clips[self.keys[index]].length
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.mode == "jitter" else None
+        return sample_indices(length, self.num_frames, self.mode, rng)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        key = self.keys[index]
+        meta = self.index.clips[key]
+        frames_at = self.sample(index)
+        frames = load_frames(self.cache_dir, key)[:, frames_at]  # (V, T, H, W, 3)
+        item: dict[str, Any] = {
+            "video": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 1, 4, 2, 3))),
+            "audio_present": torch.tensor(meta.audio_present, dtype=torch.bool),
+            "frame_labels": torch.from_numpy(frame_labels(meta.segments, meta.length, self.classes,
+                                                          self.index.fps)[frames_at]),
+            "labels": torch.from_numpy(sequence_labels(meta.segments, self.classes)),
+            "frame_index": torch.from_numpy(frames_at),
+            "index": index,
+            "key": key,
+        }
+        if self.load_audio:
+            item["audio"] = torch.from_numpy(load_fbank(self.cache_dir, key)[:, frames_at].astype(np.float32))
+        if self.scores is not None:
+            item["person"] = torch.from_numpy(self.scores[key][:, frames_at].astype(np.float32))
+        return item
+
+
+def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples into a batch; fbank rows are zero-padded to the longest; views must agree."""
+    views = {s["video"].shape[0] for s in samples}
+    if len(views) > 1:
+        keys = [s["key"] for s in samples]
+        raise DataError(f"clips {keys} have different numbers of views {sorted(views)}; batch clips of equal V")
+    batch: dict[str, Any] = {}
+    for name in samples[0]:
+        values = [s[name] for s in samples]
+        if name == "audio":
+            rows = max(v.shape[2] for v in values)
+            values = [torch.nn.functional.pad(v, (0, 0, 0, rows - v.shape[2])) for v in values]
+        if isinstance(values[0], torch.Tensor):
+            batch[name] = torch.stack(values)
+        elif isinstance(values[0], int):
+            batch[name] = torch.tensor(values, dtype=torch.long)
+        else:
+            batch[name] = list(values)
+    return batch
+
+
+def normalize_video(video: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (..., 3, H, W) → float ``(x/255 − mean) / std`` per channel."""
+    mean_t = torch.tensor(mean, dtype=dtype, device=video.device).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=dtype, device=video.device).view(3, 1, 1)
+    return (video.to(dtype) / 255.0 - mean_t) / std_t
