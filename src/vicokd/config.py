@@ -56,25 +56,43 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class VisualEncoderConfig:
-    """A timm image model, applied to every frame of every view (weights shared)."""
+    """A timm image model, applied to every frame of every view (weights shared).
+
+    The pooled features (timm ``num_classes=0``) are projected to ``model.dim`` when widths differ.
+    ``pretrained`` is read from local disk only: a .safetensors/.bin/.pth file, a directory
+    holding ``model.safetensors``/``pytorch_model.bin``, or a Hugging Face cache folder
+    (``models--timm--<name>``); None = random init. A missing path is an error, never a
+    silent random init.
+    """
 
     name: str = "vit_small_patch32_224.augreg_in21k_ft_in1k"
-    pretrained: str | None = None  # local .safetensors/.bin file or HF cache dir; None = random init
+    pretrained: str | None = None  # local weights file / directory / HF cache folder; None = random init
     timm_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. tiny: embed_dim, depth, img_size
     chunk_size: int = 256  # frames per encoder call (memory bound)
-    checkpointing: bool = False  # activation checkpointing inside the encoder
-    freeze: bool = False
+    checkpointing: bool = False  # recompute each chunk in backward instead of storing activations
+    freeze: bool = False  # encoder weights fixed and in eval mode; the projection to D still trains
 
 
 @dataclass(frozen=True)
 class AudioEncoderConfig:
-    """Audio encoder over the per-frame log-mel chunks: a real AST or the old fbank MLP."""
+    """Audio encoder over the per-frame log-mel chunks: a real AST or the old fbank MLP.
+
+    Each chunk (R rows × ``num_mel_bins``) is padded with ``pad_value`` or cropped to
+    ``max_rows`` rows. AST: ``pretrained`` is a local checkpoint (directory with config.json
+    + weights, a weights file, or an HF cache folder); its time position embeddings are
+    centre-cropped / interpolated to ``max_rows``. ``ast_kwargs`` override ASTConfig fields
+    (tiny configs); ``max_length`` always comes from ``max_rows``.
+    """
 
     kind: Literal["ast", "mlp"] = "ast"
-    pretrained: str | None = None  # local directory of an ASTModel checkpoint
+    pretrained: str | None = None  # local ASTModel checkpoint (dir, file or HF cache folder); None = random
     ast_kwargs: dict[str, Any] = field(default_factory=dict)  # ASTConfig overrides (tiny configs)
-    max_rows: int = 48  # fbank rows per chunk fed to the encoder (pad/crop)
-    mlp_hidden: tuple[int, ...] = (512, 256, 128)
+    max_rows: int = 48  # fbank rows per chunk fed to the encoder (pad/crop); ~38 real rows at 2.5 FPS
+    num_mel_bins: int = 128  # must equal data.num_mel_bins
+    # Normalised value of an all-zero fbank row, (0 + 4.2677393) / (2 · 4.5689974): what AST's
+    # own feature extractor pads with.
+    pad_value: float = 0.46703
+    mlp_hidden: tuple[int, ...] = (512, 256, 128)  # kind "mlp": ReLU layers, then a Linear to D
     chunk_size: int = 256
     checkpointing: bool = False
     freeze: bool = False
@@ -86,7 +104,10 @@ class FusionConfig:
 
     num_heads: int = 8
     dropout: float = 0.0
-    adapter_hidden: int | None = None  # None = D
+    # Paper: "positional encodings added to both" (sinusoidal; silent on the kind). Added to the
+    # attention inputs only; the residual F^AV = F^V + F^attn uses the encoder output as is.
+    positional: bool = True
+    adapter_hidden: int | None = None  # None = D (the paper's Linear(D→D) → ReLU → Linear(D→D))
 
 
 @dataclass(frozen=True)
@@ -94,29 +115,38 @@ class MultiTSFConfig:
     temporal_layers: int = 2
     temporal_heads: int = 12
     mlp_ratio: float = 4.0
-    drop_path: float = 0.1
+    drop_path: float = 0.1  # stochastic depth, linear from 0 to this over the temporal blocks
+    dropout: float = 0.0  # attention / FFN dropout of every block (paper silent)
     view_layers: int = 1
     view_heads: int = 4
-    view_ffn: int = 256
-    human_head: bool = True
+    view_ffn: int = 256  # hidden width of the view Transformer's FFN
+    human_head: bool = True  # auxiliary Conv1d(D→1) over time → extras["human_logits"]
+    human_kernel: int = 1  # temporal kernel of the human head (odd; paper silent)
 
 
 @dataclass(frozen=True)
 class MultiASLConfig:
     temporal_layers: int = 1
     temporal_heads: int = 4
-    head_dim: int = 128
-    topk_divisor: int = 8  # k = T // topk_divisor
-    gce_q: float = 0.7
+    head_dim: int = 128  # attention width = heads · head_dim, independent of D
+    mlp_ratio: float = 4.0  # paper / reference silent
+    dropout: float = 0.0
+    topk_divisor: int = 8  # k = max(1, T // topk_divisor) frames per class for cas_top
+    gce_q: float = 0.7  # generalized CE exponent of the actionness losses (used by the loss)
 
 
 @dataclass(frozen=True)
 class MultiTransConfig:
-    layers: int = 2
+    layers: int = 2  # blocks in which the V tokens of one frame attend to each other
     heads: int = 8
     mlp_ratio: float = 4.0
     dropout: float = 0.1
-    pooling: Literal["mean", "max", "attention"] = "mean"
+    # Temporal blocks after the view fusion (sinusoidal PE). Yasuda et al. get temporal context
+    # from their per-sensor extractors; ours are per frame, so a temporal encoder (Eq. 4) follows.
+    temporal_layers: int = 1
+    max_views: int = 8  # learned sensor embeddings exist for this many views
+    view_pooling: Literal["max", "mean"] = "max"  # per-view frame logits → frame_logits
+    pooling: Literal["mean", "max", "attention"] = "mean"  # frame logits → seq logits over time
 
 
 @dataclass(frozen=True)
@@ -258,6 +288,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -1,0 +1,65 @@
+"""Typed YAML configs: defaults, overrides, inheritance and one-line errors."""
+
+import pytest
+
+from vicokd.cli import main
+from vicokd.config import Config, config_to_yaml, load_config, parse_overrides
+from vicokd.errors import ConfigError
+
+
+def test_defaults_are_the_paper_recipe():
+    config = load_config()
+    assert isinstance(config, Config)
+    assert (config.optim.lr, config.optim.weight_decay, config.optim.batch_size, config.optim.epochs) == (
+        1e-4, 5e-4, 12, 100)
+    assert config.data.num_frames == 70 and config.data.fps == 2.5
+
+
+def test_yaml_base_and_overrides(tmp_path):
+    (tmp_path / "a.yaml").write_text("optim:\n  lr: 0.001\n  epochs: 3\ndata:\n  image_size: [64, 96]\n")
+    (tmp_path / "b.yaml").write_text("optim:\n  epochs: 5\n")
+    (tmp_path / "run.yaml").write_text("base: [a.yaml, b.yaml]\nmodel:\n  dim: 32\n")
+    config = load_config(tmp_path / "run.yaml", ["optim.lr=3e-4", "model.visual.freeze=true"])
+    assert config.optim.lr == 3e-4 and config.optim.epochs == 5
+    assert config.data.image_size == (64, 96) and config.model.dim == 32
+    assert config.model.visual.freeze is True
+    # round trip through YAML
+    (tmp_path / "saved.yaml").write_text(config_to_yaml(config))
+    assert load_config(tmp_path / "saved.yaml") == config
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("optim:\n  lrr: 1\n", r"run.yaml: optim.lrr: unknown key \(did you mean 'lr'\?\)"),
+        ("optim:\n  epochs: many\n", r"run.yaml: optim.epochs: expected an integer, got 'many'"),
+        ("model:\n  backbone: resnet\n", r"model.backbone: 'resnet' is not one of"),
+        ("data:\n  image_size: [1, 2, 3]\n", r"data.image_size: expected 2 values"),
+        ("optim: [1]\n", r"optim: expected a mapping"),
+        ("optim:\n  lr: [\n", r"invalid YAML \(line \d+, column \d+\)"),
+    ],
+)
+def test_bad_config_one_line(tmp_path, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_override():
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_overrides(["optim.lr"])
+    with pytest.raises(ConfigError, match="optim.lr: expected a number"):
+        load_config(None, ["optim.lr=fast"])
+
+
+def test_cli_config_show_and_validate(tmp_path, capsys):
+    assert main(["config", "show", "--set", "optim.lr=0.5"]) == 0
+    assert "lr: 0.5" in capsys.readouterr().out
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  nmae: x\n")
+    assert main(["config", "validate", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "train.nmae: unknown key (did you mean 'name'?)" in err
+    assert "Traceback" not in err
