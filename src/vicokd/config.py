@@ -209,9 +209,25 @@ class DistillConfig:
 
 @dataclass(frozen=True)
 class DetectConfig:
+    """`vicokd detect`: the person detector behind the view-consistency masks (vicokd.detect).
+
+    Score per frame = mean confidence of the person detections kept at the detector's own
+    threshold, 0 when none (REFERENCE-CODE.md §Person detection); mask = score > data.person_threshold.
+    """
+
     detector: Literal["mediapipe", "yolo", "groundtruth"] = "mediapipe"
-    weights: str | None = None  # YOLO weights file (e.g. yolov10b.pt)
-    batch_size: int = 32
+    weights: str | None = None  # YOLO weights file on local disk (e.g. yolov10b.pt); never downloaded
+    batch_size: int = 32  # frames per detector call
+    confidence: float | None = None  # detector's own detection threshold; None = its default (YOLO 0.25, MediaPipe 0.5)
+    # MediaPipe: landmark-model presence that must confirm a pose detection. Its default 0.5 kept two more
+    # false positives on bikes.mp4 than 0.7, which lost no true person there (tests/test_detect.py).
+    min_pose_presence: float = 0.7
+    device: str | None = None  # YOLO device ("cpu", "cuda:0"); None = ultralytics' choice
+    yolo_image_size: int = 640  # YOLO inference size (imgsz)
+    # Cached frames are resized to data.image_size with the aspect ignored; detectors see people better at the
+    # true aspect, so frames are resized back to W/H = source_aspect first (MultiSensor-Home: 4/3). None = as cached.
+    source_aspect: float | None = None
+    save_every: int = 10  # clips between resumable saves of the score file
 
 
 @dataclass(frozen=True)

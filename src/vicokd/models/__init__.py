@@ -1,0 +1,27 @@
+"""Networks of ViCoKD: encoders, cross-modal fusion, backbones, teacher / student model.
+
+Entry point: :class:`MultiViewActionModel` (see :mod:`vicokd.models.model` for the batch keys
+and the :class:`ModelOutput` fields and shapes).
+"""
+
+from vicokd.models.backbones import BACKBONES, BackboneOutput, build_backbone
+from vicokd.models.encoders import ChunkedEncoder, build_audio_encoder, build_visual_encoder
+from vicokd.models.fusion import CrossModalAdapter, CrossModalAttention, sinusoidal_encoding
+from vicokd.models.model import ModelOutput, MultiViewActionModel
+from vicokd.models.summary import count_parameters, model_costs
+
+__all__ = [
+    "BACKBONES",
+    "BackboneOutput",
+    "ChunkedEncoder",
+    "CrossModalAdapter",
+    "CrossModalAttention",
+    "ModelOutput",
+    "MultiViewActionModel",
+    "build_audio_encoder",
+    "build_backbone",
+    "build_visual_encoder",
+    "count_parameters",
+    "model_costs",
+    "sinusoidal_encoding",
+]

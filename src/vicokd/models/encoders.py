@@ -1,0 +1,333 @@
+"""Frame encoders shared across views: a timm image model, a real AST, or the old fbank MLP.
+
+Shapes: B batch, V views, T frames, D = ``model.dim``, R fbank rows, M mel bins.
+
+- visual: ``(B, V, T, 3, H, W)`` → F^V ``(B, V, T, D)``; any timm model by name, pooled features
+  (``num_classes=0``) projected to D when the widths differ.
+- audio, ``kind: ast``: ``(B, V, T, R, M)`` → F^A ``(B, V, T, D)``; each frame's fbank chunk is
+  padded / cropped to ``max_rows`` rows and encoded by transformers' ``ASTModel`` (pooled
+  output = mean of the CLS and distillation tokens), projected to D.
+- audio, ``kind: mlp``: the released code's encoder, ``flatten(max_rows·M) → Linear-ReLU … →
+  Linear(→D)``.
+
+Both go through :class:`ChunkedEncoder`: all B·V·T items in chunks of ``chunk_size`` (memory
+bound), optional activation checkpointing per chunk, optional freezing.
+
+Pretrained weights are read from local disk only (a file, a directory, or a Hugging Face cache
+folder ``models--org--name``); nothing here downloads, and the hub libraries are switched to
+offline mode. A configured path that does not exist is an error naming it, never a random init.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from vicokd.config import AudioEncoderConfig, VisualEncoderConfig
+from vicokd.errors import ConfigError, VicokdError
+
+__all__ = [
+    "ASTEncoder",
+    "ChunkedEncoder",
+    "FbankMLP",
+    "build_audio_encoder",
+    "build_visual_encoder",
+    "cls_attention",
+    "fit_rows",
+    "load_weights",
+    "resolve_pretrained",
+]
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+# ------------------------------------------------------------------------------ local weights
+
+
+def resolve_pretrained(path: str, where: str) -> Path:
+    """The weights file behind a configured local path.
+
+    Accepts a weights file (.safetensors, .bin, .pth, .pt), a directory holding
+    ``model.safetensors`` or ``pytorch_model.bin``, or a Hugging Face cache folder
+    (``models--org--name`` with ``refs/main`` and ``snapshots/``). `where` names the config
+    field in errors.
+    """
+    location = Path(path).expanduser()
+    if not location.exists():
+        raise VicokdError(f"{where}: {location}: not found (weights are read from local disk only; "
+                          f"copy them there, or set {where}: null to train from scratch)")
+    if location.is_file():
+        if location.suffix not in WEIGHT_SUFFIXES:
+            raise VicokdError(f"{where}: {location}: not a weights file ({', '.join(WEIGHT_SUFFIXES)})")
+        return location
+    snapshots = location / "snapshots"
+    if snapshots.is_dir():
+        ref = location / "refs" / "main"
+        candidates = [snapshots / ref.read_text().strip()] if ref.is_file() else sorted(snapshots.iterdir())
+        if len(candidates) != 1:
+            raise VicokdError(f"{where}: {location}: cannot tell which snapshot to use (no refs/main)")
+        location = candidates[0]
+    for name in WEIGHT_FILES:
+        if (location / name).is_file():
+            return location / name
+    raise VicokdError(f"{where}: {location}: no {' or '.join(WEIGHT_FILES)} in this directory")
+
+
+def load_weights(file: Path, where: str) -> dict[str, Tensor]:
+    """A state dict from a .safetensors file, or a .bin/.pth pickle with ``weights_only=True``.
+
+    A checkpoint that nests its weights under ``state_dict`` or ``model`` is unwrapped.
+    """
+    try:
+        if file.suffix == ".safetensors":
+            return load_file(str(file))
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise VicokdError(f"{where}: {file}: cannot read weights ({type(exc).__name__}: {exc})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise VicokdError(f"{where}: {file}: expected a state dict, found {type(state).__name__}")
+    return state
+
+
+def _mismatch(exc: Exception) -> str:
+    """The first line of a load error, short enough for a one-line message."""
+    return str(exc).strip().splitlines()[0][:300]
+
+
+# ------------------------------------------------------------------------------ chunked wrapper
+
+
+class ChunkedEncoder(nn.Module):
+    """Runs `net` on every item of a (..., *item) tensor in chunks, then projects to D.
+
+    ``y = P(net(x_i))`` for each item x_i, P = Linear(width→D) or identity when width = D.
+
+    Args:
+        net: maps (N, *item) to pooled features (N, width).
+        width: feature width of `net`.
+        dim: D.
+        item_ndim: number of trailing axes of one item (3 for an image, 2 for an fbank chunk).
+        chunk_size: items per `net` call.
+        checkpointing: in training, store only each chunk's input and recompute in backward.
+        freeze: `net` gets no gradient and stays in eval mode (P still trains).
+    """
+
+    def __init__(self, net: nn.Module, width: int, dim: int, *, item_ndim: int, chunk_size: int,
+                 checkpointing: bool = False, freeze: bool = False) -> None:
+        super().__init__()
+        if chunk_size < 1:
+            raise ConfigError(f"chunk_size: must be at least 1, got {chunk_size}")
+        self.net = net
+        self.proj = nn.Linear(width, dim) if width != dim else nn.Identity()
+        self.item_ndim = item_ndim
+        self.chunk_size = chunk_size
+        self.checkpointing = checkpointing
+        self.freeze = freeze
+        if freeze:
+            self.net.requires_grad_(False)
+            self.net.eval()
+
+    def train(self, mode: bool = True) -> ChunkedEncoder:
+        super().train(mode)
+        if self.freeze:
+            self.net.eval()
+        return self
+
+    def _encode(self, chunk: Tensor) -> Tensor:
+        if self.freeze:
+            with torch.no_grad():
+                return self.net(chunk)
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(self.net, chunk, use_reentrant=False)
+        return self.net(chunk)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(*lead, *item) → (*lead, D)."""
+        lead = x.shape[: x.ndim - self.item_ndim]
+        items = x.reshape(-1, *x.shape[len(lead):])
+        features = torch.cat([self._encode(chunk) for chunk in items.split(self.chunk_size)])
+        return self.proj(features).reshape(*lead, -1)
+
+
+# ------------------------------------------------------------------------------ visual
+
+
+def build_visual_encoder(config: VisualEncoderConfig, dim: int) -> ChunkedEncoder:
+    """timm model ``config.name`` (with ``timm_kwargs``), local pretrained weights, chunked."""
+    if not timm.is_model(config.name):
+        raise ConfigError(f"model.visual.name: {config.name!r} is not a timm model")
+    kwargs: dict[str, Any] = dict(config.timm_kwargs)
+    source = None
+    if config.pretrained is not None:
+        source = resolve_pretrained(config.pretrained, "model.visual.pretrained")
+        weights = load_weights(source, "model.visual.pretrained")
+        # timm adapts the state dict (classifier dropped, position embeddings resampled).
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"state_dict": weights})
+    try:
+        net = timm.create_model(config.name, num_classes=0, **kwargs)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        if source is None:
+            raise ConfigError(f"model.visual.timm_kwargs: {_mismatch(exc)}") from None
+        raise VicokdError(f"model.visual.pretrained: {source}: does not fit {config.name} "
+                          f"{config.timm_kwargs or ''}: {_mismatch(exc)}") from None
+    width = getattr(net, "head_hidden_size", None) or net.num_features
+    return ChunkedEncoder(net, width, dim, item_ndim=3, chunk_size=config.chunk_size,
+                          checkpointing=config.checkpointing, freeze=config.freeze)
+
+
+@torch.no_grad()
+def cls_attention(vit: nn.Module, images: Tensor) -> Tensor:
+    """CLS-token attention over patches in the last block of a timm ViT, mean over heads.
+
+    images (N, 3, H, W) → (N, H/p, W/p); each map sums to at most 1 (the rest goes to prefix
+    tokens). Needs a ViT-style model: ``blocks[-1].attn.qkv``, a class token, ``patch_embed``.
+    """
+    blocks = getattr(vit, "blocks", None)
+    attn = getattr(blocks[-1], "attn", None) if blocks else None
+    if attn is None or not hasattr(attn, "qkv") or getattr(vit, "cls_token", None) is None:
+        raise VicokdError(f"attention maps need a ViT-style timm encoder with a class token, "
+                          f"not {type(vit).__name__}")
+    captured: list[Tensor] = []
+    handle = blocks[-1].register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+    try:
+        vit(images)
+    finally:
+        handle.remove()
+    x = blocks[-1].norm1(captured[0])
+    n, length, _ = x.shape
+    q, k, _ = attn.qkv(x).reshape(n, length, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    weights = (q[:, :, :1] @ k.transpose(-2, -1) * attn.scale).softmax(dim=-1)  # (N, h, 1, L)
+    grid = vit.patch_embed.dynamic_feat_size(tuple(images.shape[-2:]))
+    return weights[:, :, 0, vit.num_prefix_tokens:].mean(1).reshape(n, *grid)
+
+
+# ------------------------------------------------------------------------------ audio
+
+
+def fit_rows(fbank: Tensor, rows: int, pad_value: float) -> Tensor:
+    """(N, R, M) → (N, rows, M): keep the first `rows` rows, or pad at the end with `pad_value`."""
+    if fbank.shape[1] >= rows:
+        return fbank[:, :rows]
+    return F.pad(fbank, (0, 0, 0, rows - fbank.shape[1]), value=pad_value)
+
+
+class ASTEncoder(nn.Module):
+    """transformers ``ASTModel`` over one fbank chunk: (N, R, M) → pooled (N, hidden)."""
+
+    def __init__(self, model: nn.Module, max_rows: int, pad_value: float) -> None:
+        super().__init__()
+        self.model = model
+        self.max_rows = max_rows
+        self.pad_value = pad_value
+
+    def forward(self, fbank: Tensor) -> Tensor:
+        return self.model(fit_rows(fbank, self.max_rows, self.pad_value)).pooler_output
+
+
+class FbankMLP(nn.Module):
+    """The released code's "AST": flatten(rows·M) → [Linear → ReLU] per hidden size.
+
+    (N, R, M) → (N, hidden[-1]); the projection to D is the final Linear.
+    """
+
+    def __init__(self, rows: int, mel_bins: int, hidden: tuple[int, ...], pad_value: float) -> None:
+        super().__init__()
+        self.rows = rows
+        self.pad_value = pad_value
+        layers: list[nn.Module] = []
+        width = rows * mel_bins
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        self.layers = nn.Sequential(*layers)
+        self.width = width
+
+    def forward(self, fbank: Tensor) -> Tensor:
+        return self.layers(fit_rows(fbank, self.rows, self.pad_value).flatten(1))
+
+
+def _resize_time_positions(positions: Tensor, freq_patches: int, time_patches: int) -> Tensor:
+    """AST position table (1, 2 + F·T₀, H) → (1, 2 + F·T₁, H) on the time axis of the patch grid.
+
+    Patches are ordered frequency-major (f·T + t). Fewer time patches: centre crop; more:
+    bilinear interpolation.
+    """
+    prefix, grid = positions[:, :2], positions[:, 2:]
+    hidden = grid.shape[-1]
+    old = grid.shape[1] // freq_patches
+    grid = grid.reshape(1, freq_patches, old, hidden)
+    if time_patches <= old:
+        start = (old - time_patches) // 2
+        grid = grid[:, :, start:start + time_patches]
+    else:
+        grid = F.interpolate(grid.permute(0, 3, 1, 2), size=(freq_patches, time_patches), mode="bilinear",
+                             align_corners=False).permute(0, 2, 3, 1)
+    return torch.cat([prefix, grid.reshape(1, -1, hidden)], dim=1)
+
+
+def _build_ast(config: AudioEncoderConfig) -> ASTEncoder:
+    from transformers import ASTConfig, ASTModel
+
+    if "max_length" in config.ast_kwargs:
+        raise ConfigError("model.audio.ast_kwargs.max_length: set model.audio.max_rows instead")
+    source = None
+    ast_config = ASTConfig()
+    if config.pretrained is not None:
+        source = resolve_pretrained(config.pretrained, "model.audio.pretrained")
+        if (source.parent / "config.json").is_file():
+            ast_config = ASTConfig.from_json_file(str(source.parent / "config.json"))
+    defaults = ASTConfig().to_dict()
+    for key, value in {**config.ast_kwargs, "max_length": config.max_rows,
+                       "num_mel_bins": config.num_mel_bins}.items():
+        if key not in defaults:
+            raise ConfigError(f"model.audio.ast_kwargs.{key}: not an ASTConfig field")
+        setattr(ast_config, key, value)
+    if config.max_rows < ast_config.patch_size or config.num_mel_bins < ast_config.patch_size:
+        raise ConfigError(f"model.audio.max_rows: {config.max_rows} rows × {config.num_mel_bins} mel bins "
+                          f"is smaller than one AST patch ({ast_config.patch_size})")
+    model = ASTModel(ast_config)
+    if source is not None:
+        state = {key.removeprefix("audio_spectrogram_transformer."): value
+                 for key, value in load_weights(source, "model.audio.pretrained").items()
+                 if not key.startswith("classifier.")}
+        key = "embeddings.position_embeddings"
+        if key in state:
+            freq_patches, time_patches = model.embeddings.get_shape(ast_config)
+            state[key] = _resize_time_positions(state[key], freq_patches, time_patches)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise VicokdError(f"model.audio.pretrained: {source}: does not fit ASTModel "
+                              f"{config.ast_kwargs or ''}: {_mismatch(exc)}") from None
+    return ASTEncoder(model, config.max_rows, config.pad_value)
+
+
+def build_audio_encoder(config: AudioEncoderConfig, dim: int) -> ChunkedEncoder:
+    """AST (``kind: ast``) or fbank MLP (``kind: mlp``) over (…, R, M) chunks, chunked, → D."""
+    if config.kind == "mlp":
+        if config.pretrained is not None:
+            raise ConfigError("model.audio.pretrained: only kind 'ast' loads pretrained weights")
+        net: nn.Module = FbankMLP(config.max_rows, config.num_mel_bins, config.mlp_hidden, config.pad_value)
+        width = net.width
+    else:
+        net = _build_ast(config)
+        width = net.model.config.hidden_size
+    return ChunkedEncoder(net, width, dim, item_ndim=2, chunk_size=config.chunk_size,
+                          checkpointing=config.checkpointing, freeze=config.freeze)

@@ -1,0 +1,139 @@
+"""The ViCoKD network: teacher (audio-visual) and student (visual only) in one class.
+
+``MultiViewActionModel(config: ModelConfig, num_classes)``; ``config.mode`` picks::
+
+    teacher:  F^V = E_V(video)   F^A = E_A(audio)     F^attn = CrossAttn(F^V, F^A)   (Eq. 2)
+    student:  F^V = E_V(video)   F̂^A = A_ψ(F^V)       F^attn = CrossAttn(F^V, F̂^A)   (Eq. 6)
+    both:     F^AV = F^V + F^attn (Eq. 3)  →  backbone  →  F^Fusion and logits
+
+``forward(batch)`` takes a dict:
+
+- ``"video"``  (B, V, T, 3, H, W) float, already normalised;
+- ``"audio"``  (B, V, T, R, M) float log-mel chunks (teacher only; a student ignores it);
+- ``"audio_present"`` (B, V) bool (teacher only; default all True): a False view gets
+  F^attn = 0, so F^AV = F^V.
+
+and returns a :class:`ModelOutput` (B batch, V views, T frames, C classes, D = ``model.dim``):
+
+====================  ============  =============================================================
+field                 shape         meaning
+====================  ============  =============================================================
+view_frame_logits     (B, V, T, C)  per-view frame logits from F^Fusion (LD, VC)
+frame_logits          (B, T, C)     frame logits fused over views (L_F)
+seq_logits            (B, C)        sequence logits (L_S)
+visual                (B, V, T, D)  F^V, visual encoder output
+audio                 (B, V, T, D)  F^A (teacher) or pseudo-audio F̂^A (student)
+attn                  (B, V, T, D)  F^attn, cross-modal attention output (FD)
+av                    (B, V, T, D)  F^AV = F^V + F^attn (FD)
+fusion                (B, V, T, D)  F^Fusion, backbone per-view temporal features
+extras                dict          backbone extras: ``human_logits`` (B, V, T) for MultiTSF;
+                                    ``cas`` (B, T, C), ``cas_top`` (B, C), ``topk_mask``
+                                    (B, T, C), ``actionness`` (B, T, 2) for MultiASL
+====================  ============  =============================================================
+
+Teacher and student share every parameter name except ``audio_encoder.*`` (teacher only) and
+``adapter.*`` (student only), so ``student.load_state_dict(teacher.state_dict(), strict=False)``
+reports exactly those as unexpected / missing keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from vicokd.config import ModelConfig
+from vicokd.errors import VicokdError
+from vicokd.models.backbones import build_backbone
+from vicokd.models.encoders import build_audio_encoder, build_visual_encoder, cls_attention
+from vicokd.models.fusion import CrossModalAdapter, CrossModalAttention
+
+__all__ = ["ModelOutput", "MultiViewActionModel"]
+
+
+@dataclass
+class ModelOutput:
+    """Everything a training objective may read (shapes in the module docstring)."""
+
+    view_frame_logits: Tensor
+    frame_logits: Tensor
+    seq_logits: Tensor
+    visual: Tensor
+    audio: Tensor
+    attn: Tensor
+    av: Tensor
+    fusion: Tensor
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+class MultiViewActionModel(nn.Module):
+    """Teacher (``config.mode == "teacher"``) or student multi-view action model.
+
+    Args:
+        config: the ``model`` section.
+        num_classes: C.
+    """
+
+    def __init__(self, config: ModelConfig, num_classes: int) -> None:
+        super().__init__()
+        self.config = config
+        self.mode = config.mode
+        self.num_classes = num_classes
+        self.visual_encoder = build_visual_encoder(config.visual, config.dim)
+        if config.mode == "teacher":
+            self.audio_encoder = build_audio_encoder(config.audio, config.dim)
+        else:
+            self.adapter = CrossModalAdapter(config.dim, config.fusion.adapter_hidden)
+        self.cross_attention = CrossModalAttention(config.dim, config.fusion.num_heads, config.fusion.dropout,
+                                                   config.fusion.positional)
+        self.backbone = build_backbone(config, num_classes)
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.mode == "teacher"
+
+    def encode_visual(self, video: Tensor) -> Tensor:
+        """F^V (B, V, T, D) from video (B, V, T, 3, H, W); any leading axes work."""
+        return self.visual_encoder(video)
+
+    def visual_attention(self, frames: Tensor) -> Tensor:
+        """Last-block CLS attention of the visual ViT over patches, mean over heads.
+
+        frames (..., 3, H, W) → (..., H/p, W/p); needs a ViT-style timm encoder.
+        """
+        lead = frames.shape[:-3]
+        maps = cls_attention(self.visual_encoder.net, frames.reshape(-1, *frames.shape[-3:]))
+        return maps.reshape(*lead, *maps.shape[-2:])
+
+    def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
+        video = batch["video"]
+        if video.ndim != 6:
+            raise VicokdError(f"batch['video']: expected (B, V, T, 3, H, W), got {tuple(video.shape)}")
+        visual = self.visual_encoder(video)
+        present = None
+        if self.is_teacher:
+            audio_in = batch.get("audio")
+            expected = (*video.shape[:3], self.config.audio.num_mel_bins)
+            if audio_in is None or audio_in.ndim != 5 or (*audio_in.shape[:3], audio_in.shape[-1]) != expected:
+                got = None if audio_in is None else tuple(audio_in.shape)
+                raise VicokdError(f"batch['audio']: the teacher needs (B, V, T, R, M) = "
+                                  f"({', '.join(map(str, expected[:3]))}, R, {expected[3]}), got {got}")
+            audio = self.audio_encoder(audio_in)
+            present = batch.get("audio_present")
+        else:
+            audio = self.adapter(visual)
+        attn = self.cross_attention(visual, audio, present)
+        av = visual + attn
+        out = self.backbone(av)
+        return ModelOutput(
+            view_frame_logits=out.view_frame_logits,
+            frame_logits=out.frame_logits,
+            seq_logits=out.seq_logits,
+            visual=visual,
+            audio=audio,
+            attn=attn,
+            av=av,
+            fusion=out.fusion,
+            extras=out.extras,
+        )
+
