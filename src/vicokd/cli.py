@@ -114,12 +114,135 @@ def _run_split(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------- models
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "models", "list backbones and encoders with parameters and FLOPs per clip",
+                     "vicokd models --config configs/paper/model.yaml --views 5")
+    parser.add_argument("--views", type=int, default=5, help="views per clip (default 5, MultiSensor-Home)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per clip (default data.num_frames)")
+    parser.add_argument("--classes", type=int, default=None,
+                        help="number of classes (default: data.classes, else 16 as Home-1)")
+    _add_config_args(parser)
+    parser.set_defaults(func=_run_models)
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from vicokd.config import load_config
+    from vicokd.models import model_costs
+
+    config = load_config(args.config, args.overrides)
+    frames = args.frames or config.data.num_frames
+    classes = args.classes or (len(config.data.classes) if config.data.classes else 16)
+    h, w = config.data.image_size
+    rows = model_costs(config.model, classes, num_views=args.views, num_frames=frames, image_size=(h, w))
+    print(f"{args.config or '<defaults>'}: V={args.views} T={frames} {h}x{w} "
+          f"audio {config.model.audio.max_rows}x{config.model.audio.num_mel_bins} C={classes} D={config.model.dim}")
+    print(f"{'component':<24}{'parameters':>14}{'GFLOPs/clip':>14}")
+    for name, params, flops in rows:
+        print(f"{name:<24}{params:>14,}{flops / 1e9:>14.2f}")
+    return 0
+
+
+# ------------------------------------------------------------------- train / distill / evaluate
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "train", "train a teacher or a non-distilled student (the method in the config)",
+                     "vicokd train --config configs/demo/teacher.yaml --set optim.epochs=5")
+    _add_config_args(parser, required=True)
+    parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    parser.set_defaults(func=_run_train)
+
+
+def _add_distill(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "distill", "distill a visual-only student from a frozen audio-visual teacher",
+                     "vicokd distill --config configs/demo/student.yaml "
+                     "--teacher runs/demo-teacher/checkpoints/best.safetensors --method vicokd")
+    _add_config_args(parser, required=True)
+    parser.add_argument("--teacher", type=Path, required=True, help="teacher checkpoint (.safetensors)")
+    parser.add_argument("--method", default=None, help="method name (see `vicokd methods`); default: config")
+    parser.add_argument("--supervision", choices=["frame", "sequence"], default=None,
+                        help="student labels: frame (V_F) or sequence only (V_S); default: config")
+    parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    parser.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from vicokd.config import load_config
+    from vicokd.engine.run import fit
+
+    overrides = list(args.overrides)
+    teacher = getattr(args, "teacher", None)
+    if getattr(args, "method", None):
+        overrides.append(f"distill.method={args.method}")
+    if getattr(args, "supervision", None):
+        overrides.append(f"distill.supervision={args.supervision}")
+    config = load_config(args.config, overrides)
+    summary = fit(config, teacher_checkpoint=teacher, resume=args.resume)
+    print(f"{summary['name']}: {summary['method']} best epoch {summary['best_epoch']}; "
+          f"test seq mAP {summary['test']['seq_map']:.2f}, frame mAP {summary['test']['frame_map']:.2f} "
+          f"-> {summary['best_checkpoint']}")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "evaluate", "sequence and frame mAP of a checkpoint, with per-class AP",
+                     "vicokd evaluate --ckpt runs/demo-teacher/checkpoints/best.safetensors --split test "
+                     "--condition audio-missing")
+    parser.add_argument("--ckpt", type=Path, required=True, help="checkpoint (.safetensors)")
+    parser.add_argument("--split", default="test", help="train, val or test (default test)")
+    parser.add_argument("--condition", choices=["av", "audio-missing", "visual"], default="av",
+                        help="teacher only: audio as recorded, half the microphones dropped, or none")
+    parser.add_argument("--out", type=Path, default=None, help="JSON report (default: <run>/eval/...)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override the checkpoint's config, e.g. --set data.cache=cache/other")
+    parser.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from vicokd.config import parse_overrides
+    from vicokd.engine.run import evaluate
+
+    report = evaluate(args.ckpt, split=args.split, condition=args.condition,
+                      overrides=parse_overrides(args.overrides), out=args.out)
+    if "written_to" not in report:
+        return 0
+    print(f"{args.ckpt} on {args.split} ({args.condition}, {report['clips']} clips): "
+          f"sequence mAP {report['seq_map']:.2f}, frame mAP {report['frame_map']:.2f}")
+    print(f"{'class':<16} {'seq AP':>8} {'frame AP':>9}")
+    for seq_row, frame_row in zip(report["per_class_seq"], report["per_class_frame"]):
+        def fmt(row: dict) -> str:
+            return "   n/a" if row["excluded"] else f"{row['ap']:6.2f}"
+        print(f"{seq_row['class']:<16} {fmt(seq_row):>8} {fmt(frame_row):>9}")
+    print(f"written to {report['written_to']}")
+    return 0
+
+
+def _add_methods(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "methods", "list the training / distillation methods and their loss formulas",
+                     "vicokd methods --supervision sequence")
+    parser.add_argument("--supervision", choices=["frame", "sequence"], default="frame")
+    parser.set_defaults(func=_run_methods)
+
+
+def _run_methods(args: argparse.Namespace) -> int:
+    from vicokd.methods import METHODS
+
+    for method in METHODS.values():
+        print(f"{method.name:<16} {method.role:<8} {method.formula(args.supervision)}")
+        print(f"{'':<16} {method.summary} [{method.paper}]")
+    return 0
+
+
 # ------------------------------------------------------------------------------------ main
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_config,
     _add_prepare,
     _add_split,
+    _add_models,
 ]
 
 

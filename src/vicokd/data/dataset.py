@@ -101,16 +101,19 @@ class MultiViewClips(Dataset):
         """Training jitter depends on the epoch (call before each epoch's loader is iterated)."""
         self.epoch = epoch
 
-    def sample(self, index: int) -> np.ndarray:
-        """The T grid indices sampled for clip `index` in the current epoch."""
+    def sample(self, index: int, epoch: int | None = None) -> np.ndarray:
+        """The T grid indices sampled for clip `index` in `epoch` (default: the current epoch)."""
         length = self.index.clips[self.keys[index]].length
-        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.mode == "jitter" else None
+        epoch = self.epoch if epoch is None else epoch
+        rng = np.random.default_rng([self.seed, epoch, index]) if self.mode == "jitter" else None
         return sample_indices(length, self.num_frames, self.mode, rng)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        """`item` is an index, or ``(epoch, index)`` from an epoch-aware sampler (jitter per epoch)."""
+        epoch, index = item if isinstance(item, tuple) else (self.epoch, item)
         key = self.keys[index]
         meta = self.index.clips[key]
-        frames_at = self.sample(index)
+        frames_at = self.sample(index, epoch)
         frames = load_frames(self.cache_dir, key)[:, frames_at]  # (V, T, H, W, 3)
         item: dict[str, Any] = {
             "video": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 1, 4, 2, 3))),

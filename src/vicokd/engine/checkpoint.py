@@ -1,0 +1,158 @@
+"""Checkpoints without pickle: every tensor in ``X.safetensors``, everything else in ``X.json``.
+
+Lightning hands a checkpoint as a nested dict (weights, optimizer and scheduler states, loop
+and callback states, our own ``vicokd`` entry). :class:`SafetensorsCheckpointIO` stores the
+tensors of that tree under path-like names in a safetensors file and the rest of the tree in a
+JSON sidecar (tensors replaced by ``{"__tensor__": name}``; tuples and dicts with non-string
+keys encoded so that they come back exactly). Both files are written to temporary names and
+renamed, sidecar last, so a crash leaves the previous checkpoint intact. Loading never
+unpickles anything, so a checkpoint from someone else is safe to open.
+
+The sidecar's ``vicokd`` entry (format version, role, method, resolved config, class list,
+config hash, epoch, step, metrics) makes a checkpoint self-describing for ``evaluate``,
+``distill --teacher``, ``predict`` and ``export``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
+from safetensors.torch import load_file, save_file
+
+from vicokd.errors import VicokdError
+
+FORMAT_VERSION = 1
+SIDECAR_SUFFIX = ".json"
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(SIDECAR_SUFFIX)
+
+
+def _encode(value: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+    if isinstance(value, torch.Tensor):
+        name = path or "tensor"
+        tensors[name] = value.detach().cpu().contiguous()
+        return {"__tensor__": name}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and "__tensor__" not in value:
+            return {k: _encode(v, tensors, f"{path}/{k}") for k, v in value.items()}
+        return {"__items__": [[_encode(k, tensors, f"{path}/#k{i}"), _encode(v, tensors, f"{path}/{i}")]
+                              for i, (k, v) in enumerate(value.items())]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, tensors, f"{path}/{i}") for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, tensors, f"{path}/{i}") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"checkpoint entry {path or '/'} has a type safetensors/JSON cannot hold: {type(value)}")
+
+
+def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__tuple__" in value:
+            return tuple(_decode(v, tensors) for v in value["__tuple__"])
+        if "__items__" in value:
+            return {_decode(k, tensors): _decode(v, tensors) for k, v in value["__items__"]}
+        return {k: _decode(v, tensors) for k, v in value.items()}
+    return value
+
+
+def _atomic(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_tree(tree: dict[str, Any], path: str | Path) -> None:
+    """Write a nested checkpoint dict as ``path`` (safetensors) + its JSON sidecar, atomically."""
+    path = Path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _encode(tree, tensors, "")
+    # safetensors refuses tensors that share memory; store independent copies.
+    seen: set[int] = set()
+    for name, tensor in tensors.items():
+        if tensor.data_ptr() in seen and tensor.numel():
+            tensors[name] = tensor.clone()
+        seen.add(tensors[name].data_ptr())
+    _atomic(path, lambda tmp: save_file(tensors, tmp))
+    text = json.dumps(structure)
+    _atomic(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+def load_tree(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_tree` (no unpickling)."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if not path.is_file() or not side.is_file():
+        raise VicokdError(f"{path}: checkpoint not found (needs {path.name} and {side.name})")
+    try:
+        device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"
+        tensors = load_file(str(path), device=str(device))
+        structure = json.loads(side.read_text())
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise VicokdError(f"{path}: unreadable checkpoint ({exc})") from None
+    try:
+        return _decode(structure, tensors)
+    except KeyError as exc:
+        raise VicokdError(f"{path}: checkpoint and sidecar do not match (missing tensor {exc})") from None
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The ``vicokd`` entry of a checkpoint's sidecar (format, role, config, classes, metrics)."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise VicokdError(f"{path}: checkpoint not found (no sidecar {side.name})")
+    try:
+        meta = json.loads(side.read_text()).get("vicokd")
+    except json.JSONDecodeError as exc:
+        raise VicokdError(f"{side}: unreadable checkpoint sidecar ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        raise VicokdError(f"{path}: not a vicokd checkpoint of format {FORMAT_VERSION}")
+    return meta
+
+
+def load_state_dict(path: str | Path, prefix: str = "model.") -> dict[str, torch.Tensor]:
+    """Model weights of a checkpoint with `prefix` stripped (only the tensors, never a pickle)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VicokdError(f"{path}: checkpoint not found")
+    tensors = load_file(str(path))
+    head = f"/state_dict/{prefix}"
+    return {name[len(head):]: value for name, value in tensors.items() if name.startswith(head)}
+
+
+class SafetensorsCheckpointIO(CheckpointIO):
+    """Lightning checkpoint I/O to safetensors + JSON (see the module docstring)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        save_tree(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None
+                        ) -> dict[str, Any]:
+        return load_tree(path, map_location or "cpu")
+
+    def remove_checkpoint(self, path: Any) -> None:
+        for file in (Path(path), sidecar_path(path)):
+            file.unlink(missing_ok=True)

@@ -1,0 +1,190 @@
+"""The LightningModule: one model, one method, an optional frozen teacher; honest evaluation.
+
+Training: the batch's uint8 video is normalised on the device, the model (and the frozen
+teacher, under ``no_grad`` and in eval mode) run, :func:`vicokd.methods.compute_losses` gives
+every term; each is logged as ``train/<term>``. A non-finite loss stops the run naming the term,
+before any optimizer step or checkpoint.
+
+Evaluation: sequence logits (B, C) and frame logits (B, T, C) of every clip
+are gathered across processes with their sample ids, padding duplicates of the distributed
+sampler are removed, and sequence and frame mAP (of the sigmoid scores) are computed over the whole split
+(``<stage>/seq_map``, ``<stage>/frame_map``, percent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from vicokd.config import Config, config_hash, config_to_dict
+from vicokd.data.dataset import normalize_video
+from vicokd.engine.checkpoint import FORMAT_VERSION
+from vicokd.errors import VicokdError
+from vicokd.methods import compute_losses, get_method
+from vicokd.metrics import deduplicate, frame_map, sequence_map
+from vicokd.models import ModelOutput, MultiViewActionModel
+
+Condition = Literal["av", "audio-missing", "visual"]
+
+
+class NonFiniteLossError(VicokdError):
+    """A loss term became NaN or Inf."""
+
+
+def apply_condition(batch: dict[str, Any], condition: Condition, seed: int = 0) -> dict[str, Any]:
+    """Evaluation conditions for an audio-visual model.
+
+    ``av``: as recorded. ``audio-missing``: each view's audio is dropped with probability ½
+    (seeded by the clip ids: broken microphones). ``visual``: every view's audio is dropped.
+    """
+    if condition == "av" or "audio" not in batch:
+        return batch
+    present = batch["audio_present"].clone()
+    if condition == "visual":
+        present[:] = False
+    else:
+        for row, index in enumerate(batch["index"].tolist()):
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+            present[row] &= torch.rand(present.shape[1], generator=generator) >= 0.5
+    audio = batch["audio"] * present[:, :, None, None, None].to(batch["audio"].dtype)
+    return {**batch, "audio": audio, "audio_present": present}
+
+
+class ViCoKDModule(L.LightningModule):
+    """Trains `config.distill.method` (teacher, student or a distillation method)."""
+
+    def __init__(self, config: Config, classes: list[str], teacher: MultiViewActionModel | None = None,
+                 teacher_meta: dict[str, Any] | None = None, condition: Condition = "av") -> None:
+        super().__init__()
+        self.config = config
+        self.classes = list(classes)
+        self.method = get_method(config.distill.method)
+        self.model = MultiViewActionModel(config.model, len(self.classes))
+        self.condition = condition
+        self.teacher_meta = teacher_meta
+        # Not registered as a submodule: never optimised, never saved in the student's checkpoint.
+        self._teacher: list[MultiViewActionModel] = []
+        if teacher is not None:
+            teacher.eval().requires_grad_(False)
+            self._teacher.append(teacher)
+        self._eval_outputs: list[dict[str, Tensor]] = []
+        self.last_eval: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def teacher(self) -> MultiViewActionModel | None:
+        return self._teacher[0] if self._teacher else None
+
+    def _inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        data = self.config.data
+        return {**batch, "video": normalize_video(batch["video"], data.mean, data.std)}
+
+    def forward(self, batch: dict[str, Any]) -> ModelOutput:
+        return self.model(self._inputs(batch))
+
+    def on_fit_start(self) -> None:
+        if self.teacher is not None:
+            self.teacher.to(self.device).eval()
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        inputs = self._inputs(batch)
+        output = self.model(inputs)
+        teacher_output = None
+        if self.teacher is not None:
+            self.teacher.eval()
+            with torch.no_grad():
+                teacher_output = self.teacher(inputs)
+        losses = compute_losses(self.method, output, batch, self.config.distill, self.config.model,
+                                teacher_output, self.config.data.person_threshold)
+        for name, value in losses.terms.items():
+            if not torch.isfinite(value):
+                raise NonFiniteLossError(f"loss term '{name}' is {value.item()} at epoch {self.current_epoch}, "
+                                         f"step {self.global_step}; stopped, the last good checkpoint is kept")
+        size = batch["labels"].shape[0]
+        self.log("train/loss", losses.total, prog_bar=True, batch_size=size, on_step=True, on_epoch=True)
+        for name, value in losses.terms.items():
+            self.log(f"train/{name}", value, batch_size=size, on_step=False, on_epoch=True)
+        return losses.total
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optim = self.config.optim
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, optim.epochs),
+                                                               eta_min=optim.min_lr)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_step(self, batch: dict[str, Any]) -> None:
+        batch = apply_condition(batch, self.condition, self.config.train.seed)
+        output = self(batch)
+        self._eval_outputs.append({
+            "index": batch["index"],
+            "seq": output.seq_logits.float(),
+            "frame": output.frame_logits.float(),
+            "labels": batch["labels"],
+            "frame_labels": batch["frame_labels"],
+        })
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def _finish_eval(self, stage: str) -> None:
+        if not self._eval_outputs:
+            return
+        local = {k: torch.cat([o[k] for o in self._eval_outputs]) for k in self._eval_outputs[0]}
+        self._eval_outputs.clear()
+        gathered = {k: self.all_gather(v) for k, v in local.items()}
+        if self.trainer.world_size > 1:
+            gathered = {k: v.flatten(0, 1) for k, v in gathered.items()}
+        arrays = {k: v.cpu().numpy() for k, v in gathered.items()}
+        ids, seq, frame, labels, frame_labels = deduplicate(
+            arrays["index"], arrays["seq"], arrays["frame"], arrays["labels"], arrays["frame_labels"])
+        seq_score = sequence_map(seq, labels)
+        frame_score = frame_map(frame, frame_labels)
+        self.last_eval = {"ids": ids, "seq_logits": seq, "labels": labels, "frame_logits": frame,
+                          "frame_labels": frame_labels, "seq_map": seq_score, "frame_map": frame_score}
+        self.log(f"{stage}/seq_map", seq_score, rank_zero_only=False, sync_dist=False)
+        self.log(f"{stage}/frame_map", frame_score, rank_zero_only=False, sync_dist=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_eval("test")
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
+        checkpoint["vicokd"] = {
+            "format": FORMAT_VERSION,
+            "role": self.method.role,
+            "method": self.method.name,
+            "config": config_to_dict(self.config),
+            "model_hash": config_hash(self.config.model),
+            "classes": self.classes,
+            "epoch": self.current_epoch,
+            "step": self.global_step,
+            "metrics": metrics,
+            "teacher": self.teacher_meta,
+        }
+        checkpoint["rng"] = {"torch": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"].to(torch.uint8))
+
+
+def student_config_for(config: Config) -> Config:
+    """The run config with the model in the role its method trains."""
+    role = get_method(config.distill.method).role
+    return replace(config, model=replace(config.model, mode=role))

@@ -1,0 +1,249 @@
+"""Runs: `train` (teacher or plain student), `distill` (student from a frozen teacher), `evaluate`.
+
+A run lives in ``<train.out_dir>/<train.name>/``::
+
+    config.yaml                      the resolved config
+    metrics.csv, tb/                 per-epoch metrics (CSV) and TensorBoard events
+    checkpoints/last.safetensors     + last.json (sidecar): weights, optimizer, scheduler, RNG, …
+    checkpoints/best.safetensors     + best.json: best on the validation split (``train.monitor``)
+    summary.json                     best epoch, validation and test mAP, per-class AP, timings
+
+Model selection uses the validation split carved from train; the test split is evaluated once,
+at the end, with the best checkpoint. ``train.select_on_test`` reproduces the earlier code's
+test-set selection and is recorded as such in the summary. ``resume=True`` continues from
+``checkpoints/last.safetensors`` and ends with the same weights and metrics as an uninterrupted
+run (deterministic CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from vicokd.config import Config, config_from_dict, config_hash, config_to_yaml
+from vicokd.data.cache import read_index
+from vicokd.data.split import write_json_atomic
+from vicokd.engine.checkpoint import SafetensorsCheckpointIO, load_state_dict, read_meta
+from vicokd.engine.data import ClipsDataModule, person_scores_path
+from vicokd.engine.module import Condition, ViCoKDModule
+from vicokd.errors import VicokdError
+from vicokd.methods import get_method
+from vicokd.metrics import per_class_ap_table
+from vicokd.models import MultiViewActionModel
+
+
+class SafetensorsModelCheckpoint(ModelCheckpoint):
+    """Lightning's checkpoint callback writing ``best``/``last`` as safetensors + JSON."""
+
+    FILE_EXTENSION = ".safetensors"
+
+
+class Throughput(Callback):
+    """Shows clips per second of the training loop on the progress bar (and logs it)."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start, self._clips = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._clips += int(batch["labels"].shape[0])
+        rate = self._clips / max(time.perf_counter() - self._start, 1e-9)
+        module.log("clips_per_s", rate, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+
+
+def run_dir(config: Config) -> Path:
+    return Path(config.train.out_dir) / config.train.name
+
+
+def _devices(config: Config) -> tuple[Any, str]:
+    """Devices and strategy; under torchrun the local world size decides."""
+    local = os.environ.get("LOCAL_WORLD_SIZE")
+    if local is not None and int(local) > 1:
+        return int(local), "ddp"
+    devices = config.train.devices
+    return (int(devices) if devices.isdigit() else devices), "auto"
+
+
+def build_trainer(config: Config, directory: Path | None, *, epochs: int, monitor_split: str = "val",
+                  progress: bool = True) -> tuple[L.Trainer, SafetensorsModelCheckpoint | None]:
+    devices, strategy = _devices(config)
+    callbacks: list[Callback] = [Throughput()] if directory else []
+    checkpoint = None
+    loggers: list[Any] | bool = False
+    if directory is not None:
+        checkpoint = SafetensorsModelCheckpoint(
+            dirpath=directory / "checkpoints", filename="best", monitor=f"{monitor_split}/{config.train.monitor}",
+            mode="max", save_last=True, save_top_k=1, enable_version_counter=False)
+        callbacks.append(checkpoint)
+        loggers = [CSVLogger(save_dir=directory, name="", version=""),
+                   TensorBoardLogger(save_dir=directory, name="tb", version="", default_hp_metric=False)]
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    trainer = L.Trainer(
+        accelerator=config.train.accelerator, devices=devices, strategy=strategy, num_nodes=config.train.num_nodes,
+        precision=config.train.precision, max_epochs=epochs, deterministic=config.train.deterministic,
+        accumulate_grad_batches=config.optim.accumulate_grad_batches, gradient_clip_val=config.optim.grad_clip,
+        log_every_n_steps=config.train.log_every_n_steps, callbacks=callbacks, logger=loggers,
+        plugins=[SafetensorsCheckpointIO()], num_sanity_val_steps=0, enable_model_summary=False,
+        enable_progress_bar=progress, enable_checkpointing=checkpoint is not None, use_distributed_sampler=True,
+    )
+    return trainer, checkpoint
+
+
+def model_from_checkpoint(path: str | Path, mode: str | None = None) -> tuple[MultiViewActionModel, dict[str, Any]]:
+    """Rebuild the model a checkpoint was trained with and load its weights (no unpickling)."""
+    meta = read_meta(path)
+    config = config_from_dict(meta["config"], f"{path} (sidecar config)")
+    model_config = config.model if mode is None else replace(config.model, mode=mode)  # type: ignore[arg-type]
+    model = MultiViewActionModel(model_config, len(meta["classes"]))
+    try:
+        model.load_state_dict(load_state_dict(path), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise VicokdError(f"{path}: weights do not match the architecture in its sidecar ({first})") from None
+    return model, meta
+
+
+def load_teacher(path: str | Path, config: Config, classes: list[str]) -> tuple[MultiViewActionModel, dict[str, Any]]:
+    """The frozen teacher for distillation, with compatibility checks against the student config."""
+    teacher, meta = model_from_checkpoint(path)
+    if meta["config"]["model"]["mode"] != "teacher":
+        raise VicokdError(f"{path}: this is a {meta['config']['model']['mode']} checkpoint, not a teacher")
+    if meta["classes"] != classes:
+        raise VicokdError(f"{path}: teacher classes {meta['classes']} differ from the dataset's {classes}")
+    teacher_model = meta["config"]["model"]
+    if teacher_model["backbone"] != config.model.backbone:
+        raise VicokdError(f"{path}: teacher backbone {teacher_model['backbone']!r} differs from the student's "
+                          f"model.backbone {config.model.backbone!r}")
+    if teacher_model["dim"] != config.model.dim:
+        raise VicokdError(f"{path}: teacher width model.dim={teacher_model['dim']} differs from the student's "
+                          f"{config.model.dim}; feature distillation needs equal widths")
+    teacher.eval().requires_grad_(False)
+    return teacher, {"checkpoint": str(path), "metrics": meta.get("metrics", {}), "model_hash": meta["model_hash"]}
+
+
+def _classes(config: Config) -> list[str]:
+    return list(read_index(config.data.cache).classes)
+
+
+def _check_person_scores(config: Config, needed: bool, method: str) -> bool:
+    path = person_scores_path(config)
+    if needed and not path.is_file():
+        raise VicokdError(f"{path}: method {method!r} needs person scores; make them with "
+                          f"`vicokd detect {config.data.root} --cache {config.data.cache}`")
+    return path.is_file()
+
+
+def _write_summary(directory: Path, summary: dict[str, Any]) -> None:
+    write_json_atomic(directory / "summary.json", summary)
+
+
+def fit(config: Config, *, teacher_checkpoint: str | Path | None = None, resume: bool = False,
+        progress: bool = True) -> dict[str, Any]:
+    """Train `config.distill.method` (teacher, student, or a KD method with `teacher_checkpoint`)."""
+    started = time.perf_counter()
+    method = get_method(config.distill.method)
+    config = replace(config, model=replace(config.model, mode=method.role))
+    if method.needs_teacher and teacher_checkpoint is None:
+        raise VicokdError(f"method {method.name!r} distills from a teacher: pass --teacher CKPT")
+    if not method.needs_teacher and teacher_checkpoint is not None and method.role == "student":
+        raise VicokdError(f"method {method.name!r} uses no teacher; drop --teacher or choose a KD method")
+    directory = run_dir(config)
+    last = directory / "checkpoints" / "last.safetensors"
+    if resume and not last.is_file():
+        raise VicokdError(f"{last}: nothing to resume (no last checkpoint)")
+    if not resume and last.is_file():
+        raise VicokdError(f"{directory}: run exists; use --resume to continue it or choose another train.name")
+    L.seed_everything(config.train.seed, workers=True, verbose=False)
+    classes = _classes(config)
+    teacher = teacher_meta = None
+    if teacher_checkpoint is not None:
+        teacher, teacher_meta = load_teacher(teacher_checkpoint, config, classes)
+    wants_human = config.model.backbone == "multitsf" and config.model.multitsf.human_head
+    person = _check_person_scores(config, method.needs_person_masks, method.name) and (
+        method.needs_person_masks or wants_human)
+    module = ViCoKDModule(config, classes, teacher, teacher_meta)
+    if teacher is not None and config.distill.student_init == "teacher":
+        module.model.load_state_dict(teacher.state_dict(), strict=False)
+    data = ClipsDataModule(config, load_audio=config.model.mode == "teacher" or teacher is not None,
+                           person=person, eval_split="test" if config.train.select_on_test else "val")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.yaml").write_text(config_to_yaml(config))
+    monitor_split = "val"
+    trainer, checkpoint = build_trainer(config, directory, epochs=config.optim.epochs, monitor_split=monitor_split,
+                                        progress=progress)
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    best = Path(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else last
+    best_meta = read_meta(best)
+    module.model.load_state_dict(load_state_dict(best))
+    test_trainer, _ = build_trainer(config, None, epochs=1, progress=False)
+    data.eval_split = "test"
+    test_trainer.test(module, datamodule=data, verbose=False)
+    test = module.last_eval
+    summary = {
+        "name": config.train.name, "method": method.name, "role": method.role,
+        "supervision": config.distill.supervision if method.role == "student" else "frame",
+        "backbone": config.model.backbone, "model_hash": config_hash(config.model),
+        "selection_split": "test (reproduces the earlier code's optimistic selection)"
+        if config.train.select_on_test else "val",
+        "best_checkpoint": str(best), "best_epoch": best_meta["epoch"],
+        "val": {k.split("/", 1)[1]: v for k, v in best_meta["metrics"].items() if k.startswith("val/")},
+        "test": {"seq_map": test["seq_map"], "frame_map": test["frame_map"],
+                 "per_class": per_class_ap_table(1 / (1 + np.exp(-test["seq_logits"])), test["labels"], classes)},
+        "teacher": teacher_meta, "epochs": config.optim.epochs, "seconds": round(time.perf_counter() - started, 1),
+    }
+    if trainer.is_global_zero:
+        _write_summary(directory, summary)
+    return summary
+
+
+def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Condition = "av",
+             overrides: dict[str, Any] | None = None, out: str | Path | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Sequence and frame mAP of a checkpoint on `split`, with a per-class AP table.
+
+    `overrides` replace config fields of the checkpoint (e.g. ``{"data": {"cache": ...}}``).
+    Writes ``<run>/eval/<split>-<condition>.json`` (or `out`) and returns the same dict.
+    """
+    from vicokd.config import config_to_dict, merge_dicts
+
+    meta = read_meta(checkpoint)
+    values = merge_dicts(meta["config"], overrides or {})
+    config = config_from_dict(values, f"{checkpoint} (sidecar config + --set)")
+    classes = meta["classes"]
+    dataset_classes = _classes(config)
+    if dataset_classes != classes:
+        raise VicokdError(f"{checkpoint}: trained on classes {classes}, but {config.data.cache} has {dataset_classes}")
+    if condition != "av" and config.model.mode != "teacher":
+        raise VicokdError(f"--condition {condition}: only an audio-visual teacher uses audio; this is a student")
+    model, _ = model_from_checkpoint(checkpoint)
+    module = ViCoKDModule(config, classes, condition=condition)
+    module.model.load_state_dict(model.state_dict())
+    data = ClipsDataModule(config, load_audio=config.model.mode == "teacher", person=False, test_split=split)
+    trainer, _ = build_trainer(config, None, epochs=1, progress=progress)
+    trainer.test(module, datamodule=data, verbose=False)
+    result = module.last_eval
+    seq_probs = 1 / (1 + np.exp(-result["seq_logits"]))
+    frame_probs = 1 / (1 + np.exp(-result["frame_logits"]))
+    report = {
+        "checkpoint": str(checkpoint), "split": split, "condition": condition, "clips": len(result["ids"]),
+        "seq_map": result["seq_map"], "frame_map": result["frame_map"],
+        "per_class_seq": per_class_ap_table(seq_probs, result["labels"], classes),
+        "per_class_frame": per_class_ap_table(frame_probs.reshape(-1, len(classes)),
+                                              result["frame_labels"].reshape(-1, len(classes)), classes),
+        "config": config_to_dict(config),
+    }
+    if trainer.is_global_zero:
+        target = Path(out) if out else Path(checkpoint).parent.parent / "eval" / f"{split}-{condition}.json"
+        write_json_atomic(target, report)
+        report["written_to"] = str(target)
+    return report
+
