@@ -31,13 +31,10 @@ from vicokd.losses._common import check_same_shape, masked_mean, promote
 def _masked_logsumexp(values: Tensor, members: Tensor, dim: int) -> Tensor:
     """``log Σ_{members} exp(values)`` along `dim`; −inf where a group has no member.
 
-    Non-members are set to −inf inside groups that have a member. Empty groups keep their (finite)
-    values for the logsumexp so that its backward never computes ``exp(−inf − (−inf))``; their
-    result is then replaced by −inf, and ``masked_fill`` gives those entries a zero gradient.
+    Non-members are set to −inf. The backward of ``masked_fill`` writes an exact 0 into every filled
+    entry, so no NaN from an all −inf group (``exp(−inf − (−inf))``) can reach the logits.
     """
-    nonempty = members.any(dim=dim, keepdim=True)
-    filled = values.masked_fill(~members & nonempty, float("-inf"))
-    return torch.logsumexp(filled, dim=dim).masked_fill(~nonempty.squeeze(dim), float("-inf"))
+    return torch.logsumexp(values.masked_fill(~members, float("-inf")), dim=dim)
 
 
 def _two_way_term(x: Tensor, positive: Tensor, tp: float, tn: float, dim: int) -> Tensor:
