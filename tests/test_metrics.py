@@ -108,7 +108,7 @@ def test_per_class_table() -> None:
     assert [r["excluded"] for r in rows] == [False, True, False]
     assert rows[0]["positives"] == int(targets[:, 0].sum()) and rows[1]["positives"] == 0
     assert rows[2]["ap"] == pytest.approx(100 * average_precision_score(targets[:, 2], scores[:, 2]))
-    assert np.isnan(rows[1]["ap"])
+    assert rows[1]["ap"] is None
     with pytest.raises(ValueError, match="class names"):
         per_class_ap_table(scores, targets, ["Drink"])
 

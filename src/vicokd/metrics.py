@@ -131,9 +131,10 @@ def frame_map(frame_logits: ArrayLike, frame_labels: ArrayLike) -> float:
 
 
 def per_class_ap_table(scores: ArrayLike, targets: ArrayLike, classes: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per class: ``{"class", "ap" (percent, NaN if excluded), "positives", "excluded"}``.
+    """One row per class: ``{"class", "ap", "positives", "excluded"}``.
 
-    `classes` names the C columns in order.
+    `classes` names the C columns in order. ``ap`` is in percent, and None for an excluded class
+    (no positive) so that the table serialises to strict JSON.
     """
     ap = average_precision(scores, targets)
     if len(classes) != ap.size:
@@ -142,7 +143,7 @@ def per_class_ap_table(scores: ArrayLike, targets: ArrayLike, classes: Sequence[
     return [
         {
             "class": name,
-            "ap": float(100.0 * value),
+            "ap": None if np.isnan(value) else float(100.0 * value),
             "positives": int(count),
             "excluded": bool(np.isnan(value)),
         }
