@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -197,7 +196,7 @@ def fit(config: Config, *, teacher_checkpoint: str | Path | None = None, resume:
         "best_checkpoint": str(best), "best_epoch": best_meta["epoch"],
         "val": {k.split("/", 1)[1]: v for k, v in best_meta["metrics"].items() if k.startswith("val/")},
         "test": {"seq_map": test["seq_map"], "frame_map": test["frame_map"],
-                 "per_class": per_class_ap_table(1 / (1 + np.exp(-test["seq_logits"])), test["labels"], classes)},
+                 "per_class": per_class_ap_table(test["seq_logits"], test["labels"], classes)},
         "teacher": teacher_meta, "epochs": config.optim.epochs, "seconds": round(time.perf_counter() - started, 1),
     }
     if trainer.is_global_zero:
@@ -231,13 +230,12 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Conditio
     trainer, _ = build_trainer(config, None, epochs=1, progress=progress)
     trainer.test(module, datamodule=data, verbose=False)
     result = module.last_eval
-    seq_probs = 1 / (1 + np.exp(-result["seq_logits"]))
-    frame_probs = 1 / (1 + np.exp(-result["frame_logits"]))
     report = {
         "checkpoint": str(checkpoint), "split": split, "condition": condition, "clips": len(result["ids"]),
         "seq_map": result["seq_map"], "frame_map": result["frame_map"],
-        "per_class_seq": per_class_ap_table(seq_probs, result["labels"], classes),
-        "per_class_frame": per_class_ap_table(frame_probs.reshape(-1, len(classes)),
+        # logits rank exactly as their sigmoid scores, without the ties rounding would create
+        "per_class_seq": per_class_ap_table(result["seq_logits"], result["labels"], classes),
+        "per_class_frame": per_class_ap_table(result["frame_logits"].reshape(-1, len(classes)),
                                               result["frame_labels"].reshape(-1, len(classes)), classes),
         "config": config_to_dict(config),
     }
