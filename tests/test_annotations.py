@@ -77,7 +77,7 @@ def test_fixed_class_list_rejects_unknown_label(tmp_path):
     ],
 )
 def test_bad_annotations_one_line_errors(tmp_path, content, message):
-    write(tmp_path, "train.json", content if isinstance(content, str) else content)
+    write(tmp_path, "train.json", content)
     with pytest.raises(DataError, match=message) as info:
         load_annotations(tmp_path, "train")
     assert "\n" not in str(info.value)

@@ -6,7 +6,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from media_helpers import SIZE, frame_colour, make_dataset, make_video
 
 from vicokd.cli import main
 from vicokd.config import DataConfig
@@ -14,6 +13,8 @@ from vicokd.data.cache import clip_dir, load_fbank, load_frames, prepare, read_i
 from vicokd.data.dataset import MultiViewClips, collate, normalize_video
 from vicokd.data.person_scores import write_person_scores
 from vicokd.errors import DataError
+
+from media_helpers import SIZE, frame_colour, make_dataset, make_video
 
 CONFIG = DataConfig(image_size=SIZE, num_frames=6)
 

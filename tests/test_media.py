@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from media_helpers import FPS, SAMPLE_RATE, SIZE, frame_colour, make_video
 
 from vicokd.data.media import (
     audio_chunks,
@@ -13,6 +12,8 @@ from vicokd.data.media import (
     read_grid_frames,
 )
 from vicokd.errors import DataError
+
+from media_helpers import FPS, SAMPLE_RATE, SIZE, frame_colour, make_video
 
 
 @pytest.fixture(scope="module")
