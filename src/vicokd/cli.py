@@ -236,6 +236,71 @@ def _run_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------- detect
+
+
+def _add_detect(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "detect", "person scores for every grid frame of every view (view-consistency masks)",
+                     "vicokd detect data/synthetic-home --cache cache/synthetic-home --detector groundtruth\n"
+                     "  vicokd detect data/home1 --cache cache/home1 --detector yolo --weights weights/yolov10b.pt\n"
+                     "  vicokd detect --image photo.jpg            # quick look: score + photo.detect.png\n"
+                     "  vicokd detect --video clip.mp4 --png look.png")
+    parser.add_argument("root", type=Path, nargs="?", help="dataset root (videos + annotation JSON)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="score file (default: data.person_scores, else CACHE/person_scores.npz)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="prepared cache to read frames from (default: data.cache if it holds this "
+                             "dataset, else decode the videos)")
+    parser.add_argument("--detector", default=None, help="mediapipe (default), yolo or groundtruth")
+    parser.add_argument("--weights", type=Path, default=None, help="YOLO weights file, e.g. yolov10b.pt")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="person if score > X, for the summary (default: data.person_threshold)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a score file made by another detector")
+    parser.add_argument("--image", type=Path, default=None, help="quick look at one image")
+    parser.add_argument("--video", type=Path, default=None, help="quick look at one video (2.5-FPS grid)")
+    parser.add_argument("--png", type=Path, default=None, help="quick-look picture (default: beside the input)")
+    _add_config_args(parser)
+    parser.set_defaults(func=_run_detect)
+
+
+def _run_detect(args: argparse.Namespace) -> int:
+    from vicokd.config import load_config, replace
+
+    config = load_config(args.config, args.overrides)
+    changes = {f"detect.{name}": str(value) for name, value in
+               (("detector", args.detector), ("weights", args.weights)) if value is not None}
+    config = replace(config, **changes) if changes else config
+    threshold = config.data.person_threshold if args.threshold is None else args.threshold
+    if sum(x is not None for x in (args.root, args.image, args.video)) != 1:
+        raise VicokdError("detect: give exactly one of DATA_ROOT, --image FILE, --video FILE")
+    if args.root is not None:
+        from vicokd.detect import detect_dataset
+
+        summary = detect_dataset(args.root, args.out, args.cache, config=config, threshold=threshold,
+                                 overwrite=args.overwrite)
+        print(summary.format())
+        return 0
+    from vicokd.detect import create_detector, look_image, look_video
+
+    with create_detector(config=config.detect) as detector:
+        if args.image is not None:
+            look = look_image(args.image, detector, args.png)
+            score = float(look.scores[0])
+            verdict = "person" if score > threshold else "no person"
+            print(f"{args.image}: score {score:.3f} ({verdict} at threshold {threshold:g}; "
+                  f"{len(look.detections[0])} detection(s))")
+        else:
+            look = look_video(args.video, detector, args.png, config.data.fps, threshold)
+            print(f"{args.video}: {len(look.scores)} grid frames at {config.data.fps:g} FPS")
+            print("grid  time_s  score  persons")
+            for j, (t, score, found) in enumerate(zip(look.times, look.scores, look.detections)):
+                print(f"{j:4d}  {t:6.1f}  {score:5.3f}  {len(found)}")
+            share = 100.0 * float((look.scores > threshold).mean()) if len(look.scores) else 0.0
+            print(f"person in {share:.1f} % of grid frames (score > {threshold:g})")
+    print(f"wrote {look.png}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------ main
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -243,6 +308,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_prepare,
     _add_split,
     _add_models,
+    _add_detect,
 ]
 
 
