@@ -309,6 +309,10 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_split,
     _add_models,
     _add_detect,
+    _add_train,
+    _add_distill,
+    _add_evaluate,
+    _add_methods,
 ]
 
 
