@@ -303,7 +303,13 @@ def _build_ast(config: AudioEncoderConfig) -> ASTEncoder:
         raise ConfigError(f"model.audio.max_rows: {config.max_rows} rows × {config.num_mel_bins} mel bins "
                           f"is smaller than one AST patch ({ast_config.patch_size})")
     model = ASTModel(ast_config)
-    if source is not None:
+    if source is None:
+        # transformers zero-initialises these, so from scratch the first LayerNorm sees the CLS /
+        # distillation tokens as exact zeros: 1/sqrt(eps) ≈ 1e6-scale gradients. Init as DeiT.
+        for tensor in (model.embeddings.cls_token, model.embeddings.distillation_token,
+                       model.embeddings.position_embeddings):
+            nn.init.trunc_normal_(tensor, std=0.02)
+    else:
         state = {key.removeprefix("audio_spectrogram_transformer."): value
                  for key, value in load_weights(source, "model.audio.pretrained").items()
                  if not key.startswith("classifier.")}

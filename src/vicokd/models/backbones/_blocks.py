@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor, nn
 
 from vicokd.errors import ConfigError
@@ -156,7 +155,7 @@ class Encoder(nn.Module):
     def __init__(self, dim: int, depth: int, heads: int, ffn: int, *, head_dim: int | None = None,
                  dropout: float = 0.0, drop_path: float = 0.0, final_norm: bool = True) -> None:
         super().__init__()
-        rates = torch.linspace(0.0, drop_path, depth).tolist() if depth > 1 else [drop_path] * depth
+        rates = [drop_path * i / (depth - 1) for i in range(depth)] if depth > 1 else [drop_path] * depth
         self.blocks = nn.ModuleList(
             Block(dim, heads, ffn, head_dim=head_dim, dropout=dropout, drop_path=rate) for rate in rates
         )
