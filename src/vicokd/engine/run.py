@@ -17,8 +17,11 @@ run (deterministic CPU).
 
 from __future__ import annotations
 
+import csv
+import logging
 import os
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,46 @@ class Throughput(Callback):
         module.log("clips_per_s", rate, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
 
 
+class RunCSVLogger(CSVLogger):
+    """``metrics.csv`` in the run directory; on resume keeps the rows of the finished epochs.
+
+    (Lightning's CSV logger deletes an existing file when it starts.)
+    """
+
+    def __init__(self, directory: Path, keep_through_epoch: int | None = None) -> None:
+        super().__init__(save_dir=directory, name="", version="")
+        self._keep_through_epoch = keep_through_epoch
+
+    @property
+    def experiment(self) -> Any:
+        if self._experiment is not None:
+            return self._experiment
+        path = Path(self.log_dir) / "metrics.csv"
+        kept: list[dict[str, str]] = []
+        if self._keep_through_epoch is not None and path.is_file():
+            with path.open(newline="") as handle:
+                kept = [row for row in csv.DictReader(handle)
+                        if row.get("epoch", "") != "" and int(float(row["epoch"])) <= self._keep_through_epoch]
+        experiment = super().experiment
+        if kept and experiment is not None:
+            experiment.metrics_keys = sorted({key for row in kept for key in row})
+            with path.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=experiment.metrics_keys)
+                writer.writeheader()
+                writer.writerows(kept)
+        return experiment
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's banner lines and known-harmless warnings off the user's screen."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                 "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*", ".*exists and is not empty.*",
+                    ".*does not have many workers.*", ".*litlogger.*", ".*Checkpoint directory .* exists.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 def run_dir(config: Config) -> Path:
     return Path(config.train.out_dir) / config.train.name
 
@@ -72,7 +115,10 @@ def _devices(config: Config) -> tuple[Any, str]:
 
 
 def build_trainer(config: Config, directory: Path | None, *, epochs: int, monitor_split: str = "val",
-                  progress: bool = True) -> tuple[L.Trainer, SafetensorsModelCheckpoint | None]:
+                  progress: bool = True, resume_epoch: int | None = None
+                  ) -> tuple[L.Trainer, SafetensorsModelCheckpoint | None]:
+    """A Lightning trainer; with a run `directory`: checkpoints, CSV and TensorBoard logs."""
+    _quiet_lightning()
     devices, strategy = _devices(config)
     callbacks: list[Callback] = [Throughput()] if directory else []
     checkpoint = None
@@ -80,9 +126,12 @@ def build_trainer(config: Config, directory: Path | None, *, epochs: int, monito
     if directory is not None:
         checkpoint = SafetensorsModelCheckpoint(
             dirpath=directory / "checkpoints", filename="best", monitor=f"{monitor_split}/{config.train.monitor}",
-            mode="max", save_last=True, save_top_k=1, enable_version_counter=False)
-        callbacks.append(checkpoint)
-        loggers = [CSVLogger(save_dir=directory, name="", version=""),
+            mode="max", save_top_k=1, enable_version_counter=False)
+        # `last` every epoch (Lightning's save_last only follows epochs that improved `best`)
+        latest = SafetensorsModelCheckpoint(dirpath=directory / "checkpoints", filename="last", monitor=None,
+                                            save_top_k=1, enable_version_counter=False)
+        callbacks += [checkpoint, latest]
+        loggers = [RunCSVLogger(directory, resume_epoch),
                    TensorBoardLogger(save_dir=directory, name="tb", version="", default_hp_metric=False)]
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
@@ -177,8 +226,9 @@ def fit(config: Config, *, teacher_checkpoint: str | Path | None = None, resume:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.yaml").write_text(config_to_yaml(config))
     monitor_split = "val"
+    resume_epoch = read_meta(last)["epoch"] if resume else None
     trainer, checkpoint = build_trainer(config, directory, epochs=config.optim.epochs, monitor_split=monitor_split,
-                                        progress=progress)
+                                        progress=progress, resume_epoch=resume_epoch)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     best = Path(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else last
     best_meta = read_meta(best)

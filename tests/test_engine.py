@@ -1,0 +1,205 @@
+"""Training engine end to end on tiny real mp4 data: teacher, distillation, evaluate, resume, errors."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vicokd.cli import main
+from vicokd.config import load_config
+from vicokd.data.cache import prepare, read_index
+from vicokd.data.person_scores import write_person_scores
+from vicokd.engine.checkpoint import read_meta
+from vicokd.engine.run import fit
+from vicokd.errors import VicokdError
+
+from media_helpers import make_dataset
+
+CONFIGS = Path(__file__).parent.parent / "configs" / "demo"
+
+
+def set_args(overrides: list[str]) -> list[str]:
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    base = tmp_path_factory.mktemp("engine")
+    make_dataset(base / "data")
+    overrides = [f"data.root={base / 'data'}", f"data.cache={base / 'cache'}", "data.image_size=[48,64]",
+                 "data.num_frames=6", "data.val_fraction=0.5", "optim.epochs=2", "optim.batch_size=2",
+                 f"train.out_dir={base / 'runs'}", "train.log_every_n_steps=1"]
+    config = load_config(CONFIGS / "teacher.yaml", overrides)
+    index = prepare(base / "data", config.data.cache, config.data, workers=1, progress=False)
+    rng = np.random.default_rng(0)
+    scores = {key: (rng.random((meta.num_views, meta.length)) > 0.3).astype(np.float32)
+              for key, meta in index.clips.items()}
+    write_person_scores(Path(config.data.cache) / "person_scores.npz", scores, detector="test")
+    return base, overrides
+
+
+@pytest.fixture(scope="module")
+def teacher(workspace):
+    _, overrides = workspace
+    config = load_config(CONFIGS / "teacher.yaml", overrides)
+    summary = fit(config, progress=False)
+    return Path(summary["best_checkpoint"]), summary
+
+
+def test_teacher_run_directory(teacher, workspace):
+    checkpoint, summary = teacher
+    run = checkpoint.parent.parent
+    for name in ("config.yaml", "metrics.csv", "summary.json", "checkpoints/last.safetensors",
+                 "checkpoints/last.json", "checkpoints/best.safetensors", "checkpoints/best.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    meta = read_meta(checkpoint)
+    assert meta["role"] == "teacher" and meta["classes"] == ["Drink", "Enter", "Sitdown", "UsePhone"]
+    assert summary["selection_split"] == "val" and 0 <= summary["test"]["seq_map"] <= 100
+    with (run / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {"train/loss_epoch", "train/frame", "train/seq", "val/seq_map", "val/frame_map"} <= set(rows[0])
+    assert sorted({row["epoch"] for row in rows if row["val/seq_map"]}) == ["0", "1"]
+    sidecar = json.loads((run / "checkpoints" / "last.json").read_text())
+    assert sidecar["optimizer_states"] and sidecar["lr_schedulers"] and "rng" in sidecar
+
+
+@pytest.mark.parametrize(("method", "supervision", "terms"), [
+    ("vicokd", "frame", {"frame", "seq", "fd", "ld", "vc"}),
+    ("cokd", "sequence", {"seq", "fd", "ld"}),
+    ("modalkd", "frame", {"frame", "seq", "modal"}),
+])
+def test_distill_methods_log_their_terms(teacher, workspace, method, supervision, terms):
+    base, overrides = workspace
+    ckpt, _ = teacher
+    code = main(["distill", "--config", str(CONFIGS / "student.yaml"), "--teacher", str(ckpt), "--method", method,
+                 "--supervision", supervision, *set_args(overrides),
+                 "--set", f"train.name={method}-{supervision}", "--set", "optim.epochs=1"])
+    assert code == 0
+    run = base / "runs" / f"{method}-{supervision}"
+    with (run / "metrics.csv").open() as handle:
+        logged = {k.split("/", 1)[1] for k in next(csv.DictReader(handle)) if k.startswith("train/")}
+    backbone_terms = {"human"}  # MultiTSF's human head trains on the person scores
+    assert logged - {"loss_step", "loss_epoch"} == terms | backbone_terms
+    student = load_file(str(run / "checkpoints" / "best.safetensors"))
+    assert not any("audio_encoder" in name for name in student), "student checkpoint holds no audio encoder"
+    assert read_meta(run / "checkpoints" / "best.safetensors")["teacher"]["checkpoint"] == str(ckpt)
+
+
+def test_teacher_is_frozen_during_distillation(teacher, workspace):
+    from vicokd.engine.module import ViCoKDModule
+    from vicokd.engine.run import load_teacher
+
+    _, overrides = workspace
+    ckpt, _ = teacher
+    config = load_config(CONFIGS / "student.yaml", overrides)
+    model, meta = load_teacher(ckpt, config, read_index(config.data.cache).classes)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    module = ViCoKDModule(config, read_index(config.data.cache).classes, model, meta)
+    assert all(not p.requires_grad for p in model.parameters())
+    assert not any(name.startswith("_teacher") for name, _ in module.named_parameters())
+    optimizer = module.configure_optimizers()["optimizer"]
+    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == sum(
+        p.numel() for p in module.model.parameters())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_evaluate_cli_and_conditions(teacher, capsys):
+    ckpt, summary = teacher
+    assert main(["evaluate", "--ckpt", str(ckpt), "--split", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "sequence mAP" in out and "Sitdown" in out
+    report = json.loads((ckpt.parent.parent / "eval" / "test-av.json").read_text())
+    assert report["seq_map"] == pytest.approx(summary["test"]["seq_map"])
+    assert report["frame_map"] == pytest.approx(summary["test"]["frame_map"])
+    assert main(["evaluate", "--ckpt", str(ckpt), "--condition", "visual"]) == 0
+    assert (ckpt.parent.parent / "eval" / "test-visual.json").is_file()
+
+
+def test_resume_gives_the_same_result(workspace, monkeypatch):
+    import lightning as L
+
+    from vicokd.engine import run as run_module
+
+    base, overrides = workspace
+    config = load_config(CONFIGS / "teacher.yaml", [*overrides, "optim.epochs=3", "train.name=full"])
+    fit(config, progress=False)
+
+    class Crash(L.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == 2:
+                raise KeyboardInterrupt
+
+    original = run_module.build_trainer
+
+    def crashing(*args, **kwargs):
+        trainer, checkpoint = original(*args, **kwargs)
+        trainer.callbacks.append(Crash())
+        return trainer, checkpoint
+
+    killed = load_config(CONFIGS / "teacher.yaml", [*overrides, "optim.epochs=3", "train.name=killed"])
+    monkeypatch.setattr(run_module, "build_trainer", crashing)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        fit(killed, progress=False)
+    monkeypatch.setattr(run_module, "build_trainer", original)
+    assert read_meta(base / "runs" / "killed" / "checkpoints" / "last.safetensors")["epoch"] == 1
+    summary = fit(killed, resume=True, progress=False)
+    full = load_file(str(base / "runs" / "full" / "checkpoints" / "last.safetensors"))
+    resumed = load_file(str(base / "runs" / "killed" / "checkpoints" / "last.safetensors"))
+    weights = [k for k in full if k.startswith("/state_dict/")]
+    assert weights and all(torch.equal(full[k], resumed[k]) for k in weights)
+    full_summary = json.loads((base / "runs" / "full" / "summary.json").read_text())
+    assert summary["test"]["seq_map"] == full_summary["test"]["seq_map"]
+    with (base / "runs" / "killed" / "metrics.csv").open() as handle:
+        epochs = sorted({row["epoch"] for row in csv.DictReader(handle) if row["val/seq_map"]})
+    assert epochs == ["0", "1", "2"]
+
+
+def test_clear_errors(teacher, workspace, tmp_path, capsys):
+    base, overrides = workspace
+    ckpt, _ = teacher
+    sets = set_args(overrides)
+    # a run that exists is not overwritten
+    assert main(["train", "--config", str(CONFIGS / "teacher.yaml"), *sets]) == 2
+    assert "run exists; use --resume" in capsys.readouterr().err
+    # a student checkpoint is not a teacher
+    student = base / "runs" / "vicokd-frame" / "checkpoints" / "best.safetensors"
+    if student.is_file():
+        assert main(["distill", "--config", str(CONFIGS / "student.yaml"), "--teacher", str(student), *sets,
+                     "--set", "train.name=x"]) == 2
+        assert "not a teacher" in capsys.readouterr().err
+    # width mismatch
+    assert main(["distill", "--config", str(CONFIGS / "student.yaml"), "--teacher", str(ckpt), *sets,
+                 "--set", "model.dim=32", "--set", "train.name=y"]) == 2
+    assert "feature distillation needs equal widths" in capsys.readouterr().err
+    # missing person scores for a masked method
+    assert main(["distill", "--config", str(CONFIGS / "student.yaml"), "--teacher", str(ckpt), *sets,
+                 "--set", f"data.person_scores={tmp_path / 'none.npz'}", "--set", "train.name=z"]) == 2
+    err = capsys.readouterr().err
+    assert "needs person scores; make them with `vicokd detect" in err and "Traceback" not in err
+    # missing checkpoint
+    assert main(["evaluate", "--ckpt", str(tmp_path / "nope.safetensors")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_and_names_the_term(workspace, monkeypatch):
+    from vicokd.engine import module as module_lib
+
+    base, overrides = workspace
+    original = module_lib.compute_losses
+
+    def poisoned(*args, **kwargs):
+        losses = original(*args, **kwargs)
+        losses.terms["seq"] = losses.terms["seq"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(module_lib, "compute_losses", poisoned)
+    config = load_config(CONFIGS / "teacher.yaml", [*overrides, "train.name=nan"])
+    with pytest.raises(VicokdError, match="loss term 'seq' is nan"):
+        fit(config, progress=False)
+    assert not (base / "runs" / "nan" / "checkpoints" / "last.safetensors").exists()
