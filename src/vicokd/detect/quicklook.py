@@ -53,7 +53,7 @@ def draw_detections(frame: np.ndarray, detections: list[Detection], caption: str
     pixels = frame.astype(np.float32)
     for found in detections:
         if found.mask is not None and found.mask.shape == frame.shape[:2]:
-            alpha = 0.45 * np.clip(found.mask, 0, 1)[..., None]
+            alpha = 0.35 * np.clip(found.mask, 0, 1)[..., None]
             pixels = pixels * (1 - alpha) + MASK * alpha
     image = Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
