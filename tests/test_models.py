@@ -354,6 +354,8 @@ def test_config_errors_name_the_field() -> None:
         tiny_model(audio={"ast_kwargs": {"max_length": 32}})
     with pytest.raises(ConfigError, match=r"model\.multitsf\.temporal_heads"):
         tiny_model(multitsf={"temporal_heads": 3})
+    with pytest.raises(ConfigError, match=r"model\.audio\.chunk_size"):
+        tiny_model(audio={"chunk_size": 0})
 
 
 def test_visual_attention_maps() -> None:

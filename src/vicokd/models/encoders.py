@@ -131,8 +131,6 @@ class ChunkedEncoder(nn.Module):
     def __init__(self, net: nn.Module, width: int, dim: int, *, item_ndim: int, chunk_size: int,
                  checkpointing: bool = False, freeze: bool = False) -> None:
         super().__init__()
-        if chunk_size < 1:
-            raise ConfigError(f"chunk_size: must be at least 1, got {chunk_size}")
         self.net = net
         self.proj = nn.Linear(width, dim) if width != dim else nn.Identity()
         self.item_ndim = item_ndim
@@ -168,8 +166,14 @@ class ChunkedEncoder(nn.Module):
 # ------------------------------------------------------------------------------ visual
 
 
+def _check_chunk_size(size: int, where: str) -> None:
+    if size < 1:
+        raise ConfigError(f"{where}: must be at least 1, got {size}")
+
+
 def build_visual_encoder(config: VisualEncoderConfig, dim: int) -> ChunkedEncoder:
     """timm model ``config.name`` (with ``timm_kwargs``), local pretrained weights, chunked."""
+    _check_chunk_size(config.chunk_size, "model.visual.chunk_size")
     if not timm.is_model(config.name):
         raise ConfigError(f"model.visual.name: {config.name!r} is not a timm model")
     kwargs: dict[str, Any] = dict(config.timm_kwargs)
@@ -327,6 +331,7 @@ def _build_ast(config: AudioEncoderConfig) -> ASTEncoder:
 
 def build_audio_encoder(config: AudioEncoderConfig, dim: int) -> ChunkedEncoder:
     """AST (``kind: ast``) or fbank MLP (``kind: mlp``) over (…, R, M) chunks, chunked, → D."""
+    _check_chunk_size(config.chunk_size, "model.audio.chunk_size")
     if config.kind == "mlp":
         if config.pretrained is not None:
             raise ConfigError("model.audio.pretrained: only kind 'ast' loads pretrained weights")
