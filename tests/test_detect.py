@@ -137,6 +137,13 @@ def test_quick_look_errors_are_one_line(tmp_path, capsys):
     assert "unknown detector 'nope'" in capsys.readouterr().err
 
 
+def test_mediapipe_missing_says_what_to_install(monkeypatch):
+    for name in ("mediapipe", "mediapipe.python", "mediapipe.python.solution_base"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails, as when not installed
+    with pytest.raises(DetectorError, match=r"pip install 'vicokd\[mediapipe\]'"):
+        create_detector("mediapipe")
+
+
 # --------------------------------------------------------------------------------------- YOLO
 
 

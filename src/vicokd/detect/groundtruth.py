@@ -63,4 +63,4 @@ class GroundTruthDetector(PersonDetector):
                             "images (use --detector mediapipe or yolo)")
 
     def describe(self) -> dict[str, object]:
-        return {"detector": self.name, "source": str(self.path)}
+        return {"detector": self.name, "source": self.path.name}
