@@ -203,3 +203,31 @@ def test_nan_loss_stops_and_names_the_term(workspace, monkeypatch):
     with pytest.raises(VicokdError, match="loss term 'seq' is nan"):
         fit(config, progress=False)
     assert not (base / "runs" / "nan" / "checkpoints" / "last.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_two_process_gloo_matches_single_process(teacher, workspace, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    base, overrides = workspace
+    ckpt, _ = teacher
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for split in ("test", "val"):
+        single, double = tmp_path / f"single-{split}.json", tmp_path / f"ddp-{split}.json"
+        assert main(["evaluate", "--ckpt", str(ckpt), "--split", split, "--out", str(single)]) == 0
+        done = subprocess.run([*torchrun, "-m", "vicokd", "evaluate", "--ckpt", str(ckpt), "--split", split,
+                               "--out", str(double)], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        one, two = json.loads(single.read_text()), json.loads(double.read_text())
+        assert two["clips"] == one["clips"]  # the sampler's padding duplicate was removed
+        assert (two["seq_map"], two["frame_map"]) == (one["seq_map"], one["frame_map"])
+    # distillation itself runs under torchrun (DDP, gloo)
+    done = subprocess.run([*torchrun, "-m", "vicokd", "distill", "--config", str(CONFIGS / "student.yaml"),
+                           "--teacher", str(ckpt), "--method", "vicokd", *set_args(overrides),
+                           "--set", "train.name=ddp", "--set", "optim.epochs=1"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (base / "runs" / "ddp" / "summary.json").is_file()

@@ -7,7 +7,8 @@ term by name plus their weighted ``total``. Terms (B batch, V views, T frames, C
 * ``frame``  L_F  = TwoWay(frame_logits (B·T, C), frame_labels)            (supervision ``frame``)
 * ``seq``    λ·L_S = λ·TwoWay(seq_logits (B, C), labels)
 * ``cas``    MultiASL: TwoWay(cas_top (B, C), labels)                       (backbone auxiliary)
-* ``gce``    MultiASL: GCE(actionness, pseudo-targets) of its two heads     (backbone auxiliary)
+* ``gce``    MultiASL: GCE of its two actionness heads (B, T, 2) against pseudo-targets: frame t
+             is 1 where it is a top-k frame of a class of the clip (backbone auxiliary)
 * ``human``  MultiTSF: CE over T of human_logits vs person scores           (when scores are loaded)
 * ``fd``     Eq. 7 over the stages F^attn and F^AV                          (teacher detached)
 * ``ld``     Eq. 8 on every view's frame logits, temperature τ              (teacher detached)
@@ -135,9 +136,11 @@ def _asl_terms(extras: dict[str, Tensor], labels: Tensor, config: ModelConfig) -
     terms: dict[str, Tensor] = {}
     if "cas_top" in extras:
         terms["cas"] = two_way_loss(extras["cas_top"], labels)
-    if "actionness" in extras and "actionness_targets" in extras:
+    if "actionness" in extras and "topk_mask" in extras:
+        # pseudo-target of frame t: it is among the top-k frames of a class present in the clip
+        targets = (extras["topk_mask"] * labels[:, None, :]).amax(dim=-1, keepdim=True)
         terms["gce"] = generalized_cross_entropy_with_logits(
-            extras["actionness"], extras["actionness_targets"].detach(), q=config.multiasl.gce_q)
+            extras["actionness"], targets.expand_as(extras["actionness"]).detach(), q=config.multiasl.gce_q)
     return terms
 
 

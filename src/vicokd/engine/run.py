@@ -97,7 +97,8 @@ def _quiet_lightning() -> None:
                  "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*", ".*exists and is not empty.*",
-                    ".*does not have many workers.*", ".*litlogger.*", ".*Checkpoint directory .* exists.*"):
+                    ".*does not have many workers.*", ".*litlogger.*", ".*Checkpoint directory .* exists.*",
+                    ".*all_gather is deprecated.*", ".*sync_dist=True.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
