@@ -235,8 +235,8 @@ def _existing(out: Path, settings: dict[str, object], overwrite: bool) -> dict[s
         return {}
     scores, meta = read_person_scores(out)
     if meta.get("settings") != settings:
-        raise VicokdError(f"{out}: made by another detector or settings ({meta.get('settings')}); "
-                          "pass --overwrite to replace it, or choose another --out")
+        raise VicokdError(f"{out}: made by another detector or settings ({meta.get('settings')}, now "
+                          f"{settings}); pass --overwrite to replace it, or choose another --out")
     return scores
 
 
