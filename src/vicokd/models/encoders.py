@@ -155,12 +155,20 @@ class ChunkedEncoder(nn.Module):
             return checkpoint(self.net, chunk, use_reentrant=False)
         return self.net(chunk)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(*lead, *item) → (*lead, D)."""
+    def features(self, x: Tensor) -> Tensor:
+        """`net` features before the projection: (*lead, *item) → (*lead, width), in chunks.
+
+        A frozen encoder's features can be computed once and cached (``vicokd prepare
+        --features``); ``proj`` then turns them into F^V or F^A during training.
+        """
         lead = x.shape[: x.ndim - self.item_ndim]
         items = x.reshape(-1, *x.shape[len(lead):])
         features = torch.cat([self._encode(chunk) for chunk in items.split(self.chunk_size)])
-        return self.proj(features).reshape(*lead, -1)
+        return features.reshape(*lead, -1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(*lead, *item) → (*lead, D)."""
+        return self.proj(self.features(x))
 
 
 # ------------------------------------------------------------------------------ visual

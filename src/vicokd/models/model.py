@@ -11,7 +11,9 @@
 - ``"video"``  (B, V, T, 3, H, W) float, already normalised;
 - ``"audio"``  (B, V, T, R, M) float log-mel chunks (teacher only; a student ignores it);
 - ``"audio_present"`` (B, V) bool (teacher only; default all True): a False view gets
-  F^attn = 0, so F^AV = F^V.
+  F^attn = 0, so F^AV = F^V;
+- or, for frozen encoders, ``"visual_features"`` / ``"audio_features"`` (B, V, T, width): the
+  cached outputs of the encoders' networks (before their projection to D) in place of video/audio.
 
 and returns a :class:`ModelOutput` (B batch, V views, T frames, C classes, D = ``model.dim``):
 
@@ -96,6 +98,14 @@ class MultiViewActionModel(nn.Module):
         """F^V (B, V, T, D) from video (B, V, T, 3, H, W); any leading axes work."""
         return self.visual_encoder(video)
 
+    def _checked_audio(self, audio: Tensor | None, lead: tuple[int, ...]) -> Tensor:
+        expected = (*lead, self.config.audio.num_mel_bins)
+        if audio is None or audio.ndim != 5 or (*audio.shape[:3], audio.shape[-1]) != expected:
+            got = None if audio is None else tuple(audio.shape)
+            raise VicokdError(f"batch['audio']: the teacher needs (B, V, T, R, M) = "
+                              f"({', '.join(map(str, expected[:3]))}, R, {expected[3]}), got {got}")
+        return audio
+
     def visual_attention(self, frames: Tensor) -> Tensor:
         """Last-block CLS attention of the visual ViT over patches, mean over heads.
 
@@ -106,19 +116,19 @@ class MultiViewActionModel(nn.Module):
         return maps.reshape(*lead, *maps.shape[-2:])
 
     def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
-        video = batch["video"]
-        if video.ndim != 6:
-            raise VicokdError(f"batch['video']: expected (B, V, T, 3, H, W), got {tuple(video.shape)}")
-        visual = self.visual_encoder(video)
+        if "visual_features" in batch:  # frozen encoder, features cached by `prepare --features`
+            visual = self.visual_encoder.proj(batch["visual_features"])
+        else:
+            video = batch["video"]
+            if video.ndim != 6:
+                raise VicokdError(f"batch['video']: expected (B, V, T, 3, H, W), got {tuple(video.shape)}")
+            visual = self.visual_encoder(video)
         present = None
         if self.is_teacher:
-            audio_in = batch.get("audio")
-            expected = (*video.shape[:3], self.config.audio.num_mel_bins)
-            if audio_in is None or audio_in.ndim != 5 or (*audio_in.shape[:3], audio_in.shape[-1]) != expected:
-                got = None if audio_in is None else tuple(audio_in.shape)
-                raise VicokdError(f"batch['audio']: the teacher needs (B, V, T, R, M) = "
-                                  f"({', '.join(map(str, expected[:3]))}, R, {expected[3]}), got {got}")
-            audio = self.audio_encoder(audio_in)
+            if "audio_features" in batch:
+                audio = self.audio_encoder.proj(batch["audio_features"])
+            else:
+                audio = self.audio_encoder(self._checked_audio(batch.get("audio"), visual.shape[:3]))
             present = batch.get("audio_present")
         else:
             audio = self.adapter(visual)
