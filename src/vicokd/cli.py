@@ -64,11 +64,19 @@ def _run_config(args: argparse.Namespace) -> int:
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
     parser = _parser(sub, "prepare", "decode every clip once into the on-disk cache (resumable)",
-                     "vicokd prepare data/synthetic-home --out cache/synthetic-home --size 96x128")
+                     "vicokd prepare demo/data --out demo/cache --size 64x64\n  "
+                     "vicokd prepare demo/data --out demo/cache --config configs/demo/teacher.yaml "
+                     "--features demo/features --encoders-from demo/runs/teacher/checkpoints/best.safetensors")
     parser.add_argument("root", type=Path, help="dataset root (videos + annotation JSON)")
     parser.add_argument("--out", type=Path, required=True, help="cache directory")
     parser.add_argument("--size", default=None, help="frame size HxW (default: from config, 224x224)")
     parser.add_argument("--workers", type=int, default=2, help="parallel processes over clips")
+    parser.add_argument("--features", type=Path, default=None, metavar="DIR",
+                        help="also cache frozen-encoder features of the config's encoders in DIR "
+                             "(train with --set data.features=DIR)")
+    parser.add_argument("--encoders-from", type=Path, default=None, metavar="CKPT",
+                        help="with --features: take the encoder weights from this vicokd checkpoint")
+    parser.add_argument("--no-audio", action="store_true", help="with --features: visual features only")
     _add_config_args(parser)
     parser.set_defaults(func=_run_prepare)
 
@@ -85,10 +93,16 @@ def _run_prepare(args: argparse.Namespace) -> int:
     from vicokd.config import load_config, replace
     from vicokd.data.cache import prepare
 
-    config = load_config(args.config, args.overrides).data
+    config = load_config(args.config, args.overrides)
+    data = replace(config.data, cache=str(args.out))
     if args.size:
-        config = replace(config, image_size=_parse_size(args.size, "--size"))
-    prepare(args.root, args.out, config, workers=args.workers)
+        data = replace(data, image_size=_parse_size(args.size, "--size"))
+    prepare(args.root, args.out, data, workers=args.workers)
+    if args.features is not None:
+        from vicokd.engine.features import compute_features
+
+        compute_features(replace(config, data=data), args.features, encoders_from=args.encoders_from,
+                         audio=not args.no_audio)
     return 0
 
 

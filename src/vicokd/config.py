@@ -51,6 +51,7 @@ class DataConfig:
     split_seed: int = 0
     person_scores: str | None = None  # scores file from `vicokd detect`; None = <cache>/person_scores.npz
     person_threshold: float = 0.5  # mask m = score > threshold
+    features: str | None = None  # cached frozen-encoder features (`vicokd prepare --features DIR`)
     num_workers: int = 2
 
 

@@ -8,6 +8,9 @@ key                shape / type                meaning
 ``video``          uint8 (V, T, 3, H, W)       RGB frames; normalise on the device with
                                                :func:`normalize_video` (4× less to move than float)
 ``audio``          float32 (V, T, R, M)        normalised log-mel chunk of each sampled frame
+                                               (``load_audio``)
+``*_features``     float32 (V, T, W)           ``visual_features`` / ``audio_features`` instead
+                                               of video / audio when a feature cache is given
 ``audio_present``  bool (V,)                   False for a view whose file has no audio track
 ``frame_labels``   float32 (T, C)              multi-hot labels of the sampled grid frames
 ``labels``         float32 (C,)                multi-hot clip label (every label of every segment)
@@ -36,6 +39,7 @@ from torch.utils.data import Dataset
 
 from vicokd.data.annotations import frame_labels, sequence_labels
 from vicokd.data.cache import CacheIndex, load_fbank, load_frames, read_index
+from vicokd.data.features import load_features, read_feature_index
 from vicokd.data.person_scores import read_person_scores
 from vicokd.data.sampling import sample_indices
 from vicokd.data.split import stratified_split
@@ -71,6 +75,7 @@ class MultiViewClips(Dataset):
         split_seed: int = 0,
         seed: int = 0,
         load_audio: bool = True,
+        features: str | Path | None = None,
     ) -> None:
         self.index = read_index(cache_dir)
         self.cache_dir = Path(cache_dir)
@@ -82,6 +87,9 @@ class MultiViewClips(Dataset):
         self.seed = seed
         self.epoch = 0
         self.load_audio = load_audio
+        self.features = Path(features) if features is not None else None
+        if self.features is not None:
+            read_feature_index(self.features)
         self.scores: dict[str, np.ndarray] | None = None
         if person_scores is not None:
             self.scores, _ = read_person_scores(person_scores)
@@ -114,9 +122,7 @@ class MultiViewClips(Dataset):
         key = self.keys[index]
         meta = self.index.clips[key]
         frames_at = self.sample(index, epoch)
-        frames = load_frames(self.cache_dir, key)[:, frames_at]  # (V, T, H, W, 3)
         item: dict[str, Any] = {
-            "video": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 1, 4, 2, 3))),
             "audio_present": torch.tensor(meta.audio_present, dtype=torch.bool),
             "frame_labels": torch.from_numpy(frame_labels(meta.segments, meta.length, self.classes,
                                                           self.index.fps)[frames_at]),
@@ -125,16 +131,28 @@ class MultiViewClips(Dataset):
             "index": index,
             "key": key,
         }
-        if self.load_audio:
-            item["audio"] = torch.from_numpy(load_fbank(self.cache_dir, key)[:, frames_at].astype(np.float32))
+        if self.features is not None:
+            item["visual_features"] = self._features(key, "visual", frames_at)
+            if self.load_audio:
+                item["audio_features"] = self._features(key, "audio", frames_at)
+        else:
+            frames = load_frames(self.cache_dir, key)[:, frames_at]  # (V, T, H, W, 3)
+            item["video"] = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 1, 4, 2, 3)))
+            if self.load_audio:
+                item["audio"] = torch.from_numpy(load_fbank(self.cache_dir, key)[:, frames_at].astype(np.float32))
         if self.scores is not None:
             item["person"] = torch.from_numpy(self.scores[key][:, frames_at].astype(np.float32))
         return item
 
 
+    def _features(self, key: str, modality: str, frames_at: np.ndarray) -> torch.Tensor:
+        assert self.features is not None
+        return torch.from_numpy(load_features(self.features, key, modality)[:, frames_at].astype(np.float32))
+
+
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples into a batch; fbank rows are zero-padded to the longest; views must agree."""
-    views = {s["video"].shape[0] for s in samples}
+    views = {s["audio_present"].shape[0] for s in samples}
     if len(views) > 1:
         keys = [s["key"] for s in samples]
         raise DataError(f"clips {keys} have different numbers of views {sorted(views)}; batch clips of equal V")

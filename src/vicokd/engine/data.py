@@ -71,7 +71,7 @@ class ClipsDataModule(L.LightningDataModule):
             data.cache, split, data.num_frames, mode,  # type: ignore[arg-type]
             person_scores=person_scores_path(self.config) if self.person else None,
             val_fraction=data.val_fraction, split_seed=data.split_seed, seed=self.config.train.seed,
-            load_audio=self.load_audio,
+            load_audio=self.load_audio, features=data.features,
         )
 
     def _loader(self, dataset: MultiViewClips, sampler: Sampler | None = None) -> DataLoader:

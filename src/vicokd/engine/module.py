@@ -41,7 +41,7 @@ def apply_condition(batch: dict[str, Any], condition: Condition, seed: int = 0) 
     ``av``: as recorded. ``audio-missing``: each view's audio is dropped with probability ½
     (seeded by the clip ids: broken microphones). ``visual``: every view's audio is dropped.
     """
-    if condition == "av" or "audio" not in batch:
+    if condition == "av" or "audio_present" not in batch:
         return batch
     present = batch["audio_present"].clone()
     if condition == "visual":
@@ -50,8 +50,12 @@ def apply_condition(batch: dict[str, Any], condition: Condition, seed: int = 0) 
         for row, index in enumerate(batch["index"].tolist()):
             generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
             present[row] &= torch.rand(present.shape[1], generator=generator) >= 0.5
-    audio = batch["audio"] * present[:, :, None, None, None].to(batch["audio"].dtype)
-    return {**batch, "audio": audio, "audio_present": present}
+    out = {**batch, "audio_present": present}
+    for name in ("audio", "audio_features"):  # the model ignores absent views; zero them for clarity
+        if name in batch:
+            shape = (*present.shape, *[1] * (batch[name].ndim - 2))
+            out[name] = batch[name] * present.reshape(shape).to(batch[name].dtype)
+    return out
 
 
 class ViCoKDModule(L.LightningModule):
@@ -80,6 +84,8 @@ class ViCoKDModule(L.LightningModule):
         return self._teacher[0] if self._teacher else None
 
     def _inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if "video" not in batch:  # cached frozen-encoder features
+            return batch
         data = self.config.data
         return {**batch, "video": normalize_video(batch["video"], data.mean, data.std)}
 

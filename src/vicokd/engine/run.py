@@ -35,6 +35,7 @@ from vicokd.data.cache import read_index
 from vicokd.data.split import write_json_atomic
 from vicokd.engine.checkpoint import SafetensorsCheckpointIO, load_state_dict, read_meta
 from vicokd.engine.data import ClipsDataModule, person_scores_path
+from vicokd.engine.features import apply_feature_cache, load_cached_encoders
 from vicokd.engine.module import Condition, ViCoKDModule
 from vicokd.errors import VicokdError
 from vicokd.methods import get_method
@@ -172,6 +173,10 @@ def load_teacher(path: str | Path, config: Config, classes: list[str]) -> tuple[
     if teacher_model["backbone"] != config.model.backbone:
         raise VicokdError(f"{path}: teacher backbone {teacher_model['backbone']!r} differs from the student's "
                           f"model.backbone {config.model.backbone!r}")
+    teacher_features = meta["config"]["data"].get("features")
+    if teacher_features != config.data.features:
+        raise VicokdError(f"{path}: teacher was trained on data.features={teacher_features!r}, the student uses "
+                          f"{config.data.features!r}; both must read the same inputs")
     if teacher_model["dim"] != config.model.dim:
         raise VicokdError(f"{path}: teacher width model.dim={teacher_model['dim']} differs from the student's "
                           f"{config.model.dim}; feature distillation needs equal widths")
@@ -200,7 +205,7 @@ def fit(config: Config, *, teacher_checkpoint: str | Path | None = None, resume:
     """Train `config.distill.method` (teacher, student, or a KD method with `teacher_checkpoint`)."""
     started = time.perf_counter()
     method = get_method(config.distill.method)
-    config = replace(config, model=replace(config.model, mode=method.role))
+    config = apply_feature_cache(replace(config, model=replace(config.model, mode=method.role)))
     if method.needs_teacher and teacher_checkpoint is None:
         raise VicokdError(f"method {method.name!r} distills from a teacher: pass --teacher CKPT")
     if not method.needs_teacher and teacher_checkpoint is not None and method.role == "student":
@@ -220,6 +225,8 @@ def fit(config: Config, *, teacher_checkpoint: str | Path | None = None, resume:
     person = _check_person_scores(config, method.needs_person_masks, method.name) and (
         method.needs_person_masks or wants_human)
     module = ViCoKDModule(config, classes, teacher, teacher_meta)
+    if config.data.features is not None:
+        load_cached_encoders(module.model, config.data.features)
     if teacher is not None and config.distill.student_init == "teacher":
         module.model.load_state_dict(teacher.state_dict(), strict=False)
     data = ClipsDataModule(config, load_audio=config.model.mode == "teacher" or teacher is not None,

@@ -1,0 +1,143 @@
+"""Compute the frozen-encoder feature cache and use it in a run (see :mod:`vicokd.data.features`).
+
+``compute_features`` runs the encoder networks of a config (weights from the config's
+``pretrained`` paths, or from the encoders of a trained vicokd checkpoint) once over every grid
+frame of every view of a prepared cache. ``apply_feature_cache`` makes a run train from those
+features: it freezes the encoders in the config and loads the cached encoder weights into the
+model, so the run's checkpoints still work on raw video (predict, export).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from vicokd.config import Config, config_to_dict
+from vicokd.data.cache import load_fbank, load_frames, read_index
+from vicokd.data.dataset import normalize_video
+from vicokd.data.features import (
+    ENCODERS_FILE,
+    FEATURES_FILE,
+    FEATURES_VERSION,
+    feature_path,
+    read_feature_index,
+)
+from vicokd.data.split import write_json_atomic
+from vicokd.engine.checkpoint import load_state_dict
+from vicokd.errors import VicokdError
+from vicokd.models import MultiViewActionModel
+
+_ENCODERS = ("visual_encoder", "audio_encoder")
+
+
+def _encoder_sections(config: Config) -> dict[str, Any]:
+    model = config_to_dict(config.model)
+    return {"visual": model["visual"], "audio": model["audio"], "image_size": list(config.data.image_size)}
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
+    os.close(fd)
+    try:
+        np.save(tmp, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def compute_features(config: Config, out: str | Path, *, encoders_from: str | Path | None = None,
+                     audio: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Encode every grid frame of `config.data.cache` with the (frozen) encoders into `out`.
+
+    Returns the feature index. Resumes: clips whose files exist are skipped. Refuses a
+    directory made with other encoder settings.
+    """
+    out = Path(out)
+    started = time.perf_counter()
+    index = read_index(config.data.cache)
+    model = MultiViewActionModel(replace(config.model, mode="teacher"), max(1, len(index.classes))).eval()
+    source = "config (pretrained paths or random initialisation)"
+    if encoders_from is not None:
+        weights = load_state_dict(encoders_from)
+        chosen = {k: v for k, v in weights.items() if k.startswith(tuple(f"{e}.net." for e in _ENCODERS))}
+        if not any(k.startswith("visual_encoder.net.") for k in chosen):
+            raise VicokdError(f"{encoders_from}: no visual encoder weights in this checkpoint")
+        has_audio = any(k.startswith("audio_encoder.net.") for k in chosen)
+        if audio and not has_audio:
+            raise VicokdError(f"{encoders_from}: a student checkpoint has no audio encoder; use a teacher "
+                              "checkpoint or --no-audio")
+        try:
+            model.load_state_dict(chosen, strict=False)
+        except RuntimeError as exc:
+            raise VicokdError(f"{encoders_from}: encoder weights do not fit model.visual/model.audio of the config "
+                              f"({str(exc).splitlines()[0]})") from None
+        source = str(encoders_from)
+    header = {"version": FEATURES_VERSION, "cache": str(config.data.cache), "model": _encoder_sections(config),
+              "source": source, "audio": audio}
+    if (out / FEATURES_FILE).is_file():
+        old = read_feature_index(out)
+        if {k: old.get(k) for k in header} != header:
+            raise VicokdError(f"{out}: features were computed with other settings; use another directory")
+    (out / "clips").mkdir(parents=True, exist_ok=True)
+    nets = {name: getattr(model, name).net for name in _ENCODERS if audio or name == "visual_encoder"}
+    save_file({f"{name}.net.{k}": v.contiguous() for name, net in nets.items() for k, v in net.state_dict().items()},
+              str(out / ENCODERS_FILE))
+    write_json_atomic(out / FEATURES_FILE, header)
+    data = config.data
+    keys = sorted(index.clips)
+    bar = tqdm(keys, desc="features", unit="clip", disable=not progress, file=sys.stderr)
+    done = 0
+    with torch.inference_mode():
+        for key in bar:
+            targets = {"visual": feature_path(out, key, "visual")}
+            if audio:
+                targets["audio"] = feature_path(out, key, "audio")
+            if all(p.is_file() for p in targets.values()):
+                continue
+            frames = torch.from_numpy(np.array(load_frames(data.cache, key))).permute(0, 1, 4, 2, 3)
+            visual = model.visual_encoder.features(normalize_video(frames, data.mean, data.std))
+            _save_array(targets["visual"], visual.to(torch.float16).numpy())
+            if audio:
+                fbank = torch.from_numpy(load_fbank(data.cache, key).astype(np.float32))
+                _save_array(targets["audio"], model.audio_encoder.features(fbank).to(torch.float16).numpy())
+            done += 1
+    if progress:
+        print(f"features of {len(keys)} clips ({done} new) in {out}, {time.perf_counter() - started:.1f} s")
+    return header
+
+
+def apply_feature_cache(config: Config) -> Config:
+    """The run config with frozen encoders when ``data.features`` is set (checked against the cache)."""
+    if config.data.features is None:
+        return config
+    header = read_feature_index(config.data.features)
+    if header["model"] != _encoder_sections(config):
+        raise VicokdError(f"{config.data.features}: features were computed with other model.visual / model.audio "
+                          "/ data.image_size settings than this config")
+    if config.model.mode == "teacher" and not header["audio"]:
+        raise VicokdError(f"{config.data.features}: has no audio features; a teacher needs them")
+    model = replace(config.model, visual=replace(config.model.visual, freeze=True),
+                    audio=replace(config.model.audio, freeze=True))
+    return replace(config, model=model)
+
+
+def load_cached_encoders(model: MultiViewActionModel, directory: str | Path) -> None:
+    """Put the encoder weights the features were computed with into `model`."""
+    weights = load_file(str(Path(directory) / ENCODERS_FILE))
+    own = set(model.state_dict())
+    missing = [k for k in own if k.startswith(tuple(f"{e}.net." for e in _ENCODERS)) and k not in weights]
+    if missing:
+        raise VicokdError(f"{directory}: cached encoder weights lack {missing[0]} (and {len(missing) - 1} more)")
+    model.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
+

@@ -1,0 +1,93 @@
+"""Frozen-encoder feature cache: computing, reading, training from features, and consistency with pixels."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vicokd.cli import main
+from vicokd.config import load_config
+from vicokd.data.cache import prepare
+from vicokd.data.dataset import MultiViewClips, collate, normalize_video
+from vicokd.data.features import load_features
+from vicokd.engine.features import apply_feature_cache, compute_features, load_cached_encoders
+from vicokd.engine.run import fit
+from vicokd.errors import VicokdError
+from vicokd.models import MultiViewActionModel
+
+from media_helpers import make_dataset
+
+CONFIGS = Path(__file__).parent.parent / "configs" / "demo"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    base = tmp_path_factory.mktemp("features")
+    make_dataset(base / "data")
+    overrides = [f"data.root={base / 'data'}", f"data.cache={base / 'cache'}", "data.image_size=[48,64]",
+                 "data.num_frames=6", "data.val_fraction=0.5", "optim.epochs=1", "optim.batch_size=2",
+                 f"train.out_dir={base / 'runs'}"]
+    config = load_config(CONFIGS / "teacher.yaml", overrides)
+    prepare(base / "data", config.data.cache, config.data, workers=1, progress=False)
+    teacher = Path(fit(config, progress=False)["best_checkpoint"])
+    return base, overrides, teacher
+
+
+def test_cli_features_and_consistency_with_pixels(setup):
+    base, overrides, teacher = setup
+    out = base / "feats"
+    args = ["prepare", str(base / "data"), "--out", str(base / "cache"), "--config", str(CONFIGS / "teacher.yaml"),
+            "--features", str(out), "--encoders-from", str(teacher)]
+    assert main([*args, *[a for o in overrides for a in ("--set", o)]]) == 0
+    visual = load_features(out, "01_00_Part1", "visual")
+    audio = load_features(out, "01_00_Part1", "audio")
+    assert visual.dtype == np.float16 and visual.shape[:2] == (3, 10) and audio.shape[:2] == (3, 10)
+
+    config = apply_feature_cache(load_config(CONFIGS / "teacher.yaml", [*overrides, f"data.features={out}"]))
+    assert config.model.visual.freeze and config.model.audio.freeze
+    model = MultiViewActionModel(config.model, 4).eval()
+    load_cached_encoders(model, out)
+    pixels = collate([MultiViewClips(config.data.cache, "test", 6)[0]])
+    cached = collate([MultiViewClips(config.data.cache, "test", 6, features=out)[0]])
+    assert "video" not in cached and cached["visual_features"].shape[:3] == (1, 3, 6)
+    pixels["video"] = normalize_video(pixels["video"], config.data.mean, config.data.std)
+    with torch.no_grad():
+        from_pixels, from_cache = model(pixels), model(cached)
+    torch.testing.assert_close(from_cache.seq_logits, from_pixels.seq_logits, atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(from_cache.visual, from_pixels.visual, atol=2e-2, rtol=2e-2)
+
+
+def test_training_from_features_and_evaluating_on_pixels(setup):
+    base, overrides, teacher = setup
+    out = base / "feats2"
+    config = load_config(CONFIGS / "teacher.yaml", overrides)
+    compute_features(config, out, encoders_from=teacher, progress=False)
+    run = load_config(CONFIGS / "teacher.yaml", [*overrides, f"data.features={out}", "train.name=frozen"])
+    summary = fit(run, progress=False)
+    assert 0 <= summary["test"]["seq_map"] <= 100
+    # the checkpoint holds the cached encoders, so it also runs on raw video
+    code = main(["evaluate", "--ckpt", summary["best_checkpoint"], "--set", "data.features=null",
+                 "--out", str(base / "pixels.json")])
+    assert code == 0
+    # a student distilled on the same features
+    student = load_config(CONFIGS / "student.yaml", [*overrides, f"data.features={out}", "train.name=s",
+                                                     "distill.method=cokd"])
+    assert fit(student, teacher_checkpoint=summary["best_checkpoint"], progress=False)["method"] == "cokd"
+    # …but not from a teacher that read pixels
+    other = load_config(CONFIGS / "student.yaml", [*overrides, f"data.features={out}", "train.name=s2",
+                                                   "distill.method=cokd"])
+    with pytest.raises(VicokdError, match="both must read the same inputs"):
+        fit(other, teacher_checkpoint=teacher, progress=False)
+
+
+def test_mismatched_encoder_settings_are_refused(setup):
+    base, overrides, teacher = setup
+    out = base / "feats3"
+    compute_features(load_config(CONFIGS / "teacher.yaml", overrides), out, encoders_from=teacher, progress=False)
+    wrong = load_config(CONFIGS / "teacher.yaml", [*overrides, f"data.features={out}",
+                                                   "model.visual.timm_kwargs.depth=1"])
+    with pytest.raises(VicokdError, match="other model.visual"):
+        apply_feature_cache(wrong)
+    with pytest.raises(VicokdError, match="no feature cache here"):
+        apply_feature_cache(load_config(CONFIGS / "teacher.yaml", [*overrides, f"data.features={base / 'none'}"]))
