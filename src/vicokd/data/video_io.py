@@ -108,6 +108,7 @@ def _encode(
         if audio is not None:
             sound = container.add_stream("aac", rate=sample_rate, layout="mono")
             sound.bit_rate = audio_bitrate
+            sound.options = {"aac_coder": "fast"}
             samples = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
         sent = 0  # audio samples handed to the encoder so far
         for index, image in enumerate(frames):

@@ -1,0 +1,302 @@
+"""`vicokd synth`: write the synthetic home as a dataset in the MultiSensor-Home layout.
+
+Layout of the output directory::
+
+    OUT/01/00-View1-Part1.mp4 …  session folders; per clip one mp4 per view: H.264 video and the
+                                 AAC track of that camera's microphone (16 kHz mono)
+    OUT/all_labels.json          every clip record {"video_url_1": …, "tricks": [{start, end, labels}]}
+    OUT/train.json, test.json    7:3 split by iterative stratification (vicokd.data.split)
+    OUT/visibility.npz           ground truth per clip (V, L): 1 where the actor is visible at grid
+                                 frame j (time j / 2.5 s), in the person-score format
+    OUT/floorplan.png, README.md the room, the cameras' fields of view, classes and coverage
+    OUT/synth.json               the options; re-running with the same options resumes
+
+Everything follows from the options: the same options give the same JSON bytes and the same
+decoded frames, whatever the number of worker processes. Clip i draws from the random stream
+``(seed, i)``, session s's lighting and clothes from ``(seed, 7919, s)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from vicokd.data.annotations import frame_labels, parse_record, sequence_labels
+from vicokd.data.person_scores import read_person_scores, write_person_scores
+from vicokd.data.split import stratified_split, write_json_atomic
+from vicokd.data.synthetic.actor import random_outfit
+from vicokd.data.synthetic.audio import SAMPLE_RATE, microphone_audio
+from vicokd.data.synthetic.render import (
+    GRID_FPS,
+    VISIBLE_SHARE,
+    ViewRenderer,
+    grid_visibility,
+    render_view,
+)
+from vicokd.data.synthetic.scene import MAX_VIEWS, Home, build_home, floor_coverage
+from vicokd.data.synthetic.script import CLASSES, ClipScript, plan_clip
+from vicokd.data.video_io import write_mp4
+from vicokd.errors import ConfigError, DataError
+
+MANIFEST = "synth.json"
+VISIBILITY = "visibility.npz"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """What to generate. `size` is (width, height) in pixels, `fps` the video frame rate (a
+    multiple of 2.5 so that the 2.5-FPS grid falls on frames), `duration` the (min, max) clip
+    length in seconds, `classes` the classes that are acted and labelled."""
+
+    clips: int = 60
+    views: int = 5
+    seed: int = 0
+    size: tuple[int, int] = (128, 96)
+    fps: float = 5.0
+    duration: tuple[float, float] = (20.0, 60.0)
+    classes: tuple[str, ...] = CLASSES
+    sessions: int = 8
+    test_fraction: float = 0.3
+    supersample: int = 2
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` (one line, naming the option) for a bad value."""
+        width, height = self.size
+        checks = [
+            (self.clips >= 1, f"--clips {self.clips}: need at least 1 clip"),
+            (1 <= self.views <= MAX_VIEWS, f"--views {self.views}: the home has 1 to {MAX_VIEWS} camera mounts"),
+            (16 <= width <= 1920 and 16 <= height <= 1080 and width % 2 == 0 and height % 2 == 0,
+             f"--size {width}x{height}: width and height must be even, 16..1920 x 16..1080 (H.264)"),
+            (self.fps > 0 and abs(self.fps / GRID_FPS - round(self.fps / GRID_FPS)) < 1e-9,
+             f"--fps {self.fps:g}: must be a multiple of {GRID_FPS} so that the 2.5-FPS grid falls on frames"),
+            (5.0 <= self.duration[0] <= self.duration[1] <= 600.0,
+             f"--duration {self.duration[0]:g}-{self.duration[1]:g}: need 5 <= min <= max <= 600 seconds"),
+            (1 <= self.sessions <= 99, f"--sessions {self.sessions}: need 1..99"),
+            (0.0 <= self.test_fraction < 1.0, f"--test {self.test_fraction:g}: need a share in [0, 1)"),
+            (1 <= self.supersample <= 4, f"--supersample {self.supersample}: need 1..4"),
+            (len(self.classes) > 0, "--classes: name at least one class"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        unknown = [c for c in self.classes if c not in CLASSES]
+        if unknown:
+            raise ConfigError(f"--classes: unknown class {unknown[0]!r} (known: {', '.join(CLASSES)})")
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """One clip to make: its index, session folder, id, view files (relative) and script."""
+
+    index: int
+    session: str
+    clip_id: str
+    videos: tuple[str, ...]
+    script: ClipScript
+    audio_seed: int
+
+    def record(self) -> dict[str, Any]:
+        """The annotation record of the clip (MultiSensor-Home format)."""
+        urls: dict[str, Any] = {f"video_url_{k + 1}": url for k, url in enumerate(self.videos)}
+        return {**urls, "tricks": self.script.tricks()}
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What a run made. Coverage per view: `floor_coverage` is the share of the open floor in
+    view; `action_visibility` the share of labelled grid frames in which the actor is visible;
+    `seen_by[n]` the share of labelled grid frames in which exactly n views see the actor."""
+
+    out: Path
+    clips: int
+    train: int
+    test: int
+    rendered: int
+    seconds: float
+    floor_coverage: tuple[float, ...]
+    action_visibility: tuple[float, ...]
+    seen_by: tuple[float, ...]
+    segments: dict[str, int]
+
+    def describe(self) -> str:
+        """A short report for the terminal."""
+        lines = [f"{self.out}: {self.clips} clips ({self.train} train, {self.test} test), "
+                 f"{self.seconds / 60:.1f} min of video per view; {self.rendered} rendered now",
+                 "view   floor seen   actor visible during actions"]
+        for k, (floor, action) in enumerate(zip(self.floor_coverage, self.action_visibility)):
+            lines.append(f"View{k + 1}  {100 * floor:9.0f} %   {100 * action:9.0f} %")
+        lines.append("labelled time seen by 0, 1, 2, … views: "
+                     + ", ".join(f"{100 * s:.0f} %" for s in self.seen_by))
+        return "\n".join(lines)
+
+
+def plan_dataset(options: SynthOptions) -> tuple[Home, list[ClipJob]]:
+    """The home and every clip's script, session and file names (no rendering)."""
+    home = build_home(options.views)
+    sessions = []
+    for s in range(options.sessions):
+        rng = np.random.default_rng([options.seed, 7919, s])
+        sessions.append((random_outfit(rng), float(rng.uniform(0.35, 1.0))))
+    jobs = []
+    per_session = -(-options.clips // options.sessions)
+    for i in range(options.clips):
+        rng = np.random.default_rng([options.seed, i])
+        session = i // per_session
+        outfit, daylight = sessions[session]
+        frames = round(float(rng.uniform(*options.duration)) * options.fps)
+        script = plan_clip(home, rng, frames / options.fps, options.classes, outfit, daylight)
+        folder, clip_id = f"{session + 1:02d}", f"{i % per_session:02d}"
+        videos = tuple(f"{folder}/{clip_id}-View{k + 1}-Part1.mp4" for k in range(options.views))
+        jobs.append(ClipJob(i, folder, clip_id, videos, script, int(rng.integers(2**31))))
+    return home, jobs
+
+
+@functools.lru_cache(maxsize=2)
+def _renderers(home: Home, size: tuple[int, int], supersample: int) -> tuple[ViewRenderer, ...]:
+    """The views' renderers, kept per process (their static scene is cast once)."""
+    return tuple(ViewRenderer(home, camera, size, supersample) for camera in home.cameras)
+
+
+def clip_visibility(home: Home, script: ClipScript, options: SynthOptions) -> np.ndarray:
+    """Ground-truth visibility (V, L) float32: 1 where at least VISIBLE_SHARE of the body is seen."""
+    renderers = _renderers(home, options.size, options.supersample)
+    shares = np.stack([grid_visibility(r, script, options.fps) for r in renderers])
+    return (shares >= VISIBLE_SHARE).astype(np.float32)
+
+
+def make_clip(home: Home, options: SynthOptions, job: ClipJob, out: Path) -> tuple[int, np.ndarray]:
+    """Render and write every view of one clip; returns (clip index, visibility (V, L))."""
+    audio = microphone_audio(home, job.script, job.audio_seed, SAMPLE_RATE)
+    for renderer, video, track in zip(_renderers(home, options.size, options.supersample), job.videos, audio):
+        frames = render_view(renderer, job.script, options.fps)
+        write_mp4(out / video, frames, options.fps, track, SAMPLE_RATE)
+    return job.index, clip_visibility(home, job.script, options)
+
+
+def _make_clips(home: Home, options: SynthOptions, jobs: list[ClipJob], out: Path, workers: int
+                ) -> Iterator[tuple[int, np.ndarray]]:
+    """Make clips in this process or in `workers` processes, yielding each as it finishes."""
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield make_clip(home, options, job, out)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        futures = [pool.submit(make_clip, home, options, job, out) for job in jobs]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _check_out(out: Path, options: SynthOptions, force: bool) -> bool:
+    """Whether `out` holds an interrupted or finished run with the same options (then resume).
+
+    A non-empty directory made otherwise is refused unless `force`.
+    """
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        try:
+            previous = json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = None
+        if previous == {"version": FORMAT_VERSION, "options": options.to_json()}:
+            return True
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise DataError(f"{out}: not empty and not made by `vicokd synth` with these options "
+                        "(pass --force to write into it anyway)")
+    return False
+
+
+def generate_home(out: str | Path, options: SynthOptions = SynthOptions(), *, workers: int = 1,
+                  force: bool = False, progress: bool = True) -> SynthSummary:
+    """Generate the dataset into `out` (see the module docstring); returns a summary.
+
+    `workers` processes render clips in parallel (the output does not depend on it). An
+    interrupted run resumes when called again with the same options; a finished one is only
+    checked. `progress` shows a progress bar on stderr.
+    """
+    from vicokd.data.synthetic.report import draw_floor_plan, write_readme
+
+    options.validate()
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: need at least 1")
+    out = Path(out)
+    home, jobs = plan_dataset(options)
+    resume = _check_out(out, options, force)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / MANIFEST, {"version": FORMAT_VERSION, "options": options.to_json()})
+    scores_path = out / VISIBILITY
+    visibility: dict[str, np.ndarray] = {}
+    keys = [parse_record(job.record(), out, f"clip {job.index}").key for job in jobs]
+    if resume and scores_path.is_file():
+        stored, _ = read_person_scores(scores_path)
+        visibility = {k: v for k, v in stored.items() if k in set(keys)}
+    else:
+        scores_path.unlink(missing_ok=True)
+    todo = [job for job, key in zip(jobs, keys)
+            if key not in visibility or not all((out / v).is_file() for v in job.videos)]
+    meta = {"detector": "groundtruth", "threshold": VISIBLE_SHARE}
+    with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="synth", unit="clip",
+              disable=not progress) as bar:
+        for index, vis in _make_clips(home, options, todo, out, workers):
+            visibility[keys[index]] = vis
+            write_person_scores(scores_path, {keys[index]: vis}, **meta)  # kept if interrupted
+            bar.update()
+
+    records = [job.record() for job in jobs]
+    labels = np.stack([sequence_labels(r["tricks"], options.classes) for r in records])
+    train, test = stratified_split(labels, options.test_fraction, options.seed)
+    write_json_atomic(out / "all_labels.json", records)
+    write_json_atomic(out / "train.json", [records[i] for i in train])
+    write_json_atomic(out / "test.json", [records[i] for i in test])
+    scores_path.unlink(missing_ok=True)  # rewrite in clip order
+    write_person_scores(scores_path, {k: visibility[k] for k in keys}, **meta)
+
+    summary = _summarise(out, home, options, jobs, [visibility[k] for k in keys], len(train), len(test),
+                         len(todo))
+    draw_floor_plan(out / "floorplan.png", home, options.size)
+    write_readme(out / "README.md", home, options, summary)
+    return summary
+
+
+def _summarise(out: Path, home: Home, options: SynthOptions, jobs: list[ClipJob], visibility: list[np.ndarray],
+               train: int, test: int, rendered: int) -> SynthSummary:
+    seen = np.zeros(options.views)
+    counts = np.zeros(options.views + 1)
+    labelled_total = 0
+    segments = {c: 0 for c in options.classes}
+    for job, vis in zip(jobs, visibility):
+        labelled = frame_labels(job.script.tricks(), vis.shape[1], options.classes, GRID_FPS).any(axis=1)
+        seen += vis[:, labelled].sum(axis=1)
+        counts += np.bincount(vis[:, labelled].sum(axis=0).astype(int), minlength=options.views + 1)
+        labelled_total += int(labelled.sum())
+        for _, _, name in job.script.segments:
+            segments[name] += 1
+    total = max(labelled_total, 1)
+    return SynthSummary(
+        out=out, clips=len(jobs), train=train, test=test, rendered=rendered,
+        seconds=sum(job.script.duration for job in jobs),
+        floor_coverage=tuple(float(c) for c in floor_coverage(home, options.size)),
+        action_visibility=tuple(float(s) for s in seen / total),
+        seen_by=tuple(float(c) for c in counts / total),
+        segments=segments,
+    )

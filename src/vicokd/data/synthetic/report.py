@@ -1,0 +1,188 @@
+"""What a user reads about a generated home: the floor plan picture and OUT/README.md."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vicokd.data.synthetic.render import VIS_WIDTH, VISIBLE_SHARE
+from vicokd.data.synthetic.scene import Home, floor_visibility
+from vicokd.data.synthetic.script import CLASS_SCRIPTS
+
+if TYPE_CHECKING:
+    from vicokd.data.synthetic.generate import SynthOptions, SynthSummary
+
+_VIEW_COLORS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink",
+                "tab:olive")
+
+
+def _fov_edges(home: Home, k: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """Floor-plan segments (2, 2) from camera k along the left and right edges of its view."""
+    camera = home.cameras[k]
+    forward, right, _ = camera.basis()
+    tan_x = camera.half_extent(size)[0]
+    start = np.asarray(camera.position[:2])
+    edges = []
+    for side in (-1.0, 1.0):
+        direction = (forward + side * tan_x * right)[:2]
+        direction /= np.linalg.norm(direction)
+        with np.errstate(divide="ignore"):
+            limits = np.where(direction > 0, (np.asarray(home.size[:2]) - start) / direction, -start / direction)
+        edges.append(np.stack([start, start + direction * np.nanmin(np.abs(limits))]))
+    return edges
+
+
+def draw_floor_plan(path: Path, home: Home, size: tuple[int, int]) -> None:
+    """Save a PNG: furniture, door, window, cameras with their fields of view, and how many
+    cameras see each spot of the open floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    width, depth = home.size[:2]
+    seen, open_floor = floor_visibility(home, size)
+    count = np.where(open_floor, seen.sum(axis=0), np.nan)
+    fig, ax = plt.subplots(figsize=(8.4, 7.2), dpi=110)
+    image = ax.imshow(count, origin="lower", extent=(0, width, 0, depth), cmap="Blues", vmin=0,
+                      vmax=max(home.num_views, 1), alpha=0.55)
+    fig.colorbar(image, ax=ax, shrink=0.7, label="cameras that see this spot of open floor")
+    labelled: set[str] = set()
+    for box in sorted(home.boxes, key=lambda b: b.hi[2]):
+        if box.lo[2] >= 1.9 and box.name != "air conditioner":
+            continue
+        face = tuple(min(1.0, c * 1.1) for c in box.color)
+        ax.add_patch(Rectangle(box.lo[:2], box.hi[0] - box.lo[0], box.hi[1] - box.lo[1], facecolor=face,
+                               edgecolor="0.25", linewidth=0.6))
+        base = box.name.split(" leg")[0].split(" books")[0].split(" seat")[0].split(" back")[0]
+        if base not in labelled and base not in ("lamp base", "lamp pole", "plant pot", "ac vane", "ac led",
+                                                  "laptop screen", "curtain rail", "plate", "sofa arm"):
+            labelled.add(base)
+            cx, cy = (box.lo[0] + box.hi[0]) / 2, (box.lo[1] + box.hi[1]) / 2
+            ax.text(cx, cy, base, ha="center", va="center", fontsize=7, color="0.1")
+    ax.plot([0, width, width, 0, 0], [0, 0, depth, depth, 0], color="0.2", linewidth=3)
+    door, window = home.door, home.window
+    ax.plot([0, 0], door.u, color="white", linewidth=4)
+    ax.plot([0, 0], door.u, color="saddlebrown", linewidth=1.5, linestyle="--")
+    ax.text(0.08, sum(door.u) / 2, "door", rotation=90, va="center", fontsize=8)
+    ax.plot(window.u, [depth, depth], color="deepskyblue", linewidth=5)
+    ax.text(sum(window.u) / 2, depth - 0.12, "window + curtains", ha="center", fontsize=8)
+    ax.plot(*home.lamp_bulb[:2], marker="*", color="gold", markersize=14, markeredgecolor="0.3")
+    for k, camera in enumerate(home.cameras):
+        color = _VIEW_COLORS[k % len(_VIEW_COLORS)]
+        for edge in _fov_edges(home, k, size):
+            ax.plot(edge[:, 0], edge[:, 1], color=color, linewidth=1, alpha=0.8)
+        x, y = camera.position[:2]
+        heading = math.degrees(math.atan2(camera.target[1] - y, camera.target[0] - x))
+        ax.plot(x, y, marker=(3, 0, heading - 90), color=color, markersize=12)
+        ax.text(x + (0.15 if x < width / 2 else -0.15), y + (0.15 if y < depth / 2 else -0.15), camera.name,
+                color=color, fontsize=9, fontweight="bold", ha="left" if x < width / 2 else "right")
+    for station in home.stations:
+        ax.plot(*station.stand, marker=".", color="0.35", markersize=4)
+    ax.set_xlim(-0.3, width + 0.3)
+    ax.set_ylim(-0.3, depth + 0.3)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m), west → east")
+    ax.set_ylabel("y (m), south → north")
+    ax.set_title(f"Synthetic home: {width:g} × {depth:g} m, {home.num_views} cameras on the walls "
+                 "(lines: horizontal fields of view)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _command(options: SynthOptions) -> str:
+    classes = "" if len(options.classes) == len(CLASS_SCRIPTS) else f" --classes {','.join(options.classes)}"
+    low, high = options.duration
+    return (f"vicokd synth OUT --clips {options.clips} --views {options.views} --seed {options.seed} "
+            f"--size {options.size[0]}x{options.size[1]} --fps {options.fps:g} --duration {low:g}-{high:g} "
+            f"--sessions {options.sessions} --test {options.test_fraction:g} "
+            f"--supersample {options.supersample}{classes}")
+
+
+def write_readme(path: Path, home: Home, options: SynthOptions, summary: SynthSummary) -> None:
+    """Describe the generated dataset: files, home, cameras, classes, seed and coverage."""
+    width, height = options.size
+    lines = [
+        "# Synthetic home",
+        "",
+        "A small home simulated and rendered by `vicokd synth` (ViCoKD reference implementation), in the",
+        "layout of MultiSensor-Home (Home-1). Made with:",
+        "",
+        f"    {_command(options)}",
+        "",
+        "The same command gives the same annotation files (byte for byte) and the same decoded frames.",
+        "",
+        "## Files",
+        "",
+        f"- `01/` … : session folders; `{{id}}-View{{k}}-Part1.mp4` is view k of a clip: H.264 video, "
+        f"{width}×{height} at {options.fps:g} fps, and an AAC track (16 kHz mono) from the microphone "
+        "at camera k.",
+        f"- `all_labels.json`: all {summary.clips} clip records; `train.json` ({summary.train}) and `test.json` "
+        f"({summary.test}): {100 * (1 - options.test_fraction):.0f}:{100 * options.test_fraction:.0f} split by "
+        f"iterative stratification (seed {options.seed}). A record is "
+        '`{"video_url_1": …, "tricks": [{"start", "end", "labels"}]}`, times in seconds.',
+        "- `visibility.npz`: what the simulator knows, in the person-score format of `vicokd detect` "
+        "(detector `groundtruth`): per clip key an array (views, grid frames), 1 where at least "
+        f"{100 * VISIBLE_SHARE:.0f} % of the actor's projected body is inside the image and not hidden "
+        f"(measured on a {VIS_WIDTH}-pixel-wide grid); grid frame j is time j / 2.5 s.",
+        "- `floorplan.png`: the room from above with each camera's field of view and how many cameras see "
+        "each spot of the floor.",
+        "- `synth.json`: the options (a re-run with the same options resumes an interrupted one).",
+        "",
+        "## The home",
+        "",
+        f"One room of {home.size[0]:g} × {home.size[1]:g} m, {home.size[2]:g} m high (x west → east, "
+        "y south → north): a sofa on the south wall with a floor lamp beside it, a dining table with two "
+        "chairs, a desk with a laptop and a desk chair behind a shelf that divides the room, a bookshelf "
+        "and a window with curtains on the north wall, an air conditioner high on the north wall, a door "
+        "to the hallway on the west wall, a tall plant, a rug and two pictures. One person acts in it; "
+        "their clothes and the daylight change from session to session.",
+        "",
+        "## Cameras and coverage",
+        "",
+        "Cameras hang on the walls at about 2.4 m, each with a microphone. *Floor seen*: share of the "
+        "open floor inside the view and not hidden by furniture. *Actor visible*: share of the labelled "
+        "action time in which the actor is visible in that view (from `visibility.npz`).",
+        "",
+        "| view | position (m) | looks at (m) | horizontal FOV | floor seen | actor visible |",
+        "|---|---|---|---|---|---|",
+    ]
+    for camera, floor, action in zip(home.cameras, summary.floor_coverage, summary.action_visibility):
+        lines.append(f"| {camera.name} | {_xyz(camera.position)} | {_xyz(camera.target)} | {camera.hfov:g}° "
+                     f"| {100 * floor:.0f} % | {100 * action:.0f} % |")
+    lines += [
+        "",
+        "Share of labelled time in which the actor is seen by 0, 1, 2, … views: "
+        + ", ".join(f"{100 * s:.0f} %" for s in summary.seen_by) + ".",
+        "An action can be heard at every microphone while it is seen in only some views (or none).",
+        "",
+        "## Classes",
+        "",
+        "Each class is a script of place, body motion, change in the room and sound. Clips last "
+        f"{options.duration[0]:g}-{options.duration[1]:g} s with 2-5 labelled actions; some overlap "
+        "(multi-label frames).",
+        "",
+        "| class | where | motion | change in the room | sound | segments |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in options.classes:
+        where, motion, change, sound = CLASS_SCRIPTS[name]
+        lines.append(f"| {name} | {where} | {motion} | {change} | {sound} | {summary.segments.get(name, 0)} |")
+    lines += [
+        "",
+        "Sounds reach each microphone attenuated as 1/distance and delayed by distance / 343 m/s, over "
+        "the microphone's own room noise. Walking (footsteps), idling and background sounds (birds, a "
+        "passing car, the air conditioner's airflow) are not labelled.",
+        "",
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _xyz(point: tuple[float, float, float]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in point) + ")"
