@@ -1,0 +1,232 @@
+"""`vicokd export`: a student checkpoint as deployable files, with an ONNX graph checked against PyTorch.
+
+``export_student(checkpoint, out_dir)`` writes::
+
+    DIR/model.safetensors   state dict of the student's MultiViewActionModel only (visual encoder,
+                            adapter, cross-modal attention, backbone; no optimizer, no teacher)
+    DIR/config.yaml         the resolved config (model.mode: student): rebuild with load_exported(DIR)
+    DIR/classes.json        class names, in output order
+    DIR/model.onnx          the visual-only student, pre-processing included (below)
+    DIR/README.md           inputs, outputs, dynamic axes, the numerical check
+
+ONNX graph (exported by ``torch.onnx.export(dynamo=True)``, i.e. via torch.export, opset
+`opset`, weights inside the one file):
+
+- input ``video`` uint8 (B, V, T, 3, H, W), RGB, H × W = ``data.image_size`` of the config;
+  the graph normalises ``(x / 255 − mean) / std`` with ``data.mean`` / ``data.std`` itself.
+- outputs (sigmoid probabilities, not logits): ``frame_probs`` (B, T, C),
+  ``view_frame_probs`` (B, V, T, C), ``seq_probs`` (B, C).
+- dynamic axes: B, V and T (V at most ``model.multitrans.max_views`` for MultiTrans); H and W
+  are fixed. The graph encodes all B·V·T frames in one call: the training-time chunking of the
+  visual encoder (``model.visual.chunk_size``) would make the number of chunks depend on the
+  input shape.
+
+Export traces a seeded random video of shape (2, `views`, `frames`, 3, H, W). The check runs
+onnxruntime (CPU) and PyTorch on two other seeded random videos, (3, V, T) and
+(1, V − 1, T // 2 + 1): the maximum absolute difference of every output must be at most
+`tolerance` (1e-4), else a :class:`~vicokd.errors.VicokdError` and nothing is written. All files
+are made in a temporary directory inside DIR and moved into place only after the check passed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from vicokd.config import Config, config_from_dict, config_to_yaml, load_config
+from vicokd.data.dataset import normalize_video
+from vicokd.engine.predict import load_student
+from vicokd.errors import VicokdError
+from vicokd.models import MultiViewActionModel
+
+__all__ = ["DEFAULT_OPSET", "OUTPUT_NAMES", "ExportResult", "OnnxStudent", "export_student", "load_exported"]
+
+DEFAULT_OPSET = 18
+OUTPUT_NAMES = ("frame_probs", "view_frame_probs", "seq_probs")
+FILES = ("model.safetensors", "config.yaml", "classes.json", "model.onnx", "README.md")
+_ONE_CHUNK = 2**62  # visual encoder chunk size that keeps every frame in one call
+
+
+class OnnxStudent(nn.Module):
+    """uint8 video (B, V, T, 3, H, W) → (frame_probs, view_frame_probs, seq_probs), normalisation inside."""
+
+    def __init__(self, model: MultiViewActionModel, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.mean = mean
+        self.std = std
+
+    def forward(self, video: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out = self.model({"video": normalize_video(video, self.mean, self.std)})
+        return out.frame_logits.sigmoid(), out.view_frame_logits.sigmoid(), out.seq_logits.sigmoid()
+
+
+@dataclass
+class ExportResult:
+    """Where the files went and how the ONNX graph compared with PyTorch."""
+
+    directory: Path
+    files: list[Path]
+    opset: int
+    sample_shape: tuple[int, ...]  # the traced input's shape
+    checks: list[dict[str, Any]]  # per check input: shape and max abs difference of each output
+    max_abs_diff: float
+    seconds: float
+
+
+def load_exported(directory: str | Path) -> tuple[MultiViewActionModel, Config, list[str]]:
+    """The student of an export directory (model.safetensors + config.yaml + classes.json), in eval mode."""
+    directory = Path(directory)
+    for name in ("model.safetensors", "config.yaml", "classes.json"):
+        if not (directory / name).is_file():
+            raise VicokdError(f"{directory}: not an export directory (no {name})")
+    config = load_config(directory / "config.yaml")
+    classes = json.loads((directory / "classes.json").read_text())
+    model = MultiViewActionModel(config.model, len(classes))
+    model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
+    return model.eval(), config, classes
+
+
+def _video(shape: tuple[int, ...], seed: int) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+
+
+def _check(graph: Path, wrapper: OnnxStudent, shapes: list[tuple[int, ...]]) -> list[dict[str, Any]]:
+    """Max abs difference of every output between onnxruntime and PyTorch on seeded random videos."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    checks = []
+    for seed, shape in enumerate(shapes, start=1):
+        video = _video(shape, seed)
+        with torch.inference_mode():
+            expected = wrapper(video)
+        got = session.run(list(OUTPUT_NAMES), {"video": video.numpy()})
+        diffs = {name: float(np.abs(ref.numpy() - out).max()) for name, ref, out in zip(OUTPUT_NAMES, expected, got)}
+        checks.append({"shape": list(shape), "max_abs_diff": diffs})
+    return checks
+
+
+def _readme(config: Config, classes: list[str], result: ExportResult, source: Path, max_views: int | None) -> str:
+    h, w = config.data.image_size
+    views = f"1 … {max_views}" if max_views else "any ≥ 1"
+    checks = "\n".join(f"- input {tuple(c['shape'])}: "
+                       + ", ".join(f"{name} {diff:.2e}" for name, diff in c["max_abs_diff"].items())
+                       for c in result.checks)
+    return f"""# Exported ViCoKD student
+
+Source checkpoint: `{source}` ({config.model.backbone} backbone, D = {config.model.dim},
+visual encoder `{config.model.visual.name}`), {len(classes)} classes.
+
+| file | content |
+|---|---|
+| `model.safetensors` | state dict of `vicokd.models.MultiViewActionModel` (the student) |
+| `config.yaml` | the resolved training config (`model.mode: student`) |
+| `classes.json` | class names, in the order of the last output axis |
+| `model.onnx` | the visual-only student with its pre-processing, ONNX opset {result.opset} |
+
+## ONNX input
+
+`video`: uint8 (B, V, T, 3, H, W), RGB, H × W = {h} × {w}. Frames are the 2.5-FPS grid of V
+synchronised cameras (views in the training order), resized to {h} × {w} with the aspect
+ignored. Normalisation `(x / 255 − mean) / std`, mean = {list(config.data.mean)},
+std = {list(config.data.std)}, happens inside the graph.
+
+Dynamic axes: B (batch), V (views: {views}), T (frames; trained with T = {config.data.num_frames}).
+H and W are fixed.
+
+## ONNX outputs (sigmoid probabilities in [0, 1], not logits)
+
+- `frame_probs` (B, T, C): per frame, fused over views;
+- `view_frame_probs` (B, V, T, C): per view and frame;
+- `seq_probs` (B, C): per clip.
+
+## Check
+
+onnxruntime (CPU) against PyTorch on seeded random videos (traced with {tuple(result.sample_shape)}),
+maximum absolute difference per output (tolerance 1e-4):
+
+{checks}
+
+## Use
+
+```python
+import json, numpy as np, onnxruntime
+session = onnxruntime.InferenceSession("model.onnx")
+classes = json.load(open("classes.json"))
+video = np.zeros((1, 3, {config.data.num_frames}, 3, {h}, {w}), dtype=np.uint8)  # B, V, T, 3, H, W
+frame_probs, view_frame_probs, seq_probs = session.run(None, {{"video": video}})
+```
+
+In Python with vicokd installed: `vicokd.engine.export.load_exported(DIR)` returns the PyTorch
+model, its config and the classes; `vicokd predict` runs a checkpoint on raw recordings.
+"""
+
+
+def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = DEFAULT_OPSET,
+                   frames: int | None = None, views: int = 5, tolerance: float = 1e-4) -> ExportResult:
+    """Export a student checkpoint to `out_dir` (files and rules in the module docstring).
+
+    `frames` (default ``data.num_frames``) and `views` set the traced sample's T and V; both must
+    be at least 2 so that those axes stay dynamic (the graph then takes any size ≥ 1).
+    """
+    started = time.perf_counter()
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    model, meta = load_student(checkpoint)
+    config = config_from_dict(meta["config"], f"{checkpoint} (sidecar config)")
+    classes = list(meta["classes"])
+    frames = config.data.num_frames if frames is None else frames
+    if frames < 2 or views < 2:
+        raise VicokdError(f"--frames {frames} --views {views}: the traced sample needs T >= 2 and V >= 2 "
+                          f"(the exported graph then accepts any T and V >= 1)")
+    max_views = config.model.multitrans.max_views if config.model.backbone == "multitrans" else None
+    if max_views is not None and views > max_views:
+        raise VicokdError(f"--views {views}: this MultiTrans student has sensor embeddings for "
+                          f"model.multitrans.max_views = {max_views} views")
+    h, w = config.data.image_size
+    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
+    model.visual_encoder.chunk_size = _ONE_CHUNK
+    wrapper = OnnxStudent(model, config.data.mean, config.data.std).eval()
+    sample = (2, views, frames, 3, h, w)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out_dir, prefix=".export-"))
+    try:
+        batch = torch.export.Dim("batch", min=1)
+        view_axis = torch.export.Dim("views", min=1, max=max_views) if max_views else torch.export.Dim("views", min=1)
+        time_axis = torch.export.Dim("frames", min=1)
+        try:
+            torch.onnx.export(wrapper, (_video(sample, 0),), str(work / "model.onnx"), dynamo=True,
+                              external_data=False, input_names=["video"], output_names=list(OUTPUT_NAMES),
+                              opset_version=opset, verbose=False,
+                              dynamic_shapes={"video": {0: batch, 1: view_axis, 2: time_axis}})
+        except Exception as exc:  # torch.export / onnxscript failures: one line, the chain under --debug
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise VicokdError(f"{checkpoint}: ONNX export failed ({type(exc).__name__}: {first[:300]})") from exc
+        checks = _check(work / "model.onnx", wrapper, [(3, views, frames, 3, h, w),
+                                                        (1, views - 1, frames // 2 + 1, 3, h, w)])
+        worst = max(v for c in checks for v in c["max_abs_diff"].values())
+        if not worst <= tolerance:
+            raise VicokdError(f"{checkpoint}: onnxruntime differs from PyTorch by {worst:.3e} > {tolerance:g} "
+                              f"(per check: {checks}); nothing written")
+        save_file(state, str(work / "model.safetensors"))
+        (work / "config.yaml").write_text(config_to_yaml(config))
+        (work / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
+        result = ExportResult(out_dir, [out_dir / name for name in FILES], opset, sample, checks, worst,
+                              time.perf_counter() - started)
+        (work / "README.md").write_text(_readme(config, classes, result, checkpoint, max_views))
+        for name in FILES:
+            (work / name).replace(out_dir / name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return result

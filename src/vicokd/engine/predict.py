@@ -1,0 +1,307 @@
+"""`vicokd predict`: action probabilities and segments of a student on raw multi-view recordings.
+
+Input: the V synchronised videos of one recording, in the view order the model was trained
+with (any length; no annotation, no audio track needed), and a student checkpoint. A teacher
+checkpoint is refused (:func:`load_student`): without its audio it is not the model it was
+trained to be; distil a student for visual-only use.
+
+Rules (T = the checkpoint's ``data.num_frames``, C classes, fps = ``data.fps``):
+
+1. Frames: every grid frame of each view (:func:`vicokd.data.media.read_grid_frames` at the
+   checkpoint's ``data.image_size``); clip length L = min over views, with a warning when the
+   views' grid lengths differ; normalised with ``data.mean`` / ``data.std``
+   (:func:`vicokd.data.dataset.normalize_video`).
+2. Windows (:func:`window_indices`): L ≤ T gives one window, the uniform sampling of
+   evaluation ``idx_i = floor(i·L/T)`` (every grid frame appears at least once, some repeat);
+   L > T gives windows of T consecutive grid frames starting at 0, s, 2s, … plus one ending at
+   frame L−1, s = `stride` (default ``max(1, T // 2)``: neighbouring windows overlap by at
+   least half).
+3. Frame probabilities: the probability of grid frame j is the mean, over every window
+   position that shows frame j, of ``sigmoid(frame_logits)`` (B, T, C); per view likewise from
+   ``sigmoid(view_frame_logits)``. Probabilities are averaged, not logits.
+4. Clip probabilities: ``clip_probs[c] = max over windows of sigmoid(seq_logits[c])``, i.e.
+   "class c happens somewhere in the recording" (for L ≤ T, the one window's value).
+5. Segments: :func:`segments_from_probs` on the frame probabilities.
+
+Times: grid frame j stands for the instant j / fps seconds, as in the annotations
+(:func:`vicokd.data.frame_labels`), so a detected segment [start, end] maps back to exactly the
+grid frames it was detected on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vicokd.config import config_from_dict
+from vicokd.data.dataset import normalize_video
+from vicokd.data.media import probe_video, read_grid_frames
+from vicokd.data.sampling import sample_indices
+from vicokd.data.split import write_json_atomic
+from vicokd.engine.checkpoint import read_meta
+from vicokd.engine.run import model_from_checkpoint
+from vicokd.errors import DataError, VicokdError
+from vicokd.models import MultiViewActionModel
+
+__all__ = [
+    "DEFAULT_MIN_DURATION",
+    "DEFAULT_MIN_GAP",
+    "DEFAULT_THRESHOLD",
+    "ActionSegment",
+    "Prediction",
+    "default_stride",
+    "load_student",
+    "predict_clip",
+    "segments_from_probs",
+    "window_indices",
+]
+
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_MIN_GAP = 0.8  # seconds: bridges one missed grid frame at 2.5 FPS
+DEFAULT_MIN_DURATION = 0.4  # seconds: drops single-frame blips (duration 0), keeps two frames at 2.5 FPS
+_TOLERANCE = 1e-9  # seconds, for comparing durations that are multiples of 1 / fps
+
+
+@dataclass(frozen=True)
+class ActionSegment:
+    """One detected action: class `label` from grid time `start` to `end` (seconds, inclusive).
+
+    `score` is the mean and `peak` the maximum probability of the class over the segment's grid
+    frames (gap frames bridged by merging included).
+    """
+
+    label: str
+    start: float
+    end: float
+    score: float
+    peak: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "start": round(self.start, 6), "end": round(self.end, 6),
+                "score": round(self.score, 6), "peak": round(self.peak, 6)}
+
+
+@dataclass
+class Prediction:
+    """What :func:`predict_clip` measured on one recording (rules in the module docstring).
+
+    Shapes: V views, L grid frames, C classes, T model frames.
+    """
+
+    videos: list[str]
+    classes: list[str]
+    fps: float
+    num_frames: int  # T of the model's windows
+    view_lengths: list[int]  # grid length of each view; L is their minimum
+    frame_probs: np.ndarray  # (L, C) float32
+    view_frame_probs: np.ndarray  # (V, L, C) float32
+    clip_probs: np.ndarray  # (C,) float32
+    windows: list[np.ndarray]  # the T grid indices of each model window
+    segments: list[ActionSegment]
+    settings: dict[str, float]  # threshold, min_gap, min_duration, stride
+    seconds: float  # wall time of decoding + inference
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        """L, grid frames of the clip."""
+        return int(self.frame_probs.shape[0])
+
+    @property
+    def times(self) -> np.ndarray:
+        """(L,) seconds of each grid frame, j / fps."""
+        return np.arange(self.length) / self.fps
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything as plain JSON (probabilities rounded to 6 decimals)."""
+        def plain(values: np.ndarray) -> Any:
+            return np.round(values.astype(np.float64), 6).tolist()
+
+        return {
+            "videos": self.videos, "classes": self.classes, "fps": self.fps, "length": self.length,
+            "duration_s": round(self.length / self.fps, 6), "view_lengths": self.view_lengths,
+            "windows": {"count": len(self.windows), "frames": self.num_frames,
+                        "rule": "uniform" if self.length <= self.num_frames else "sliding",
+                        "stride": self.settings["stride"]},
+            "aggregation": {"frame": "mean of sigmoid(frame_logits) over the windows showing the frame",
+                            "clip": "max over windows of sigmoid(seq_logits)"},
+            "settings": self.settings, "seconds": round(self.seconds, 3), "warnings": self.warnings,
+            "clip_probs": plain(self.clip_probs), "segments": [s.to_json() for s in self.segments],
+            "times": plain(self.times), "frame_probs": plain(self.frame_probs),
+            "view_frame_probs": plain(self.view_frame_probs),
+        }
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_json` atomically; returns the path."""
+        path = Path(path)
+        write_json_atomic(path, self.to_json())
+        return path
+
+
+def load_student(path: str | Path) -> tuple[MultiViewActionModel, dict[str, Any]]:
+    """The visual-only student of a checkpoint and its sidecar entry; a teacher is refused."""
+    mode = read_meta(path)["config"]["model"]["mode"]
+    if mode != "student":
+        raise VicokdError(f"{path}: this is a {mode} checkpoint; predict and export take a visual-only student "
+                          f"(distil one with `vicokd distill`, or train one with --set distill.method=student)")
+    model, meta = model_from_checkpoint(path)
+    return model.eval(), meta
+
+
+def default_stride(num_frames: int) -> int:
+    """Window step when none is given: ``max(1, T // 2)`` grid frames."""
+    return max(1, num_frames // 2)
+
+
+def _checked_stride(stride: int | None, num_frames: int) -> int:
+    stride = default_stride(num_frames) if stride is None else stride
+    if stride < 1:
+        raise VicokdError(f"--stride {stride}: must be at least 1 grid frame")
+    return stride
+
+
+def window_indices(length: int, num_frames: int, stride: int | None = None) -> list[np.ndarray]:
+    """The grid indices (T each, int64) of the model windows covering L = `length` frames (rule 2)."""
+    if length < 1 or num_frames < 1:
+        raise VicokdError(f"windows need at least one grid frame and T >= 1, got L={length}, T={num_frames}")
+    stride = _checked_stride(stride, num_frames)
+    if length <= num_frames:
+        return [sample_indices(length, num_frames, "uniform")]
+    starts = list(range(0, length - num_frames + 1, stride))
+    if starts[-1] != length - num_frames:
+        starts.append(length - num_frames)
+    return [np.arange(start, start + num_frames, dtype=np.int64) for start in starts]
+
+
+def _check_segment_settings(fps: float, threshold: float, min_gap: float, min_duration: float) -> None:
+    if fps <= 0 or not 0.0 <= threshold <= 1.0 or min_gap < 0 or min_duration < 0:
+        raise VicokdError(f"segments need fps > 0, threshold in [0, 1], min gap >= 0 and min duration >= 0 s; "
+                          f"got fps={fps}, threshold={threshold}, min gap={min_gap}, min duration={min_duration}")
+
+
+def segments_from_probs(
+    probs: np.ndarray,
+    classes: Sequence[str],
+    fps: float = 2.5,
+    threshold: float = DEFAULT_THRESHOLD,
+    min_gap: float = DEFAULT_MIN_GAP,
+    min_duration: float = DEFAULT_MIN_DURATION,
+) -> list[ActionSegment]:
+    """Action segments from frame probabilities (L, C) on the grid.
+
+    Per class c: grid frame j is active when ``probs[j, c] >= threshold``; each run of active
+    frames a..b is a segment [a / fps, b / fps] seconds; two segments of the class whose gap
+    ``next.start − previous.end`` is at most `min_gap` seconds are merged (with the frames
+    between); merged segments shorter than `min_duration` seconds (``end − start``; one frame
+    lasts 0 s) are dropped. Sorted by start, then class order.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != len(classes):
+        raise VicokdError(f"probabilities of shape {probs.shape} do not match (L, C) with C = {len(classes)} classes")
+    _check_segment_settings(fps, threshold, min_gap, min_duration)
+    found: list[tuple[int, int, int]] = []  # (first frame, class, last frame)
+    for c in range(len(classes)):
+        active = np.concatenate([[False], probs[:, c] >= threshold, [False]])
+        edges = np.flatnonzero(active[1:] != active[:-1])
+        runs: list[list[int]] = []
+        for first, last in zip(edges[0::2], edges[1::2] - 1):
+            if runs and (first - runs[-1][1]) / fps <= min_gap + _TOLERANCE:
+                runs[-1][1] = int(last)
+            else:
+                runs.append([int(first), int(last)])
+        found += [(a, c, b) for a, b in runs if (b - a) / fps >= min_duration - _TOLERANCE]
+    segments = []
+    for a, c, b in sorted(found):
+        values = probs[a : b + 1, c]
+        segments.append(ActionSegment(classes[c], a / fps, b / fps, float(values.mean()), float(values.max())))
+    return segments
+
+
+def _decode(videos: list[Path], size: tuple[int, int], fps: float, progress: bool
+            ) -> tuple[torch.Tensor, list[int], list[str]]:
+    """uint8 frames (V, L, 3, H, W) of every view, the views' grid lengths, and warnings."""
+    lengths = [probe_video(path).grid_length(fps) for path in videos]
+    length = min(lengths)
+    if length < 1:
+        raise DataError(f"{videos[lengths.index(length)]}: video has no frames")
+    warnings = []
+    if len(set(lengths)) > 1:
+        warnings.append(f"views have different lengths {lengths} grid frames; using the shortest ({length})")
+    frames = [read_grid_frames(path, size, fps, length=length)
+              for path in tqdm(videos, desc="decode", unit="view", disable=not progress, leave=False)]
+    return torch.from_numpy(np.stack(frames)).permute(0, 1, 4, 2, 3), lengths, warnings
+
+
+@torch.inference_mode()
+def predict_clip(
+    model: MultiViewActionModel,
+    meta: dict[str, Any],
+    videos: Sequence[str | Path],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    min_gap: float = DEFAULT_MIN_GAP,
+    min_duration: float = DEFAULT_MIN_DURATION,
+    stride: int | None = None,
+    batch_size: int = 4,
+    progress: bool = False,
+) -> Prediction:
+    """Run `model` over one recording of V = ``len(videos)`` views (rules in the module docstring).
+
+    `meta` is the checkpoint's sidecar entry (as :func:`load_student` returns it): its
+    ``config`` gives fps, T, image size and normalisation, its ``classes`` the class names.
+    The model runs on its own device, in eval mode, `batch_size` windows per call; `progress`
+    shows bars for decoding and for the windows of a clip longer than T.
+    """
+    started = time.perf_counter()
+    if not videos:
+        raise VicokdError("predict needs at least one video (one per view)")
+    if batch_size < 1:
+        raise VicokdError(f"--batch-size {batch_size}: must be at least 1")
+    config = config_from_dict(meta["config"], "checkpoint sidecar config").data
+    classes = list(meta["classes"])
+    _check_segment_settings(config.fps, threshold, min_gap, min_duration)
+    stride = _checked_stride(stride, config.num_frames)
+    paths = [Path(v) for v in videos]
+    frames, lengths, warnings = _decode(paths, config.image_size, config.fps, progress)
+    length = frames.shape[1]
+    windows = window_indices(length, config.num_frames, stride)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    model.eval()
+    frame_sum = torch.zeros(length, len(classes), dtype=torch.float64)
+    view_sum = torch.zeros(len(paths), length, len(classes), dtype=torch.float64)
+    count = torch.zeros(length, dtype=torch.float64)
+    clip_probs = torch.zeros(len(classes), dtype=torch.float64)
+    batches = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
+    for batch in tqdm(batches, desc="predict", unit="batch", disable=not progress or length <= config.num_frames,
+                      leave=False):
+        index = torch.from_numpy(np.stack(batch))  # (B, T)
+        video = torch.stack([frames[:, i] for i in index]).to(device)  # (B, V, T, 3, H, W) uint8
+        out = model({"video": normalize_video(video, config.mean, config.std)})
+        frame_p = out.frame_logits.float().sigmoid().double().cpu()  # (B, T, C)
+        view_p = out.view_frame_logits.float().sigmoid().double().cpu()  # (B, V, T, C)
+        for row, idx in enumerate(index):
+            frame_sum.index_add_(0, idx, frame_p[row])
+            view_sum.index_add_(1, idx, view_p[row])
+            count.index_add_(0, idx, torch.ones(len(idx), dtype=torch.float64))
+        clip_probs = torch.maximum(clip_probs, out.seq_logits.float().sigmoid().double().cpu().amax(0))
+    frame_probs = (frame_sum / count[:, None]).float().numpy()
+    settings = {"threshold": threshold, "min_gap": min_gap, "min_duration": min_duration, "stride": stride}
+    return Prediction(
+        videos=[str(p) for p in paths], classes=classes, fps=config.fps, num_frames=config.num_frames,
+        view_lengths=lengths, frame_probs=frame_probs,
+        view_frame_probs=(view_sum / count[None, :, None]).float().numpy(),
+        clip_probs=clip_probs.float().numpy(), windows=windows,
+        segments=segments_from_probs(frame_probs, classes, config.fps, threshold, min_gap, min_duration),
+        settings=settings, seconds=time.perf_counter() - started, warnings=warnings,
+    )
