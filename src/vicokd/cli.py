@@ -315,6 +315,77 @@ def _run_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------- demo / reproduce
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "demo", "the whole pipeline on a synthetic home on the CPU, ending in OUT/report.md "
+                     "(re-running reuses finished steps)",
+                     "vicokd demo --out demo\n"
+                     "  vicokd demo --out demo-fast --fast          # a few minutes, numbers mean little\n"
+                     "  vicokd demo --out demo-asl --backbone multiasl --epochs 20")
+    parser.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default: demo)")
+    parser.add_argument("--clips", type=int, default=None, help="clips to synthesise (default 100; --fast 16)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of every run (default: configs/demo; --fast 2)")
+    parser.add_argument("--backbone", choices=["multitrans", "multiasl", "multitsf"], default="multitsf")
+    parser.add_argument("--fast", action="store_true", help="a smoke run: few clips, 2 epochs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (the step list is still printed)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override every run's config, e.g. --set optim.lr=3e-4")
+    parser.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from vicokd.pipeline.demo import DemoOptions, run_demo
+
+    run_demo(DemoOptions(out=args.out, clips=args.clips, epochs=args.epochs, backbone=args.backbone,
+                         fast=args.fast, overrides=tuple(args.overrides)), progress=not args.quiet)
+    return 0
+
+
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "reproduce", "run a grid of the paper's tables (skipping finished runs) and write "
+                     "them as Markdown and CSV",
+                     "vicokd reproduce --grid table1 --data home1=data/home1 --data home2=data/home2 --seeds 3 "
+                     "--preset paper --out runs/paper\n"
+                     "  vicokd reproduce --grid table1 --data synthetic-home=demo/data,demo/cache --seeds 2 "
+                     "--backbones multitsf --methods teacher,student,vicokd --out runs/demo-grid --dry-run")
+    parser.add_argument("--grid", required=True, choices=["table1", "table2", "table3", "table4"],
+                        help="which table: 1 methods, 2 ViCoKD mean±std, 3 teacher + VC, 4 ablations")
+    parser.add_argument("--data", action="append", required=True, metavar="ENV=DIR[,CACHE]",
+                        help="an environment: name, dataset root, optional cache (default OUT/cache/ENV); repeat")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per cell (default 3)")
+    parser.add_argument("--preset", choices=["demo", "paper"], default="demo",
+                        help="configs/<preset>/teacher.yaml and student.yaml (paper needs a GPU)")
+    parser.add_argument("--backbones", default=None, help="comma list (default: the table's)")
+    parser.add_argument("--methods", default=None, help="comma list, a subset of the table's rows")
+    parser.add_argument("--supervisions", default=None, help="comma list of frame, sequence (default both)")
+    parser.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="runs and tables go here")
+    parser.add_argument("--dry-run", action="store_true", help="print the steps and their state, run nothing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override every run's config, e.g. --set optim.batch_size=6")
+    parser.set_defaults(func=_run_reproduce)
+
+
+def _comma_list(text: str | None) -> list[str] | None:
+    return [item.strip() for item in text.split(",") if item.strip()] if text else None
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from vicokd.pipeline.grid import make_plan, parse_data_arg, reproduce
+
+    plan = make_plan(args.grid, [parse_data_arg(text, args.out) for text in args.data], seeds=args.seeds,
+                     preset=args.preset, out=args.out, backbones=_comma_list(args.backbones),
+                     methods=_comma_list(args.methods), supervisions=_comma_list(args.supervisions),
+                     overrides=args.overrides)
+    paths = reproduce(plan, dry_run=args.dry_run, progress=not args.quiet)
+    if paths:
+        print(f"tables: {paths[0]}, {paths[1]}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------ main
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -327,6 +398,8 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_distill,
     _add_evaluate,
     _add_methods,
+    _add_demo,
+    _add_reproduce,
 ]
 
 

@@ -1,0 +1,10 @@
+"""Orchestration: whole experiments made of many steps (`vicokd demo`, `vicokd reproduce`).
+
+This layer sits beside the CLI, above :mod:`vicokd.engine` (training runs) and
+:mod:`vicokd.report` (tables and figures), and is the only place that imports both:
+``cli → pipeline → engine / report → methods → models / losses → data``.
+
+* :mod:`~vicokd.pipeline.steps` — numbered, timed, resumable steps; reuse / resume / start a run;
+* :mod:`~vicokd.pipeline.grid` — the grid of runs behind the paper's tables (`reproduce`);
+* :mod:`~vicokd.pipeline.demo` — the synthetic home end to end: a small Table-1 grid + figures.
+"""

@@ -1,0 +1,308 @@
+"""`vicokd reproduce`: a grid of runs (environment × backbone × supervision × method × seed) → tables.
+
+A grid names the paper's table it fills (:data:`GRID_METHODS`). Each cell is one training run
+built from the preset's ``teacher.yaml`` / ``student.yaml`` with the cell's choices as overrides;
+students distill from the teacher of the same environment, backbone and seed (each seed trains
+its own teacher, so the spread over seeds includes the teacher's). Runs live in
+``OUT/runs/<env>-<backbone>-<method>[-<supervision>]-s<seed>/``; tables are written to
+``OUT/tables/<grid>.md`` and ``.csv`` by :mod:`vicokd.report.tables`, from the runs'
+``summary.json`` files only.
+
+Before the runs, every environment is prepared (``vicokd prepare`` into its cache) and scored
+for persons (``vicokd detect`` with the preset's detector); both steps resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import vicokd
+from vicokd.config import Config, load_config
+from vicokd.data.cache import INDEX_FILE, cache_settings, prepare, read_index
+from vicokd.detect import detect_dataset
+from vicokd.engine.data import person_scores_path
+from vicokd.errors import VicokdError
+from vicokd.methods import get_method
+from vicokd.pipeline.steps import StepLog, run_training, training_state
+from vicokd.report.tables import (
+    SUPERVISIONS,
+    TABLE1_METHODS,
+    TABLE4_METHODS,
+    CellKey,
+    ComputedTable,
+    RunResult,
+    TableLayout,
+    compute_table,
+    result_from_summary,
+    table1_layout,
+    table2_layout,
+    table3_layout,
+    table4_layout,
+    write_tables,
+)
+
+PRESETS = ("demo", "paper")
+BACKBONES = ("multitrans", "multiasl", "multitsf")
+GRID_METHODS: dict[str, tuple[str, ...]] = {
+    "table1": TABLE1_METHODS,
+    "table2": ("vicokd",),
+    "table3": ("teacher", "teacher-vc"),
+    "table4": TABLE4_METHODS,
+}
+GRID_BACKBONES: dict[str, tuple[str, ...]] = {"table1": BACKBONES, "table2": BACKBONES, "table3": BACKBONES,
+                                              "table4": ("multiasl",)}
+
+
+def preset_dir(preset: str) -> Path:
+    """``configs/<preset>/`` of the source tree (teacher.yaml, student.yaml, base.yaml, model.yaml)."""
+    if preset not in PRESETS:
+        raise VicokdError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    directory = Path(vicokd.__file__).resolve().parents[2] / "configs" / preset
+    if not (directory / "teacher.yaml").is_file():
+        raise VicokdError(f"{directory}: preset configs not found (vicokd runs from its source tree; "
+                          "install it with `pip install -e .` from a checkout)")
+    return directory
+
+
+@dataclass(frozen=True)
+class EnvData:
+    """One environment: its name in the tables, its dataset root and its prepared cache."""
+
+    name: str
+    root: Path
+    cache: Path
+
+
+def parse_data_arg(text: str, out: Path) -> EnvData:
+    """``ENV=DIR[,CACHE]`` → :class:`EnvData` (cache default ``OUT/cache/ENV``)."""
+    name, sep, rest = text.partition("=")
+    if not sep or not name.strip() or not rest.strip():
+        raise VicokdError(f"--data {text!r}: expected ENV=DIR[,CACHE], e.g. home1=data/home1")
+    if any(ch in name for ch in "/\\ "):
+        raise VicokdError(f"--data {text!r}: the environment name {name!r} must not contain '/', '\\' or spaces")
+    root, _, cache = rest.partition(",")
+    return EnvData(name.strip(), Path(root.strip()), Path(cache.strip()) if cache.strip() else out / "cache" / name)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the grid."""
+
+    env: EnvData
+    backbone: str
+    supervision: str
+    method: str
+    seed: int
+
+    @property
+    def is_teacher(self) -> bool:
+        return get_method(self.method).role == "teacher"
+
+    @property
+    def name(self) -> str:
+        sup = "" if self.is_teacher else f"-{self.supervision}"
+        return f"{self.env.name}-{self.backbone}-{self.method}{sup}-s{self.seed}"
+
+    @property
+    def key(self) -> CellKey:
+        return CellKey(self.env.name, self.backbone, self.supervision, self.method)
+
+    def teacher(self) -> Cell:
+        return Cell(self.env, self.backbone, "frame", "teacher", self.seed)
+
+
+@dataclass
+class GridPlan:
+    """What a grid runs and how its tables are laid out."""
+
+    grid: str
+    envs: list[EnvData]
+    backbones: list[str]
+    supervisions: list[str]
+    methods: list[str]
+    seeds: list[int]
+    preset: str
+    out: Path
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def cells(self) -> list[Cell]:
+        """Every run, teachers first; the teachers the students need are added."""
+        wanted: list[Cell] = []
+        for env in self.envs:
+            for backbone in self.backbones:
+                for seed in self.seeds:
+                    for method in self.methods:
+                        role = get_method(method).role
+                        for sup in (["frame"] if role == "teacher" else self.supervisions):
+                            cell = Cell(env, backbone, sup, method, seed)
+                            if get_method(method).needs_teacher:
+                                wanted.append(cell.teacher())
+                            wanted.append(cell)
+        unique = list(dict.fromkeys(wanted))
+        return [c for c in unique if c.is_teacher] + [c for c in unique if not c.is_teacher]
+
+    def config(self, cell: Cell) -> Config:
+        """The run config of `cell`: the preset's teacher/student YAML + the cell + --set overrides."""
+        directory = preset_dir(self.preset)
+        overrides = [f"data.root={cell.env.root}", f"data.cache={cell.env.cache}",
+                     f"model.backbone={cell.backbone}", f"distill.method={cell.method}",
+                     f"distill.supervision={cell.supervision}", f"train.seed={cell.seed}",
+                     f"train.out_dir={self.out / 'runs'}", f"train.name={cell.name}", *self.overrides]
+        return load_config(directory / ("teacher.yaml" if cell.is_teacher else "student.yaml"), overrides)
+
+    def env_config(self, env: EnvData) -> Config:
+        """Data and detector settings of an environment (from the preset's teacher config)."""
+        return self.config(Cell(env, self.backbones[0], "frame", "teacher", self.seeds[0]))
+
+    def layouts(self) -> list[TableLayout]:
+        envs = [e.name for e in self.envs]
+        if self.grid == "table1":
+            return [table1_layout(env, self.backbones, self.methods, self.supervisions) for env in envs]
+        if self.grid == "table2":
+            return [table2_layout(envs, self.backbones, self.supervisions)]
+        if self.grid == "table3":
+            return [table3_layout(envs, self.backbones)]
+        return [table4_layout(envs, backbone, self.methods, self.supervisions) for backbone in self.backbones]
+
+
+def make_plan(grid: str, envs: Sequence[EnvData], *, seeds: int = 3, preset: str = "demo", out: Path,
+              backbones: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+              supervisions: Sequence[str] | None = None, overrides: Sequence[str] = ()) -> GridPlan:
+    """Check the choices and build the plan of `grid` (methods/backbones default to the paper's)."""
+    if grid not in GRID_METHODS:
+        raise VicokdError(f"--grid {grid!r}: choose one of {', '.join(GRID_METHODS)}")
+    if not envs:
+        raise VicokdError("--data: give at least one environment, e.g. --data home1=data/home1")
+    if len({e.name for e in envs}) != len(envs):
+        raise VicokdError("--data: environment names must differ")
+    if seeds < 1:
+        raise VicokdError(f"--seeds {seeds}: need at least 1")
+    chosen_backbones = list(backbones or GRID_BACKBONES[grid])
+    for backbone in chosen_backbones:
+        if backbone not in BACKBONES:
+            raise VicokdError(f"--backbones: unknown backbone {backbone!r} (known: {', '.join(BACKBONES)})")
+    chosen_methods = list(methods or GRID_METHODS[grid])
+    for method in chosen_methods:
+        get_method(method)
+        if method not in GRID_METHODS[grid]:
+            raise VicokdError(f"--methods: {method!r} is not in {grid} (it has {', '.join(GRID_METHODS[grid])})")
+    chosen_sups = list(supervisions or SUPERVISIONS)
+    for sup in chosen_sups:
+        if sup not in SUPERVISIONS:
+            raise VicokdError(f"--supervisions: {sup!r} is not one of {', '.join(SUPERVISIONS)}")
+    preset_dir(preset)
+    return GridPlan(grid, list(envs), chosen_backbones, chosen_sups, chosen_methods, list(range(seeds)), preset,
+                    Path(out), list(overrides))
+
+
+def step_count(plan: GridPlan) -> int:
+    """Steps :func:`run_plan` will print: prepare + detect per environment, one per run."""
+    return 2 * len(plan.envs) + len(plan.cells)
+
+
+def prepare_env(plan: GridPlan, env: EnvData, log: StepLog, progress: bool = True) -> None:
+    """Steps: decode the environment into its cache; person scores with the preset's detector."""
+    config = plan.env_config(env)
+    with log.step(f"prepare {env.name}") as step:
+        if (env.cache / INDEX_FILE).is_file():
+            made_with = read_index(env.cache).data
+            if made_with != cache_settings(config.data):
+                raise VicokdError(f"{env.cache}: prepared with other settings ({made_with}); the preset wants "
+                                  f"{cache_settings(config.data)}; give another cache with --data ENV=DIR,CACHE")
+            step.status = "reused"
+        else:
+            index = prepare(env.root, env.cache, config.data, workers=2, progress=progress)
+            step.detail = f"{len(index.clips)} clips into {env.cache}"
+    detector = config.detect.detector
+    with log.step(f"person scores {env.name} ({detector})") as step:
+        summary = detect_dataset(env.root, person_scores_path(config), env.cache, config=config, progress=progress)
+        step.status = "done" if summary.computed else "reused"
+        step.detail = ("ground-truth visibility written by the synthetic generator, no detector run"
+                       if detector == "groundtruth" else f"{detector} on {summary.clips} clips")
+
+
+def run_plan(plan: GridPlan, log: StepLog, progress: bool = True) -> dict[Cell, dict[str, Any]]:
+    """Prepare every environment, then run every cell (reuse / resume / start); summaries by cell."""
+    for env in plan.envs:
+        prepare_env(plan, env, log, progress)
+    summaries: dict[Cell, dict[str, Any]] = {}
+    for cell in plan.cells:
+        teacher = None
+        if get_method(cell.method).needs_teacher:
+            teacher = summaries[cell.teacher()]["best_checkpoint"]
+        with log.step(f"train {cell.name}") as step:
+            summary = run_training(plan.config(cell), teacher, step, progress)
+            step.detail = (f"test seq mAP {summary['test']['seq_map']:.2f}, "
+                           f"frame mAP {summary['test']['frame_map']:.2f}")
+        summaries[cell] = summary
+    return summaries
+
+
+def collect_results(plan: GridPlan) -> list[RunResult]:
+    """Results of every cell whose summary.json exists (the others are missing in the tables)."""
+    results = []
+    for cell in plan.cells:
+        path = plan.out / "runs" / cell.name / "summary.json"
+        if path.is_file():
+            result = result_from_summary(path, cell.env.name, cell.seed)
+            if result.key != cell.key:
+                raise VicokdError(f"{path}: summary is of {result.key}, expected {cell.key}")
+            results.append(result)
+    return results
+
+
+def compute_tables(plan: GridPlan, results: Sequence[RunResult]) -> list[ComputedTable]:
+    """Every layout of the plan, sequence mAP first, then frame mAP."""
+    layouts = plan.layouts()
+    return [compute_table(layout, results, metric) for metric in ("seq_map", "frame_map") for layout in layouts]
+
+
+def table_note(plan: GridPlan, results: Sequence[RunResult]) -> str:
+    """What the tables are made of, for the top of the Markdown file."""
+    total = len([c for c in plan.cells if c.method in plan.methods])
+    done = len([r for r in results if r.key.method in plan.methods])
+    return (f"# {plan.grid}: preset {plan.preset}, seeds {plan.seeds}, environments "
+            f"{', '.join(f'{e.name} ({e.root})' for e in plan.envs)}\n\n"
+            f"{done} of {total} runs finished; cells without a finished run show `—`. Each cell is mean ± std "
+            f"(sample std) of the test mAP over seeds, from the runs' summary.json; (±x.xx) is the difference "
+            f"to the reference row; bold = best in its column. Model selection: best validation epoch.\n")
+
+
+def write_plan_tables(plan: GridPlan) -> tuple[Path, Path]:
+    """``OUT/tables/<grid>.md`` and ``.csv`` from the finished runs."""
+    results = collect_results(plan)
+    return write_tables(compute_tables(plan, results), plan.out / "tables", plan.grid, table_note(plan, results))
+
+
+def describe_plan(plan: GridPlan) -> list[str]:
+    """One line per step of the plan with its state (for --dry-run)."""
+    lines = []
+    for env in plan.envs:
+        config = plan.env_config(env)
+        prepared = "done" if (env.cache / INDEX_FILE).is_file() else "todo"
+        scored = "exists (resumes)" if person_scores_path(config).is_file() else "todo"
+        lines.append(f"prepare {env.name}: {env.root} → {env.cache} [{prepared}]")
+        lines.append(f"person scores {env.name}: {config.detect.detector} → {person_scores_path(config)} [{scored}]")
+    for cell in plan.cells:
+        lines.append(f"train {cell.name} [{training_state(plan.config(cell))}]")
+    return lines
+
+
+def reproduce(plan: GridPlan, *, dry_run: bool = False, progress: bool = True) -> tuple[Path, Path] | None:
+    """Run the grid (skipping finished cells) and write its tables; with `dry_run` only print the plan."""
+    if dry_run:
+        for line in describe_plan(plan):
+            print(line)
+        print(f"{len(plan.cells)} runs; tables → {plan.out / 'tables' / plan.grid}.md/.csv")
+        return None
+    log = StepLog(plan.out / "steps.json", step_count(plan) + 1)
+    run_plan(plan, log, progress)
+    with log.step(f"tables {plan.grid}") as step:
+        paths = write_plan_tables(plan)
+        step.detail = f"{paths[0]}, {paths[1]}"
+    print(f"total {log.wall_seconds:.0f} s in this invocation")
+    return paths
