@@ -90,7 +90,7 @@ def test_table3_delta_to_teacher_and_missing_env():
     results = [RunResult(CellKey("home1", "multiasl", "frame", "teacher"), 0, 73.0, 50.0),
                RunResult(CellKey("home1", "multiasl", "frame", "teacher-vc"), 0, 75.5, 50.0)]
     table = compute_table(table3_layout(["home1", "home2"], ["multiasl"]), results, "seq_map")
-    row = [line for line in table_markdown(table).splitlines() if line.startswith("| MultiASL")][0]
+    row = next(line for line in table_markdown(table).splitlines() if line.startswith("| MultiASL"))
     cells = [c.strip() for c in row.split("|")[2:-1]]
     assert cells == ["73.00", "75.50 (+2.50)", MISSING, MISSING]
 
