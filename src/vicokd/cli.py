@@ -386,6 +386,89 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------- predict / export
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "predict", "per-frame action probabilities and action segments of a student on raw "
+                     "recordings (one video per view, any length, no audio needed)",
+                     "vicokd predict --ckpt demo/runs/vicokd-frame/checkpoints/best.safetensors "
+                     "cam1.mp4 cam2.mp4 cam3.mp4 --json pred.json --png pred.png")
+    parser.add_argument("videos", type=Path, nargs="+", metavar="VIDEO",
+                        help="one video per view of one recording, in the view order the model was trained with")
+    parser.add_argument("--ckpt", type=Path, required=True, help="student checkpoint (.safetensors); not a teacher")
+    parser.add_argument("--json", type=Path, default=None, help="write probabilities, segments and settings here")
+    parser.add_argument("--png", type=Path, default=None,
+                        help="timeline picture (classes × time, segments boxed), with its data as CSV beside it")
+    parser.add_argument("--threshold", type=float, default=None, help="a frame is active at p >= X (default 0.5)")
+    parser.add_argument("--min-gap", type=float, default=None, metavar="S",
+                        help="merge segments of a class at most S seconds apart (default 0.8)")
+    parser.add_argument("--min-duration", type=float, default=None, metavar="S",
+                        help="drop merged segments shorter than S seconds, end - start (default 0.4)")
+    parser.add_argument("--stride", type=int, default=None, metavar="N",
+                        help="grid frames between window starts on clips longer than T (default T // 2)")
+    parser.add_argument("--batch-size", type=int, default=4, help="windows per model call (default 4)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from vicokd.engine.predict import load_student, predict_clip
+
+    options = {name: value for name, value in (("threshold", args.threshold), ("min_gap", args.min_gap),
+                                               ("min_duration", args.min_duration)) if value is not None}
+    model, meta = load_student(args.ckpt, device=args.device)
+    prediction = predict_clip(model, meta, args.videos, stride=args.stride, batch_size=args.batch_size,
+                              progress=not args.quiet, **options)
+    for line in prediction.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"{len(args.videos)} views, {prediction.length} grid frames ({prediction.length / prediction.fps:.1f} s "
+          f"at {prediction.fps:g} FPS), {len(prediction.windows)} window(s) of T = {prediction.num_frames}, "
+          f"{prediction.seconds:.1f} s")
+    print(f"{'class':<16} {'clip p':>7}  segments (s)")
+    for c, name in enumerate(prediction.classes):
+        spans = ", ".join(f"{s.start:.1f}-{s.end:.1f}" for s in prediction.segments if s.label == name)
+        print(f"{name:<16} {prediction.clip_probs[c]:7.3f}  {spans or '-'}")
+    if args.json:
+        print(f"wrote {prediction.write_json(args.json)}")
+    if args.png:
+        from vicokd.report.timeline import plot_timeline
+
+        png, csv = plot_timeline(prediction.frame_probs, prediction.classes, prediction.fps, prediction.segments,
+                                 args.png, title=f"{args.ckpt.name}: {', '.join(p.name for p in args.videos)}")
+        print(f"wrote {png} and {csv}")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "export", "a student as model.safetensors + config.yaml + classes.json and an ONNX graph "
+                     "(uint8 video in, probabilities out), checked against PyTorch with onnxruntime",
+                     "vicokd export --ckpt demo/runs/vicokd-frame/checkpoints/best.safetensors --out export/vicokd")
+    parser.add_argument("--ckpt", type=Path, required=True, help="student checkpoint (.safetensors); not a teacher")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (its export files are replaced)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="T of the traced sample, >= 2 (default data.num_frames; the graph takes any T)")
+    parser.add_argument("--views", type=int, default=None,
+                        help="V of the traced sample, >= 2 (default 5; the graph takes any V)")
+    parser.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from vicokd.engine.export import export_student
+
+    options = {name: value for name, value in (("opset", args.opset), ("views", args.views)) if value is not None}
+    result = export_student(args.ckpt, args.out, frames=args.frames, **options)
+    for check in result.checks:
+        diffs = ", ".join(f"{name} {diff:.2e}" for name, diff in check["max_abs_diff"].items())
+        print(f"onnxruntime vs PyTorch on input {tuple(check['shape'])}: max abs diff {diffs}")
+    print(f"max abs diff {result.max_abs_diff:.2e} (tolerance {result.tolerance:g}), opset {result.opset}, "
+          f"{result.seconds:.1f} s")
+    print(f"wrote {', '.join(str(path) for path in result.files)}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------ main
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -400,6 +483,8 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_methods,
     _add_demo,
     _add_reproduce,
+    _add_predict,
+    _add_export,
 ]
 
 

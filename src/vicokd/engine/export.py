@@ -30,6 +30,7 @@ are made in a temporary directory inside DIR and moved into place only after the
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import tempfile
@@ -81,6 +82,7 @@ class ExportResult:
     sample_shape: tuple[int, ...]  # the traced input's shape
     checks: list[dict[str, Any]]  # per check input: shape and max abs difference of each output
     max_abs_diff: float
+    tolerance: float
     seconds: float
 
 
@@ -155,7 +157,7 @@ H and W are fixed.
 ## Check
 
 onnxruntime (CPU) against PyTorch on seeded random videos (traced with {tuple(result.sample_shape)}),
-maximum absolute difference per output (tolerance 1e-4):
+maximum absolute difference per output (tolerance {result.tolerance:g}):
 
 {checks}
 
@@ -182,6 +184,9 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
     be at least 2 so that those axes stay dynamic (the graph then takes any size ≥ 1).
     """
     started = time.perf_counter()
+    missing = [name for name in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise VicokdError(f"export needs {', '.join(missing)}: pip install 'vicokd[export]'")
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     model, meta = load_student(checkpoint)
     config = config_from_dict(meta["config"], f"{checkpoint} (sidecar config)")
@@ -222,10 +227,11 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
         save_file(state, str(work / "model.safetensors"))
         (work / "config.yaml").write_text(config_to_yaml(config))
         (work / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
-        result = ExportResult(out_dir, [out_dir / name for name in FILES], opset, sample, checks, worst,
+        result = ExportResult(out_dir, [out_dir / name for name in FILES], opset, sample, checks, worst, tolerance,
                               time.perf_counter() - started)
         (work / "README.md").write_text(_readme(config, classes, result, checkpoint, max_views))
         for name in FILES:
+            (work / name).chmod(0o644)  # deployable files; safetensors writes its file owner-only
             (work / name).replace(out_dir / name)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -149,13 +149,22 @@ class Prediction:
         return path
 
 
-def load_student(path: str | Path) -> tuple[MultiViewActionModel, dict[str, Any]]:
-    """The visual-only student of a checkpoint and its sidecar entry; a teacher is refused."""
+def load_student(path: str | Path, device: str | None = "cpu") -> tuple[MultiViewActionModel, dict[str, Any]]:
+    """The visual-only student of a checkpoint (eval mode, on `device`) and its sidecar entry.
+
+    A teacher checkpoint is refused. `device` None means CUDA when available, else the CPU.
+    """
     mode = read_meta(path)["config"]["model"]["mode"]
     if mode != "student":
         raise VicokdError(f"{path}: this is a {mode} checkpoint; predict and export take a visual-only student "
                           f"(distil one with `vicokd distill`, or train one with --set distill.method=student)")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     model, meta = model_from_checkpoint(path)
+    try:
+        model.to(torch.device(device))
+    except (RuntimeError, AssertionError) as exc:  # unknown device string, or CUDA not available
+        raise VicokdError(f"--device {device}: {str(exc).strip().splitlines()[0]}") from None
     return model.eval(), meta
 
 
