@@ -33,7 +33,7 @@ from vicokd.data.synthetic.scene import (
 )
 from vicokd.data.synthetic.script import ClipScript
 
-VIS_WIDTH = 160  # columns of the grid on which visibility is measured
+VIS_WIDTH = 96  # columns of the grid on which visibility is measured
 VISIBLE_SHARE = 0.25  # share of the body that must be seen to count as visible
 EXPOSURE = 1.3
 
