@@ -100,6 +100,7 @@ class Prediction:
     """
 
     videos: list[str]
+    model: dict[str, Any]  # method, role, model_hash, epoch of the checkpoint (from its sidecar)
     classes: list[str]
     fps: float
     num_frames: int  # T of the model's windows
@@ -129,7 +130,7 @@ class Prediction:
             return np.round(values.astype(np.float64), 6).tolist()
 
         return {
-            "videos": self.videos, "classes": self.classes, "fps": self.fps, "length": self.length,
+            "videos": self.videos, "model": self.model, "classes": self.classes, "fps": self.fps, "length": self.length,
             "duration_s": round(self.length / self.fps, 6), "view_lengths": self.view_lengths,
             "windows": {"count": len(self.windows), "frames": self.num_frames,
                         "rule": "uniform" if self.length <= self.num_frames else "sliding",
@@ -237,19 +238,15 @@ def segments_from_probs(
     return segments
 
 
-def _decode(videos: list[Path], size: tuple[int, int], fps: float, progress: bool
-            ) -> tuple[torch.Tensor, list[int], list[str]]:
-    """uint8 frames (V, L, 3, H, W) of every view, the views' grid lengths, and warnings."""
+def _grid_lengths(videos: list[Path], fps: float) -> tuple[list[int], list[str]]:
+    """Grid length of every view and the warning when they differ (L = the minimum)."""
     lengths = [probe_video(path).grid_length(fps) for path in videos]
     length = min(lengths)
     if length < 1:
         raise DataError(f"{videos[lengths.index(length)]}: video has no frames")
-    warnings = []
     if len(set(lengths)) > 1:
-        warnings.append(f"views have different lengths {lengths} grid frames; using the shortest ({length})")
-    frames = [read_grid_frames(path, size, fps, length=length)
-              for path in tqdm(videos, desc="decode", unit="view", disable=not progress, leave=False)]
-    return torch.from_numpy(np.stack(frames)).permute(0, 1, 4, 2, 3), lengths, warnings
+        return lengths, [f"views have different lengths {lengths} grid frames; using the shortest ({length})"]
+    return lengths, []
 
 
 @torch.inference_mode()
@@ -270,7 +267,7 @@ def predict_clip(
     `meta` is the checkpoint's sidecar entry (as :func:`load_student` returns it): its
     ``config`` gives fps, T, image size and normalisation, its ``classes`` the class names.
     The model runs on its own device, in eval mode, `batch_size` windows per call; `progress`
-    shows bars for decoding and for the windows of a clip longer than T.
+    shows bars for decoding and for the windows when the clip is longer than T.
     """
     started = time.perf_counter()
     if not videos:
@@ -282,8 +279,13 @@ def predict_clip(
     _check_segment_settings(config.fps, threshold, min_gap, min_duration)
     stride = _checked_stride(stride, config.num_frames)
     paths = [Path(v) for v in videos]
-    frames, lengths, warnings = _decode(paths, config.image_size, config.fps, progress)
-    length = frames.shape[1]
+    lengths, warnings = _grid_lengths(paths, config.fps)
+    length = min(lengths)
+    bars = progress and length > config.num_frames
+    frames = torch.from_numpy(np.stack([
+        read_grid_frames(path, config.image_size, config.fps, length=length)
+        for path in tqdm(paths, desc="decode", unit="view", disable=not bars, leave=False)
+    ])).permute(0, 1, 4, 2, 3)  # (V, L, 3, H, W) uint8
     windows = window_indices(length, config.num_frames, stride)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.eval()
@@ -292,8 +294,7 @@ def predict_clip(
     count = torch.zeros(length, dtype=torch.float64)
     clip_probs = torch.zeros(len(classes), dtype=torch.float64)
     batches = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
-    for batch in tqdm(batches, desc="predict", unit="batch", disable=not progress or length <= config.num_frames,
-                      leave=False):
+    for batch in tqdm(batches, desc="predict", unit="batch", disable=not bars, leave=False):
         index = torch.from_numpy(np.stack(batch))  # (B, T)
         video = torch.stack([frames[:, i] for i in index]).to(device)  # (B, V, T, 3, H, W) uint8
         out = model({"video": normalize_video(video, config.mean, config.std)})
@@ -307,7 +308,8 @@ def predict_clip(
     frame_probs = (frame_sum / count[:, None]).float().numpy()
     settings = {"threshold": threshold, "min_gap": min_gap, "min_duration": min_duration, "stride": stride}
     return Prediction(
-        videos=[str(p) for p in paths], classes=classes, fps=config.fps, num_frames=config.num_frames,
+        videos=[str(p) for p in paths], model={key: meta.get(key) for key in ("method", "role", "model_hash", "epoch")},
+        classes=classes, fps=config.fps, num_frames=config.num_frames,
         view_lengths=lengths, frame_probs=frame_probs,
         view_frame_probs=(view_sum / count[None, :, None]).float().numpy(),
         clip_probs=clip_probs.float().numpy(), windows=windows,

@@ -1,0 +1,116 @@
+"""`vicokd export`: files, ONNX vs PyTorch through onnxruntime on other B / V / T, safetensors reload, errors."""
+
+import contextlib
+import io
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from student_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher, train_tiny_student
+from vicokd.cli import main
+from vicokd.config import load_config
+from vicokd.engine import export as export_lib
+from vicokd.engine.export import OUTPUT_NAMES, OnnxStudent, load_exported
+from vicokd.engine.run import model_from_checkpoint
+from vicokd.errors import VicokdError
+from vicokd.models import MultiViewActionModel
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    base = tmp_path_factory.mktemp("export")
+    checkpoint = train_tiny_student(base)
+    out = base / "export"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["export", "--ckpt", str(checkpoint), "--out", str(out), "--views", "3"])
+    assert code == 0
+    return SimpleNamespace(base=base, checkpoint=checkpoint, out=out, printed=printed.getvalue())
+
+
+def _video(shape, seed):
+    return torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+def test_files_and_printed_check(exported):
+    names = sorted(p.name for p in exported.out.iterdir())
+    assert names == ["README.md", "classes.json", "config.yaml", "model.onnx", "model.safetensors"]
+    h, w = IMAGE_SIZE
+    assert f"input (3, 3, {NUM_FRAMES}, 3, {h}, {w}): max abs diff frame_probs" in exported.printed
+    assert f"input (1, 2, {NUM_FRAMES // 2 + 1}, 3, {h}, {w})" in exported.printed
+    worst = float(exported.printed.split("max abs diff ")[-1].split()[0])
+    assert worst <= 1e-4
+    readme = (exported.out / "README.md").read_text()
+    assert "`video`: uint8 (B, V, T, 3, H, W)" in readme and all(f"`{name}`" in readme for name in OUTPUT_NAMES)
+    _, meta = model_from_checkpoint(exported.checkpoint)
+    assert json.loads((exported.out / "classes.json").read_text()) == meta["classes"]
+    config = load_config(exported.out / "config.yaml")
+    assert config.model.mode == "student" and config.model.dim == meta["config"]["model"]["dim"]
+
+
+def test_safetensors_hold_the_student_only_and_reload_identically(exported):
+    state = load_file(str(exported.out / "model.safetensors"))
+    assert not any(name.startswith(("audio_encoder", "model.", "/")) for name in state)
+    assert any(name.startswith("adapter.") for name in state)
+    original, meta = model_from_checkpoint(exported.checkpoint)
+    fresh = MultiViewActionModel(load_config(exported.out / "config.yaml").model, len(meta["classes"]))
+    fresh.load_state_dict(state, strict=True)
+    reloaded, _, classes = load_exported(exported.out)
+    assert classes == meta["classes"]
+    video = torch.randn(2, 3, NUM_FRAMES, 3, *IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        outputs = [model.eval()({"video": video}) for model in (original, fresh, reloaded)]
+    for name in ("frame_logits", "view_frame_logits", "seq_logits"):
+        assert all(torch.equal(getattr(outputs[0], name), getattr(out, name)) for out in outputs[1:]), name
+
+
+@pytest.mark.parametrize("shape", [(1, 3, NUM_FRAMES), (4, 3, NUM_FRAMES), (2, 2, 9), (1, 4, 3)])
+def test_onnx_matches_pytorch_on_other_batch_views_and_frames(exported, shape):
+    """Exported at (B, V, T) = (2, 3, 6): batch, views and frames are all dynamic."""
+    model, config, _ = load_exported(exported.out)
+    wrapper = OnnxStudent(model, config.data.mean, config.data.std).eval()
+    video = _video((*shape, 3, *IMAGE_SIZE), seed=sum(shape))
+    session = onnxruntime.InferenceSession(str(exported.out / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(list(OUTPUT_NAMES), {"video": video.numpy()})
+    with torch.no_grad():
+        expected = wrapper(video)
+    b, v, t = shape
+    c = len(model.backbone.frame_head.bias)
+    assert [g.shape for g in got] == [(b, t, c), (b, v, t, c), (b, c)]
+    for name, ref, out in zip(OUTPUT_NAMES, expected, got):
+        assert np.abs(ref.numpy() - out).max() <= 1e-4, name
+
+
+def test_onnx_signature(exported):
+    graph = onnx.load(str(exported.out / "model.onnx")).graph
+    (video,) = graph.input
+    assert video.name == "video" and video.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    dims = video.type.tensor_type.shape.dim
+    assert all(d.dim_param for d in dims[:3]) and [d.dim_value for d in dims[3:]] == [3, *IMAGE_SIZE]
+    assert [o.name for o in graph.output] == list(OUTPUT_NAMES)
+
+
+def test_clear_errors(exported, tmp_path, capsys, monkeypatch):
+    def fails(args, message):
+        assert main(["export", *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+    teacher = fake_teacher(exported.checkpoint, tmp_path / "teacher.safetensors")
+    fails(["--ckpt", str(teacher), "--out", str(tmp_path / "t")], "this is a teacher checkpoint")
+    fails(["--ckpt", str(exported.checkpoint), "--out", str(tmp_path / "f"), "--frames", "1"],
+          "the traced sample needs T >= 2 and V >= 2")
+    fails(["--ckpt", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "n")], "checkpoint not found")
+    # a graph that disagrees with PyTorch fails loudly and leaves nothing behind
+    monkeypatch.setattr(export_lib.torch.onnx, "export", lambda *args, **kwargs: None)
+    monkeypatch.setattr(export_lib, "_check", lambda graph, wrapper, shapes: [
+        {"shape": list(shapes[0]), "max_abs_diff": {name: 0.5 for name in OUTPUT_NAMES}}])
+    with pytest.raises(VicokdError, match=r"onnxruntime differs from PyTorch by 5\.000e-01 > 0\.0001"):
+        export_lib.export_student(exported.checkpoint, tmp_path / "bad")
+    assert list((tmp_path / "bad").iterdir()) == []

@@ -1,0 +1,207 @@
+"""`vicokd predict`: segment rules, sliding windows mapped back to the grid, a tiny student end to end, errors."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from student_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher, train_tiny_student
+from vicokd.cli import main
+from vicokd.data import frame_labels
+from vicokd.data.dataset import normalize_video
+from vicokd.data.media import read_grid_frames
+from vicokd.engine import predict as predict_lib
+from vicokd.engine.predict import load_student, predict_clip, segments_from_probs, window_indices
+from vicokd.errors import VicokdError
+
+from media_helpers import make_video
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    base = tmp_path_factory.mktemp("predict")
+    checkpoint = train_tiny_student(base)
+    videos = [base / "data" / "01" / f"05-View{k}-Part1.mp4" for k in (1, 2, 3)]  # 40 frames at 10 fps: L = 10
+    short = []
+    for k, frames in ((1, 12), (2, 12), (3, 16)):  # grid lengths 3, 3, 4: L = 3 < T, with a warning
+        short.append(base / "short" / f"view{k}.mp4")
+        make_video(short[-1], frames, k, audio=False)
+    return SimpleNamespace(base=base, checkpoint=checkpoint, videos=videos, short=short)
+
+
+# ------------------------------------------------------------------------------ segments
+
+
+def test_segments_threshold_merge_and_min_duration():
+    classes = ["A", "B", "C"]
+    probs = np.zeros((12, 3))
+    probs[[1, 2, 3], 0] = [0.5, 0.9, 0.7]  # p == threshold counts as active
+    probs[4, 0] = 0.4  # one missed frame: gap 3 → 5 is 0.8 s
+    probs[[5, 6], 0] = [0.8, 0.6]
+    probs[9, 0] = 0.95  # alone, 1.2 s after frame 6
+    probs[:, 1] = 0.49  # never active
+    probs[[0, 1], 2] = 0.7
+
+    raw = segments_from_probs(probs, classes, fps=2.5, threshold=0.5, min_gap=0.0, min_duration=0.0)
+    assert [(s.label, s.start, s.end) for s in raw] == [  # by start, then class order
+        ("C", 0.0, 0.4), ("A", 0.4, 1.2), ("A", 2.0, 2.4), ("A", 3.6, 3.6)]
+    # without merging and filtering, the segments map back to exactly the active grid frames
+    assert np.array_equal(frame_labels([{"start": s.start, "end": s.end, "labels": [s.label]} for s in raw],
+                                       12, classes), (probs >= 0.5).astype(np.float32))
+
+    merged = segments_from_probs(probs, classes, fps=2.5, threshold=0.5, min_gap=0.8, min_duration=0.0)
+    assert [(s.label, s.start, s.end) for s in merged] == [("C", 0.0, 0.4), ("A", 0.4, 2.4), ("A", 3.6, 3.6)]
+    bridged = merged[1]
+    assert bridged.score == pytest.approx(np.mean([0.5, 0.9, 0.7, 0.4, 0.8, 0.6])) and bridged.peak == 0.9
+    assert bridged.duration == pytest.approx(2.0)
+
+    kept = segments_from_probs(probs, classes, fps=2.5, threshold=0.5, min_gap=0.8, min_duration=0.4)
+    assert [(s.label, s.start, s.end) for s in kept] == [("C", 0.0, 0.4), ("A", 0.4, 2.4)]
+    assert segments_from_probs(probs, classes, fps=2.5, min_gap=1.2, min_duration=2.5)[0].end == pytest.approx(3.6)
+    assert segments_from_probs(probs, classes, threshold=0.96) == []
+
+
+def test_segments_bad_input():
+    with pytest.raises(VicokdError, match=r"do not match \(L, C\) with C = 2"):
+        segments_from_probs(np.zeros((5, 3)), ["A", "B"])
+    with pytest.raises(VicokdError, match="threshold in"):
+        segments_from_probs(np.zeros((5, 2)), ["A", "B"], threshold=1.5)
+    with pytest.raises(VicokdError, match="min gap >= 0"):
+        segments_from_probs(np.zeros((5, 2)), ["A", "B"], min_gap=-1)
+
+
+# ------------------------------------------------------------------------------ windows
+
+
+def test_window_indices_cover_every_grid_frame():
+    (short,) = window_indices(4, 6)  # L < T: the uniform sampling of evaluation, repeats allowed
+    assert short.tolist() == [0, 0, 1, 2, 2, 3]
+    assert window_indices(6, 6)[0].tolist() == list(range(6))
+    long = window_indices(10, 6)  # stride T // 2 = 3, the last window ends at L − 1
+    assert [w.tolist() for w in long] == [list(range(0, 6)), list(range(3, 9)), list(range(4, 10))]
+    assert [w[0] for w in window_indices(20, 6, stride=5)] == [0, 5, 10, 14]
+    assert [w[0] for w in window_indices(13, 6, stride=7)] == [0, 7]
+    for length in (1, 5, 6, 7, 31):
+        covered = np.concatenate(window_indices(length, 6, stride=4))
+        assert set(covered.tolist()) == set(range(length))
+    with pytest.raises(VicokdError, match="--stride 0"):
+        window_indices(10, 6, stride=0)
+
+
+class ColourModel(nn.Module):
+    """Logits from each frame's mean red value: shows which grid frame sat at each window position."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, batch):
+        red = batch["video"][:, :, :, 0].mean(dim=(-1, -2))  # (B, V, T)
+        view = red[..., None] + torch.arange(self.num_classes)  # (B, V, T, C)
+        return SimpleNamespace(view_frame_logits=view, frame_logits=view[:, 0], seq_logits=view[:, 0].mean(1))
+
+
+def _expected_logits(videos, length, config):
+    """Per view and grid frame: mean normalised red value (V, L)."""
+    frames = np.stack([read_grid_frames(v, tuple(config["image_size"]), config["fps"], length=length) for v in videos])
+    video = normalize_video(torch.from_numpy(frames).permute(0, 1, 4, 2, 3), config["mean"], config["std"])
+    return video[:, :, 0].mean(dim=(-1, -2)).double()
+
+
+@pytest.mark.parametrize("clip", ["videos", "short"])
+def test_windows_map_back_to_their_grid_frames(student, clip):
+    _, meta = load_student(student.checkpoint)
+    videos = getattr(student, clip)
+    classes = meta["classes"]
+    prediction = predict_clip(ColourModel(len(classes)), meta, videos, batch_size=2)
+    length = 10 if clip == "videos" else 3
+    assert prediction.frame_probs.shape == (length, len(classes))
+    assert prediction.view_frame_probs.shape == (3, length, len(classes))
+    assert len(prediction.windows) == (3 if clip == "videos" else 1)
+    red = _expected_logits(videos, length, meta["config"]["data"])  # (V, L)
+    per_class = red[..., None] + torch.arange(len(classes))
+    np.testing.assert_allclose(prediction.view_frame_probs, per_class.sigmoid().numpy(), atol=1e-6)
+    np.testing.assert_allclose(prediction.frame_probs, per_class[0].sigmoid().numpy(), atol=1e-6)
+    window_seq = [(red[0, w].mean() + torch.arange(len(classes))).sigmoid() for w in prediction.windows]
+    np.testing.assert_allclose(prediction.clip_probs, torch.stack(window_seq).amax(0).numpy(), atol=1e-6)
+    if clip == "short":
+        assert prediction.view_lengths == [3, 3, 4]
+        assert prediction.warnings == ["views have different lengths [3, 3, 4] grid frames; using the shortest (3)"]
+    else:
+        assert prediction.warnings == []
+
+
+# ------------------------------------------------------------------------------ tiny student
+
+
+def test_student_prediction_matches_the_model_on_its_windows(student):
+    model, meta = load_student(student.checkpoint)
+    prediction = predict_clip(model, meta, student.videos, min_duration=0.0)
+    classes = meta["classes"]
+    assert prediction.frame_probs.shape == (10, len(classes)) and prediction.clip_probs.shape == (len(classes),)
+    assert ((prediction.frame_probs >= 0) & (prediction.frame_probs <= 1)).all()
+    data = meta["config"]["data"]
+    frames = np.stack([read_grid_frames(v, IMAGE_SIZE, 2.5, indices=range(NUM_FRAMES)) for v in student.videos])
+    video = normalize_video(torch.from_numpy(frames).permute(0, 1, 4, 2, 3)[None], data["mean"], data["std"])
+    with torch.no_grad():
+        first = model({"video": video}).frame_logits[0].sigmoid().numpy()
+    # grid frames 0-2 are seen by the first window only (windows start at 0, 3, 4)
+    np.testing.assert_allclose(prediction.frame_probs[:3], first[:3], atol=1e-5)
+    assert prediction.segments == segments_from_probs(prediction.frame_probs, classes, 2.5, min_duration=0.0)
+    two_views = predict_clip(model, meta, student.videos[:2])  # any number of views runs (documented)
+    assert two_views.view_frame_probs.shape == (2, 10, len(classes))
+
+
+def test_cli_writes_json_and_png(student, tmp_path, capsys):
+    out, png = tmp_path / "pred.json", tmp_path / "pred.png"
+    code = main(["predict", "--ckpt", str(student.checkpoint), *map(str, student.videos), "--json", str(out),
+                 "--png", str(png), "--threshold", "0.3", "--min-gap", "0", "--min-duration", "0", "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert "3 views, 10 grid frames (4.0 s at 2.5 FPS), 3 window(s) of T = 6" in printed
+    assert all(name in printed for name in report["classes"])
+    assert np.array(report["frame_probs"]).shape == (10, len(report["classes"]))
+    assert np.array(report["view_frame_probs"]).shape == (3, 10, len(report["classes"]))
+    assert report["times"] == [pytest.approx(j / 2.5) for j in range(10)]
+    assert report["settings"] == {"threshold": 0.3, "min_gap": 0.0, "min_duration": 0.0, "stride": 3}
+    assert report["windows"] == {"count": 3, "frames": 6, "rule": "sliding", "stride": 3}
+    expected = segments_from_probs(np.array(report["frame_probs"]), report["classes"], 2.5, 0.3, 0.0, 0.0)
+    assert [(s["label"], s["start"], s["end"]) for s in report["segments"]] == [
+        (s.label, s.start, s.end) for s in expected]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = png.with_suffix(".csv").read_text().splitlines()
+    assert rows[0] == "time_s," + ",".join(report["classes"]) and len(rows) == 11
+
+
+def test_help_states_the_library_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default {predict_lib.DEFAULT_THRESHOLD:g})" in text
+    assert f"(default {predict_lib.DEFAULT_MIN_GAP:g})" in text
+    assert f"(default {predict_lib.DEFAULT_MIN_DURATION:g})" in text
+    assert "example:" in text
+
+
+def test_clear_errors(student, tmp_path, capsys):
+    ckpt, videos = str(student.checkpoint), list(map(str, student.videos))
+
+    def fails(args, message):
+        assert main(["predict", *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+    fails(["--ckpt", str(fake_teacher(student.checkpoint, tmp_path / "teacher.safetensors")), *videos],
+          "this is a teacher checkpoint; predict and export take a visual-only student")
+    fails(["--ckpt", ckpt, videos[0], str(tmp_path / "missing.mp4")], "missing.mp4: video file not found")
+    (tmp_path / "text.mp4").write_text("not a video")
+    fails(["--ckpt", ckpt, str(tmp_path / "text.mp4")], "text.mp4: unreadable video")
+    fails(["--ckpt", str(tmp_path / "none.safetensors"), *videos], "checkpoint not found")
+    fails(["--ckpt", ckpt, *videos, "--threshold", "2"], "threshold in [0, 1]")
+    fails(["--ckpt", ckpt, *videos, "--stride", "0"], "--stride 0: must be at least 1")
+    fails(["--ckpt", ckpt, *videos, "--batch-size", "0"], "--batch-size 0: must be at least 1")
+    fails(["--ckpt", ckpt, *videos, "--device", "nonsense"], "--device nonsense:")
