@@ -6,5 +6,6 @@ orchestration in :mod:`vicokd.pipeline` ties both together). Every figure is a P
 plotted data as a CSV of the same stem beside it.
 
 Modules: :mod:`~vicokd.report.tables` (Table 1-4), :mod:`~vicokd.report.curves` (Fig. 3 curves,
-grouped bars), :mod:`~vicokd.report.attention` (Fig. 4 maps).
+grouped bars), :mod:`~vicokd.report.attention` (Fig. 4 maps), :mod:`~vicokd.report.timeline`
+(``vicokd predict`` timelines).
 """
