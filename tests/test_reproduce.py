@@ -1,0 +1,116 @@
+"""`vicokd reproduce`: a 2-cell grid on tiny mp4 data; tables equal the runs' summaries; reuse; errors."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vicokd.cli import main
+from vicokd.data.person_scores import write_person_scores
+from vicokd.detect.run import dataset_clips
+from vicokd.errors import VicokdError
+from vicokd.pipeline.grid import EnvData, make_plan, parse_data_arg, write_plan_tables
+from vicokd.report.tables import MISSING
+
+from media_helpers import make_dataset
+
+TINY = ["data.num_frames=6", "data.image_size=[48,64]", "data.val_fraction=0.5", "optim.epochs=1",
+        "optim.batch_size=2", "train.log_every_n_steps=1"]
+
+
+def set_args(overrides: list[str]) -> list[str]:
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """A finished 2-cell grid (teacher + student V_F) on three tiny clips; returns (data, out, output)."""
+    base = tmp_path_factory.mktemp("reproduce")
+    data, out = base / "data", base / "out"
+    make_dataset(data)
+    # the demo preset reads person scores from the generator's ground truth: write one for these clips
+    visible = {clip.key: np.ones((3, 10), np.float32) for clip in dataset_clips(data)}
+    write_person_scores(data / "visibility.npz", visible, detector="groundtruth")
+    args = ["reproduce", "--grid", "table1", "--data", f"toy={data}", "--seeds", "1", "--backbones", "multitsf",
+            "--methods", "teacher,student", "--supervisions", "frame", "--out", str(out), "--quiet", *set_args(TINY)]
+    assert main(args) == 0
+    return data, out, args
+
+
+def test_table_numbers_equal_the_run_summaries(grid):
+    _, out, _ = grid
+    summaries = {name: json.loads((out / "runs" / name / "summary.json").read_text())
+                 for name in ("toy-multitsf-teacher-s0", "toy-multitsf-student-frame-s0")}
+    with (out / "tables" / "table1.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4  # 2 cells × 2 metrics
+    for row in rows:
+        name = "toy-multitsf-teacher-s0" if row["method"] == "teacher" else "toy-multitsf-student-frame-s0"
+        expected = summaries[name]["test"][row["metric"]]
+        assert float(row["mean"]) == pytest.approx(expected, abs=5e-5)
+        assert row["n"] == "1" and row["std"] == "" and row["seeds"] == "0"
+    markdown = (out / "tables" / "table1.md").read_text()
+    assert f"{summaries['toy-multitsf-student-frame-s0']['test']['seq_map']:.2f}" in markdown
+    assert "MultiTSF V_F" in markdown and "V_S" not in markdown
+
+
+def test_rerun_reuses_every_step(grid, capsys):
+    _, out, args = grid
+    summary = out / "runs" / "toy-multitsf-student-frame-s0" / "summary.json"
+    before = summary.stat().st_mtime_ns
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(": reused") == 4  # prepare, person scores, 2 runs (the tables are rewritten)
+    assert summary.stat().st_mtime_ns == before
+    steps = json.loads((out / "steps.json").read_text())["steps"]
+    assert steps["train toy-multitsf-teacher-s0"]["status"] == "reused"
+    assert main([*args, "--dry-run"]) == 0
+    assert "train toy-multitsf-student-frame-s0 [done]" in capsys.readouterr().out
+
+
+def test_cells_not_run_are_missing(grid):
+    data, out, _ = grid
+    plan = make_plan("table1", [EnvData("toy", data, out / "cache" / "toy")], seeds=1, out=out,
+                     backbones=["multitsf"], methods=["teacher", "student", "vicokd"], overrides=TINY)
+    markdown, _ = write_plan_tables(plan)
+    lines = markdown.read_text().splitlines()
+    vicokd = [line for line in lines if line.startswith("| ViCoKD")]
+    assert vicokd and all(line.count(MISSING) == 2 for line in vicokd)
+    assert "2 of 5 runs finished" in lines[2]  # teacher, student V_F; not: student V_S, vicokd V_F, V_S
+
+
+def test_changed_setting_is_refused(grid, capsys):
+    _, _, args = grid
+    assert main([*args, "--set", "optim.lr=0.5"]) == 2
+    assert "optim.lr" in capsys.readouterr().err
+
+
+def test_argument_errors(tmp_path):
+    assert parse_data_arg("home1=data/h1,cache/h1", tmp_path) == EnvData("home1", Path("data/h1"), Path("cache/h1"))
+    assert parse_data_arg("home2=data/h2", tmp_path).cache == tmp_path / "cache" / "home2"
+    for bad in ("data/h1", "=x", "a/b=x"):
+        with pytest.raises(VicokdError, match="--data"):
+            parse_data_arg(bad, tmp_path)
+    env = [EnvData("e", tmp_path, tmp_path)]
+    with pytest.raises(VicokdError, match="--methods"):
+        make_plan("table3", env, out=tmp_path, methods=["vicokd"])
+    with pytest.raises(VicokdError, match="--backbones"):
+        make_plan("table1", env, out=tmp_path, backbones=["resnet"])
+    with pytest.raises(VicokdError, match="--seeds"):
+        make_plan("table1", env, out=tmp_path, seeds=0)
+
+
+def test_grid_plans_add_teachers_and_lay_out_tables(tmp_path):
+    envs = [EnvData("home1", tmp_path, tmp_path), EnvData("home2", tmp_path, tmp_path)]
+    plan = make_plan("table2", envs, seeds=2, out=tmp_path, backbones=["multiasl"])
+    names = [cell.name for cell in plan.cells]
+    assert names[:4] == ["home1-multiasl-teacher-s0", "home1-multiasl-teacher-s1", "home2-multiasl-teacher-s0",
+                         "home2-multiasl-teacher-s1"]
+    assert len(names) == 4 + 2 * 2 * 2  # teachers + vicokd × env × supervision × seed
+    assert [layout.name for layout in plan.layouts()] == ["table2"]
+    table4 = make_plan("table4", envs, seeds=1, out=tmp_path)
+    assert table4.backbones == ["multiasl"] and len(table4.layouts()[0].rows) == 6
+    table3 = make_plan("table3", envs, seeds=1, out=tmp_path)
+    assert {cell.method for cell in table3.cells} == {"teacher", "teacher-vc"}
