@@ -1,0 +1,249 @@
+"""Shared machinery of the benchmarks: the machine, timing, peak memory in a fresh process, results.
+
+Peak resident memory is read in a process started for the measurement alone (``spawn``), from
+the kernel's high-water mark of that process's address space (``VmHWM`` in
+``/proc/self/status``). ``getrusage(RUSAGE_SELF).ru_maxrss`` is not used: Linux carries the
+parent's peak across ``exec``, so a spawned child would report at least its parent's peak.
+
+Timings record wall time and the process's CPU time (user + system): on a shared machine the
+ratio CPU / wall shows how much of the cores the measurement really had.
+"""
+
+from __future__ import annotations
+
+import datetime
+import multiprocessing
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vicokd.data.split import write_json_atomic
+from vicokd.errors import VicokdError
+
+GIB = 2**30
+SIZES = ("small", "full")
+
+
+# ----------------------------------------------------------------------------- the machine
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _meminfo_bytes(key: str) -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, memory, library versions, torch threads, load average and the date (UTC)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu_model(),
+        "cores": cores,
+        "memory_gib": round((_meminfo_bytes("MemTotal") or 0) / GIB, 1),
+        "memory_available_gib": round((_meminfo_bytes("MemAvailable") or 0) / GIB, 1),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+@dataclass
+class Timing:
+    """Wall and process CPU seconds of a measured block (filled when the block ends)."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    @property
+    def cpu_share(self) -> float:
+        """CPU seconds per wall second: up to the number of threads when the cores were ours."""
+        return self.cpu / self.wall if self.wall > 0 else 0.0
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextmanager
+def stopwatch() -> Iterator[Timing]:
+    """``with stopwatch() as t: ...`` → ``t.wall``, ``t.cpu`` seconds."""
+    timing = Timing()
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    try:
+        yield timing
+    finally:
+        timing.wall = time.perf_counter() - wall
+        timing.cpu = _cpu_seconds() - cpu
+
+
+def matmul_rate(size: int = 2048, seconds: float = 1.0) -> float:
+    """fp32 GFLOP/s of ``size``×``size`` matrix products with the current torch thread count.
+
+    One product warms up; then products run for at least `seconds`; the rate is total FLOPs
+    (2·size³ each) over total wall time, so it sees the same sharing of the cores as the
+    measurement around it.
+    """
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator)
+    b = torch.randn(size, size, generator=generator)
+    out = torch.empty(size, size)
+    torch.mm(a, b, out=out)
+    count, start = 0, time.perf_counter()
+    while count < 2 or time.perf_counter() - start < seconds:
+        torch.mm(a, b, out=out)
+        count += 1
+    return 2.0 * size**3 * count / (time.perf_counter() - start) / 1e9
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def _status_bytes(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) * 1024
+    raise VicokdError(f"/proc/self/status has no {key} (peak memory needs Linux)")
+
+
+def current_rss() -> int:
+    """Resident memory of this process now, bytes."""
+    return _status_bytes("VmRSS")
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process's address space so far, bytes (``VmHWM``)."""
+    return _status_bytes("VmHWM")
+
+
+def _isolated_call(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], threads: int) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    result = fn(*args)
+    result["peak_rss_bytes"] = peak_rss()
+    return result
+
+
+def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, threads: int) -> dict[str, Any]:
+    """``fn(*args)`` in a fresh spawned process with `threads` torch threads.
+
+    Returns fn's result (a dict) with ``peak_rss_bytes``, the peak resident memory of that
+    process. `fn` must be importable (module level). A child killed by the system (out of
+    memory) is reported as a :class:`VicokdError`.
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        try:
+            return pool.submit(_isolated_call, fn, args, threads).result()
+        except BrokenProcessPool:
+            raise VicokdError(f"benchmark process for {fn.__name__}{args!r} died (out of memory?)") from None
+
+
+def linear_extrapolation(xs: list[float], ys: list[float], x: float) -> tuple[float, float, float]:
+    """Least-squares line through (xs, ys) evaluated at `x`: (value, slope, largest |residual|)."""
+    if len(xs) < 2 or len(set(xs)) < 2:
+        raise ValueError("linear extrapolation needs two distinct points")
+    slope, intercept = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
+    residual = max(abs(slope * a + intercept - b) for a, b in zip(xs, ys))
+    return float(slope * x + intercept), float(slope), float(residual)
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class Target:
+    """A goal of the issue, the measured value and whether it is met."""
+
+    goal: str
+    measured: str
+    met: bool
+
+
+@dataclass
+class BenchResult:
+    """What a benchmark measured: settings, table rows, targets and notes (JSON-ready)."""
+
+    name: str
+    size: str
+    settings: dict[str, Any]
+    columns: list[tuple[str, str]]  # (row key, header)
+    rows: list[dict[str, Any]]
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=machine_info)
+
+    def table(self) -> str:
+        """The rows as an aligned text table, then targets and notes."""
+        headers = [header for _, header in self.columns]
+        cells = [[_cell(row.get(key)) for key, _ in self.columns] for row in self.rows]
+        widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+        lines = [f"== {self.name} ({self.size}) on {self.machine['cpu']}, {self.machine['cores']} cores, "
+                 f"torch {self.machine['torch']}, {self.machine['torch_threads']} threads, "
+                 f"load {self.machine['load_average'][0]}",
+                 "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
+        for row in cells:
+            lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        for target in self.targets:
+            lines.append(f"target {'MET' if target.met else 'MISSED'}: {target.goal}: {target.measured}")
+        lines.extend(f"note: {note}" for note in self.notes)
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["columns"] = [list(c) for c in self.columns]
+        return data
+
+    def write(self, out_dir: str | Path) -> Path:
+        """``<out_dir>/<name>.json`` for the full size, ``<name>-<size>.json`` otherwise."""
+        suffix = "" if self.size == "full" else f"-{self.size}"
+        path = Path(out_dir) / f"{self.name}{suffix}.json"
+        self.machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        write_json_atomic(path, self.to_json())
+        return path
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value == 0 or abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def check_size(size: str) -> None:
+    if size not in SIZES:
+        raise VicokdError(f"--size {size!r}: expected one of {', '.join(SIZES)}")
