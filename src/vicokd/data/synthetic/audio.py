@@ -296,14 +296,14 @@ def bird(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     while t < n / sr:
         m = int(float(rng.uniform(0.05, 0.12)) * sr)
         f = np.linspace(float(rng.uniform(4200, 5200)), float(rng.uniform(2800, 3600)), m)
-        _add(out, t, 0.5 * np.sin(2 * np.pi * np.cumsum(f) / sr) * np.sin(np.pi * np.linspace(0, 1, m)), sr)
+        _add(out, t, 0.12 * np.sin(2 * np.pi * np.cumsum(f) / sr) * np.sin(np.pi * np.linspace(0, 1, m)), sr)
         t += float(rng.uniform(0.1, 0.5))
     return out
 
 
 def car(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     """A car passing outside: low rumble swelling and fading."""
-    return 0.8 * _band(rng, n, 40, 900, sr, tilt=-0.5) * np.sin(np.pi * np.linspace(0, 1, n)) ** 2
+    return 0.12 * _band(rng, n, 40, 900, sr, tilt=-0.5) * np.sin(np.pi * np.linspace(0, 1, n)) ** 2
 
 
 RECIPES: dict[str, Recipe] = {

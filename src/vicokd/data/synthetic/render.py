@@ -276,7 +276,7 @@ class ViewRenderer:
 
     def _background(self, state: dict[str, float], daylight: float) -> tuple[np.ndarray, np.ndarray]:
         """The empty room for a state: fine colour (H·s, W·s, 3) and the finished image."""
-        key = (daylight, *(round(state[c], 4) for c in STATE_CHANNELS))
+        key = (daylight, *(state[c] for c in STATE_CHANNELS))  # exact: a cache hit is the same image
         if key not in self._backgrounds:
             if len(self._backgrounds) > 256:
                 self._backgrounds.clear()
