@@ -23,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from vicokd.data.split import write_json_atomic
 from vicokd.errors import VicokdError
 
 GIB = 2**30
-SIZES = ("small", "full")
+SizeT = TypeVar("SizeT")
 
 
 # ----------------------------------------------------------------------------- the machine
@@ -244,6 +244,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def check_size(size: str) -> None:
-    if size not in SIZES:
-        raise VicokdError(f"--size {size!r}: expected one of {', '.join(SIZES)}")
+def resolve_size(size: str | SizeT, sizes: dict[str, SizeT]) -> SizeT:
+    """A named size ("small", "full") from `sizes`, or a custom size object as given."""
+    if not isinstance(size, str):
+        return size
+    if size not in sizes:
+        raise VicokdError(f"--size {size!r}: expected one of {', '.join(sizes)}")
+    return sizes[size]

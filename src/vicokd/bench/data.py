@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vicokd.bench.common import BenchResult, Target, check_size, machine_info, stopwatch
+from vicokd.bench.common import BenchResult, Target, machine_info, resolve_size, stopwatch
 from vicokd.config import DataConfig
 from vicokd.data.annotations import Clip, frame_labels, load_annotations, sequence_labels
 from vicokd.data.cache import prepare
@@ -232,20 +232,21 @@ def clips_per_second(dataset: Dataset, size: DataBenchSize,
     sampler.stop()
     for _ in batches:  # the batches already asked for; then the workers exit
         pass
-    return {"clips": clips, "seconds": seconds, "clips_per_s": clips / seconds, "consume_ms_per_clip": 1e3 * consuming / clips}
+    return {"clips": clips, "seconds": seconds, "clips_per_s": clips / seconds,
+            "consume_ms_per_clip": 1e3 * consuming / clips}
 
 
-def run_data_benchmark(size: str = "small", *, threads: int | None = None, work_dir: str | Path | None = None,
-                       frames: int | None = None) -> BenchResult:
+def run_data_benchmark(size: str | DataBenchSize = "small", *, threads: int | None = None,
+                       frames: int | None = None, work_dir: str | Path | None = None) -> BenchResult:
     """Measure (a) and (b) on a synthetic dataset made in `work_dir` (a temporary folder by default).
 
-    `threads`: torch threads of the main process (each DataLoader worker runs one); `frames`
-    overrides T.
+    `size`: "small", "full" or a custom :class:`DataBenchSize`; `threads`: torch threads of the
+    main process (each DataLoader worker runs one); `frames` overrides T.
     """
-    check_size(size)
+    bench = resolve_size(size, DATA_SIZES)
+    bench = bench if frames is None else replace(bench, frames=frames)
     if threads is not None:
         torch.set_num_threads(threads)
-    bench = DATA_SIZES[size] if frames is None else replace(DATA_SIZES[size], frames=frames)
     machine = machine_info()
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="vicokd-bench-data-") as tmp:
         root, cache = Path(tmp) / "data", Path(tmp) / "cache"
@@ -273,7 +274,7 @@ def run_data_benchmark(size: str = "small", *, threads: int | None = None, work_
     ratio, float_ratio = rows[1]["speedup"], rows[2]["speedup"]
     h, w = bench.image_size
     return BenchResult(
-        name="data", size=size, machine=machine,
+        name="data", size=size if isinstance(size, str) else "custom", machine=machine,
         settings={**asdict(bench), "old_fbank_rows": OLD_FBANK_ROWS, "synthesis_s": made.wall,
                   "prepare_s": prepared.wall, "mp4_mib": video_bytes / 2**20, "cache_mib": cache_bytes / 2**20},
         columns=[("path", "path"), ("clips", "clips"), ("seconds", "seconds"), ("clips_per_s", "clips/s"),

@@ -1,0 +1,201 @@
+"""Training-step benchmark: time per sample against the FLOP floor, and peak memory at batch 12.
+
+For the paper architecture (:mod:`vicokd.bench.paper`) each configuration runs in a fresh
+process: build the model (and, for ViCoKD, the frozen teacher), Adam, a warm-up step on a
+one-frame batch, then one timed step (forward, the method's losses, backward, optimizer step)
+at the configured shape. The machine's fp32 matmul rate is measured in the same process right
+before and after the step. The FLOPs of the step are counted on the meta device (forward +
+backward, recomputation under checkpointing included). The floor is FLOPs ÷ matmul rate.
+
+Memory: the peak resident memory of each process. Batch 12 × T = 70 is not run: on this CPU a
+checkpointed teacher step of that size takes over an hour, and without checkpointing it needs far
+more than the machine has. Peak memory is linear in the number of frames B·V·T (stored inputs
+and activations) plus a constant (weights, gradients, Adam state, one chunk of recomputation),
+so it is fitted on batch-1 runs of several T and extrapolated to B = 12, T = 70; the fit's largest
+residual is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+
+from vicokd.bench.common import (
+    GIB,
+    BenchResult,
+    Target,
+    current_rss,
+    linear_extrapolation,
+    machine_info,
+    matmul_rate,
+    resolve_size,
+    run_isolated,
+    stopwatch,
+)
+from vicokd.bench.paper import Role, Shape, build_models, count_flops, paper_config, step_loss, synthetic_batch
+from vicokd.config import Config
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One measured configuration: role, batch, frames and the encoders' memory settings."""
+
+    role: Role
+    batch: int
+    frames: int
+    checkpointing: bool = False
+    chunk_size: int = 256  # frames per encoder call; 0 = all frames of the batch in one call
+    views: int = 5
+    model: dict[str, Any] = field(default_factory=dict, hash=False)  # dotted model overrides
+
+    @property
+    def shape(self) -> Shape:
+        return Shape(self.batch, self.frames, self.views)
+
+    def config(self) -> Config:
+        chunk = self.chunk_size or self.shape.images
+        return paper_config(self.role, checkpointing=self.checkpointing, chunk_size=chunk, model=self.model)
+
+    @property
+    def label(self) -> str:
+        memory = f"ckpt, chunk {self.chunk_size}" if self.checkpointing else (
+            "one encoder call" if self.chunk_size == 0 else f"chunk {self.chunk_size}")
+        return f"{self.role} B={self.batch} T={self.frames} ({memory})"
+
+
+@dataclass(frozen=True)
+class TrainBenchSize:
+    """Which configurations one benchmark size runs."""
+
+    frames: int  # T of the timed batch-1 runs of every role
+    ckpt_chunk: int  # encoder chunk with activation checkpointing
+    ckpt_frames: tuple[int, ...]  # teacher, batch 1, checkpointed: T of the memory fit
+    plain_frames: tuple[int, ...]  # teacher, batch 1, no checkpointing, one encoder call: T of the fit
+    roles: tuple[Role, ...] = ("teacher", "student", "vicokd")
+    views: int = 5
+    model: dict[str, Any] = field(default_factory=dict)  # dotted model overrides (tests: a tiny model)
+    target_batch: int = 12
+    target_frames: int = 70
+    memory_goal_gib: float = 16.0
+
+
+TRAIN_SIZES = {
+    "full": TrainBenchSize(frames=70, ckpt_chunk=64, ckpt_frames=(35, 70), plain_frames=(7, 14, 28)),
+    "small": TrainBenchSize(frames=4, ckpt_chunk=8, ckpt_frames=(2, 4), plain_frames=(1, 2)),
+}
+
+
+def _train_step(config: Config, model: Any, teacher: Any, optimizer: torch.optim.Optimizer,
+                batch: dict[str, torch.Tensor]) -> None:
+    step_loss(config, model, teacher, batch).backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def measure_train_step(spec: StepSpec) -> dict[str, Any]:
+    """Run in a fresh process: one warm-up and one timed training step of `spec` (module docstring)."""
+    torch.manual_seed(0)
+    config = spec.config()
+    model, teacher = build_models(config)
+    model.train()
+    optim = config.optim
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=optim.lr,
+                                 weight_decay=optim.weight_decay)
+    _train_step(config, model, teacher, optimizer, synthetic_batch(Shape(1, 1)))
+    batch = synthetic_batch(spec.shape)
+    ready = current_rss()
+    rate_before = matmul_rate()
+    with stopwatch() as timing:
+        _train_step(config, model, teacher, optimizer, batch)
+    rate_after = matmul_rate()
+    return {"step_s": timing.wall, "cpu_s": timing.cpu, "rss_before_step_bytes": ready,
+            "matmul_gflops": (rate_before + rate_after) / 2, "matmul_gflops_before": rate_before,
+            "matmul_gflops_after": rate_after}
+
+
+def train_flops(spec: StepSpec) -> float:
+    """FLOPs of one training step of `spec` (forward + backward, meta device)."""
+    return count_flops(spec.config(), spec.shape,
+                       lambda config, model, teacher, batch: step_loss(config, model, teacher, batch).backward())
+
+
+def _row(spec: StepSpec, purpose: str, measured: dict[str, Any], flops: float) -> dict[str, Any]:
+    floor = flops / (measured["matmul_gflops"] * 1e9)
+    return {
+        "run": spec.label, "purpose": purpose, **asdict(spec), **measured, "flops": flops,
+        "s_per_sample": measured["step_s"] / spec.batch, "tflops_per_sample": flops / spec.batch / 1e12,
+        "floor_s_per_sample": floor / spec.batch, "vs_floor": measured["step_s"] / floor,
+        "achieved_gflops": flops / measured["step_s"] / 1e9, "cpu_share": measured["cpu_s"] / measured["step_s"],
+        "peak_gib": measured["peak_rss_bytes"] / GIB,
+    }
+
+
+def _extrapolate(rows: list[dict[str, Any]], size: TrainBenchSize, label: str) -> dict[str, Any]:
+    """Peak memory line over frames (B·T) of `rows`, evaluated at the target batch and T."""
+    frames = [r["batch"] * r["frames"] for r in rows]
+    target = size.target_batch * size.target_frames
+    peak, slope, residual = linear_extrapolation(frames, [r["peak_gib"] for r in rows], target)
+    points = ", ".join(f"T={r['frames']}: {r['peak_gib']:.2f}" for r in rows)
+    return {"run": f"{label} B={size.target_batch} T={size.target_frames}", "purpose": "extrapolated",
+            "peak_gib": peak, "gib_per_clip_frame": slope, "fit_residual_gib": residual,
+            "fit": f"B=1 {points} GiB"}
+
+
+def run_train_benchmark(size: str | TrainBenchSize = "small", *, threads: int | None = None,
+                        frames: int | None = None) -> BenchResult:
+    """Time and memory of training steps of the paper architecture (module docstring).
+
+    `size`: "small", "full" or a custom :class:`TrainBenchSize`; `threads`: torch threads of
+    each measured process (default: this process's); `frames` overrides T of the timed runs.
+    """
+    bench = resolve_size(size, TRAIN_SIZES)
+    bench = bench if frames is None else replace(bench, frames=frames)
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    machine = machine_info()
+    common = {"views": bench.views, "model": bench.model}
+    timed = {role: StepSpec(role, 1, bench.frames, checkpointing=role == "teacher",
+                            chunk_size=bench.ckpt_chunk if role == "teacher" else 256, **common)
+             for role in bench.roles}
+    ckpt = [StepSpec("teacher", 1, t, checkpointing=True, chunk_size=bench.ckpt_chunk, **common)
+            for t in bench.ckpt_frames]
+    plain = [StepSpec("teacher", 1, t, chunk_size=0, **common) for t in bench.plain_frames]
+    rows: dict[StepSpec, dict[str, Any]] = {}
+    for spec, purpose in [*((s, "time") for s in timed.values()), *((s, "memory") for s in ckpt + plain)]:
+        if spec not in rows:
+            rows[spec] = _row(spec, purpose, run_isolated(measure_train_step, spec, threads=threads),
+                              train_flops(spec))
+    ckpt_fit = _extrapolate([rows[s] for s in ckpt], bench, f"teacher ckpt chunk {bench.ckpt_chunk}")
+    plain_fit = _extrapolate([rows[s] for s in plain], bench, "teacher no ckpt")
+    memory_ratio = plain_fit["peak_gib"] / ckpt_fit["peak_gib"]
+    targets = [Target(f"{spec.label}: time per sample <= 2x FLOPs / matmul rate",
+                      f"{rows[spec]['s_per_sample']:.1f} s per sample = {rows[spec]['vs_floor']:.2f}x the floor "
+                      f"{rows[spec]['floor_s_per_sample']:.1f} s", rows[spec]["vs_floor"] <= 2.0)
+               for spec in timed.values()]
+    targets.append(Target(f"peak memory at B={bench.target_batch}, T={bench.target_frames} with chunked encoders "
+                          f"and checkpointing <= {bench.memory_goal_gib:g} GiB",
+                          f"{ckpt_fit['peak_gib']:.1f} GiB (extrapolated), {memory_ratio:.1f}x less than without "
+                          f"({plain_fit['peak_gib']:.0f} GiB, extrapolated)",
+                          ckpt_fit["peak_gib"] <= bench.memory_goal_gib))
+    return BenchResult(
+        name="train_step", size=size if isinstance(size, str) else "custom", machine=machine,
+        settings={**asdict(bench), "threads": threads, "image_size": 224,
+                  "model": "ViT-S/32 + AST (768, 12 layers, 48 rows) + MultiTSF, D=384, random init"},
+        columns=[("run", "run"), ("step_s", "step s"), ("s_per_sample", "s/sample"),
+                 ("tflops_per_sample", "TFLOP/sample"), ("matmul_gflops", "matmul GFLOP/s"),
+                 ("floor_s_per_sample", "floor s/sample"), ("vs_floor", "× floor"), ("cpu_share", "CPU/wall"),
+                 ("peak_gib", "peak GiB")],
+        rows=[*rows.values(), ckpt_fit, plain_fit],
+        targets=targets,
+        notes=[
+            "floor = FLOPs of the step (matmul, conv, attention; counted on the meta device) ÷ the fp32 "
+            "matmul rate measured in the same process just before and after the step",
+            "CPU/wall: CPU seconds of the process per wall second (threads busy; below the thread count "
+            "when the cores were shared)",
+            f"batch {bench.target_batch} memory is extrapolated linearly in B·T from batch-1 runs "
+            f"({ckpt_fit['fit']} with checkpointing; {plain_fit['fit']} without) — a real batch-"
+            f"{bench.target_batch} step takes hours on this CPU",
+        ],
+    )
