@@ -518,6 +518,31 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- benchmark
+
+
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "benchmark", "speed and memory benchmarks: data loading, training step, inference",
+                     "vicokd benchmark                          # all, small size (minutes on 2 cores)\n"
+                     "  vicokd benchmark --size full --only train --out benchmarks/results")
+    parser.add_argument("--size", choices=["small", "full"], default="small",
+                        help="small (default, minutes) or full (the paper's shapes, about 1.5 hours on 2 cores)")
+    parser.add_argument("--only", default=None, metavar="NAMES",
+                        help="comma-separated subset of: data, train, predict (default: all)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
+                        help="directory for the JSON results (default: benchmarks/results)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")
+    parser.add_argument("--frames", type=int, default=None, help="override T (faster, not the headline shape)")
+    parser.set_defaults(func=_run_benchmark)
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from vicokd.bench import parse_only, run_benchmarks
+
+    run_benchmarks(parse_only(args.only), args.size, args.out, args.threads, args.frames)
+    return 0
+
+
 # ------------------------------------------------------------------------------------ main
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -535,6 +560,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_reproduce,
     _add_predict,
     _add_export,
+    _add_benchmark,
 ]
 
 
