@@ -270,8 +270,9 @@ def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dic
         floorplan_section(options, plots),
         "## Steps and times\n",
         markdown_table(["step", "status", "seconds"],
-                       [[name, status, f"{seconds:.1f}"] for name, status, seconds in log.table_rows()]),
-        f"\nSum of step times {sum(s for _, _, s in log.table_rows()):.0f} s; this invocation "
+                       [[name, status, "—" if seconds is None else f"{seconds:.1f}"]
+                        for name, status, seconds in log.table_rows()]),
+        f"\nSum of step times {sum(s or 0.0 for _, _, s in log.table_rows()):.0f} s; this invocation "
         f"{log.wall_seconds:.0f} s wall clock on {os.cpu_count()} CPU cores (load average at report time "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}).\n",
         "## Configs used\n",

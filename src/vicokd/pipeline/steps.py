@@ -76,17 +76,20 @@ class StepLog:
             raise
         seconds = time.perf_counter() - started
         previous = self.records.get(name, {})
-        if current.status == "reused" and (current.seconds is not None or previous.get("status") != "failed"):
-            seconds_taken = current.seconds if current.seconds is not None else float(previous.get("seconds", seconds))
-            note = f"reused ({seconds_taken:.1f} s when it ran)"
+        seconds_taken: float | None
+        if current.status == "reused":
+            known = previous.get("seconds") if previous.get("status") != "failed" else None
+            seconds_taken = current.seconds if current.seconds is not None else known
+            note = "reused" + (f" ({seconds_taken:.1f} s when it ran)" if seconds_taken is not None else "")
         else:
             seconds_taken = seconds
             note = f"{current.status} in {seconds:.1f} s"
         self._record(current, current.status, seconds_taken)
         self.echo(f"{prefix} {name}: {note}" + (f" — {current.detail}" if current.detail else ""))
 
-    def _record(self, step: Step, status: str, seconds: float) -> None:
-        self.records[step.name] = {"index": step.index, "status": status, "seconds": round(seconds, 1),
+    def _record(self, step: Step, status: str, seconds: float | None) -> None:
+        self.records[step.name] = {"index": step.index, "status": status,
+                                   "seconds": None if seconds is None else round(seconds, 1),
                                    "detail": step.detail}
         write_json_atomic(self.path, {"steps": self.records})
 
@@ -95,10 +98,10 @@ class StepLog:
         """Seconds since this log was opened (this invocation)."""
         return time.perf_counter() - self.started
 
-    def table_rows(self) -> list[tuple[str, str, float]]:
-        """(step, status, seconds) in step order, for reports."""
+    def table_rows(self) -> list[tuple[str, str, float | None]]:
+        """(step, status, seconds or None when unknown) in step order, for reports."""
         ordered = sorted(self.records.items(), key=lambda item: item[1].get("index", 0))
-        return [(name, rec["status"], float(rec["seconds"])) for name, rec in ordered]
+        return [(name, rec["status"], rec.get("seconds")) for name, rec in ordered]
 
 
 def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
