@@ -87,6 +87,15 @@ def test_onnx_matches_pytorch_on_other_batch_views_and_frames(exported, shape):
         assert np.abs(ref.numpy() - out).max() <= 1e-4, name
 
 
+def test_readme_snippet_runs(exported, monkeypatch):
+    readme = (exported.out / "README.md").read_text()
+    code = readme.split("```python\n")[1].split("```")[0]
+    monkeypatch.chdir(exported.out)
+    scope: dict = {}
+    exec(code, scope)
+    assert scope["frame_probs"].shape == (1, NUM_FRAMES, len(scope["classes"]))
+
+
 def test_onnx_signature(exported):
     graph = onnx.load(str(exported.out / "model.onnx")).graph
     (video,) = graph.input
@@ -107,6 +116,8 @@ def test_clear_errors(exported, tmp_path, capsys, monkeypatch):
     fails(["--ckpt", str(exported.checkpoint), "--out", str(tmp_path / "f"), "--frames", "1"],
           "the traced sample needs T >= 2 and V >= 2")
     fails(["--ckpt", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "n")], "checkpoint not found")
+    (tmp_path / "file").write_text("")
+    fails(["--ckpt", str(exported.checkpoint), "--out", str(tmp_path / "file")], "exists and is not a directory")
     # a graph that disagrees with PyTorch fails loudly and leaves nothing behind
     monkeypatch.setattr(export_lib.torch.onnx, "export", lambda *args, **kwargs: None)
     monkeypatch.setattr(export_lib, "_check", lambda graph, wrapper, shapes: [

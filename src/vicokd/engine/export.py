@@ -188,6 +188,8 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
     if missing:
         raise VicokdError(f"export needs {', '.join(missing)}: pip install 'vicokd[export]'")
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise VicokdError(f"--out {out_dir}: exists and is not a directory")
     model, meta = load_student(checkpoint)
     config = config_from_dict(meta["config"], f"{checkpoint} (sidecar config)")
     classes = list(meta["classes"])
@@ -207,14 +209,13 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out_dir, prefix=".export-"))
     try:
-        batch = torch.export.Dim("batch", min=1)
-        view_axis = torch.export.Dim("views", min=1, max=max_views) if max_views else torch.export.Dim("views", min=1)
-        time_axis = torch.export.Dim("frames", min=1)
+        dynamic = {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim("views", min=1, max=max_views),
+                   2: torch.export.Dim("frames", min=1)}
         try:
             torch.onnx.export(wrapper, (_video(sample, 0),), str(work / "model.onnx"), dynamo=True,
                               external_data=False, input_names=["video"], output_names=list(OUTPUT_NAMES),
                               opset_version=opset, verbose=False,
-                              dynamic_shapes={"video": {0: batch, 1: view_axis, 2: time_axis}})
+                              dynamic_shapes={"video": dynamic})
         except Exception as exc:  # torch.export / onnxscript failures: one line, the chain under --debug
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise VicokdError(f"{checkpoint}: ONNX export failed ({type(exc).__name__}: {first[:300]})") from exc
