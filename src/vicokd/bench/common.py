@@ -28,10 +28,10 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from vicokd.data.split import write_json_atomic
 from vicokd.errors import VicokdError
 
 GIB = 2**30
+OLD_FBANK_ROWS = 1024  # the old code padded every 0.4 s fbank chunk (~38 rows) to this many rows
 SizeT = TypeVar("SizeT")
 
 
@@ -227,6 +227,8 @@ class BenchResult:
 
     def write(self, out_dir: str | Path) -> Path:
         """``<out_dir>/<name>.json`` for the full size, ``<name>-<size>.json`` otherwise."""
+        from vicokd.data.split import write_json_atomic  # (imports scikit-learn: not in measured processes)
+
         suffix = "" if self.size == "full" else f"-{self.size}"
         path = Path(out_dir) / f"{self.name}{suffix}.json"
         self.machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

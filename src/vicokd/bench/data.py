@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vicokd.bench.common import BenchResult, Target, machine_info, resolve_size, stopwatch
+from vicokd.bench.common import OLD_FBANK_ROWS, BenchResult, Target, machine_info, resolve_size, stopwatch
 from vicokd.config import DataConfig
 from vicokd.data.annotations import Clip, frame_labels, load_annotations, sequence_labels
 from vicokd.data.cache import prepare
@@ -41,7 +41,6 @@ from vicokd.data.media import audio_chunks, log_mel_fbank, normalize_fbank, prob
 from vicokd.data.sampling import sample_indices
 from vicokd.data.video_io import write_mp4
 
-OLD_FBANK_ROWS = 1024  # every fbank chunk was padded to this many rows by the old code
 SPLIT = "test"  # the synthetic clips are written as one split; sampling is the training jitter
 CLASSES = ("Drink", "Sitdown", "Standup", "UsePhone")
 

@@ -17,6 +17,7 @@ import torch
 
 from vicokd.bench.common import (
     GIB,
+    OLD_FBANK_ROWS,
     BenchResult,
     Target,
     machine_info,
@@ -25,7 +26,6 @@ from vicokd.bench.common import (
     run_isolated,
     stopwatch,
 )
-from vicokd.bench.data import OLD_FBANK_ROWS
 from vicokd.bench.paper import Shape, build_models, count_flops, forward_logits, paper_config, synthetic_batch
 from vicokd.config import Config
 

@@ -1,0 +1,102 @@
+"""Smoke tests of the benchmarks at toy sizes: they run and return well-formed results.
+
+No timing assertions here: speed targets live in benchmarks/ (measured, not tested).
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from vicokd.bench import BENCHMARKS, get_benchmark, parse_only
+from vicokd.bench.common import linear_extrapolation, run_isolated
+from vicokd.bench.data import DataBenchSize, run_data_benchmark
+from vicokd.bench.predict import PredictBenchSize, run_predict_benchmark
+from vicokd.bench.train_step import TrainBenchSize, run_train_benchmark
+from vicokd.cli import main
+from vicokd.errors import VicokdError
+
+# The paper's model families at toy widths (one block each), so a step takes milliseconds.
+TINY = {
+    "dim": 32,
+    "visual.timm_kwargs": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+    "audio.ast_kwargs": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                         "intermediate_size": 64},
+    "fusion.num_heads": 4,
+    "multitsf.temporal_heads": 4,
+    "multitsf.view_ffn": 32,
+}
+
+
+def _allocate(megabytes: int) -> dict:
+    block = np.ones(megabytes * 2**20, dtype=np.uint8)  # touched: resident
+    return {"sum": int(block[:: 4096].sum())}
+
+
+def _check(result, name: str, rows: int) -> dict:
+    data = json.loads(json.dumps(result.to_json()))  # JSON-clean
+    assert data["name"] == name
+    assert data["size"] == "custom"
+    assert len(data["rows"]) == rows
+    assert {"cpu", "cores", "torch", "load_average", "date"} <= set(data["machine"])
+    assert data["targets"] and all(isinstance(t["met"], bool) for t in data["targets"])
+    table = result.table()
+    assert all(header in table for _, header in result.columns)
+    return data
+
+
+def test_run_isolated_reports_the_child_peak_only():
+    small = run_isolated(_allocate, 1, threads=1)
+    large = run_isolated(_allocate, 200, threads=1)
+    assert large["sum"] == 200 * 2**20 // 4096
+    assert large["peak_rss_bytes"] - small["peak_rss_bytes"] >= 190 * 2**20
+
+
+def test_linear_extrapolation():
+    value, slope, residual = linear_extrapolation([1, 2, 4], [3.0, 5.0, 9.0], 10)
+    assert value == pytest.approx(21.0) and slope == pytest.approx(2.0) and residual == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError):
+        linear_extrapolation([1, 1], [2.0, 3.0], 5)
+
+
+def test_data_benchmark(tmp_path):
+    size = DataBenchSize(clips=2, views=2, seconds=2.0, source_fps=10.0, source_size=(48, 64), frames=4,
+                         image_size=(32, 32), batch_size=1, workers=0, min_seconds=0.2)
+    result = run_data_benchmark(size, work_dir=tmp_path)
+    data = _check(result, "data", 3)
+    assert [row["clips"] >= 2 for row in data["rows"]] == [True] * 3
+    assert all(row["clips_per_s"] > 0 for row in data["rows"])
+    assert not list(tmp_path.iterdir())  # the synthetic dataset and cache are removed
+
+
+@pytest.mark.slow  # four spawned processes
+def test_train_step_benchmark():
+    size = TrainBenchSize(frames=2, ckpt_chunk=2, ckpt_frames=(1, 2), plain_frames=(1, 2), roles=("teacher",),
+                          views=1, model=TINY)
+    result = run_train_benchmark(size, threads=1)
+    data = _check(result, "train_step", 4 + 2)  # teacher T=2 (timed), T=1 ckpt; T=1, T=2 plain; 2 fits
+    measured = [row for row in data["rows"] if row["purpose"] != "extrapolated"]
+    assert all(row["flops"] > 0 and row["step_s"] > 0 and row["peak_rss_bytes"] > 0 for row in measured)
+    fits = [row for row in data["rows"] if row["purpose"] == "extrapolated"]
+    assert [row["run"].endswith("B=12 T=70") for row in fits] == [True, True]
+    assert len(data["targets"]) == 2  # the timed teacher, and memory
+
+
+@pytest.mark.slow  # three spawned processes
+def test_predict_benchmark():
+    size = PredictBenchSize(frames=2, latency_repeats=1, throughput_batch=2, views=1, model=TINY)
+    data = _check(run_predict_benchmark(size, threads=1), "predict", 4)
+    student, batched, teacher, old = data["rows"]
+    assert batched["batch"] == 2 and batched["clips_per_s"] > 0
+    assert teacher["gflops_per_clip"] > student["gflops_per_clip"]
+    assert old["gflops_per_clip"] > teacher["gflops_per_clip"]  # the 1024-row AST
+
+
+def test_registry_and_cli_errors(capsys):
+    assert parse_only(None) == list(BENCHMARKS)
+    assert parse_only("predict, data") == ["predict", "data"]
+    assert all(callable(get_benchmark(name)) for name in BENCHMARKS)
+    with pytest.raises(VicokdError, match="unknown benchmark 'nope'"):
+        parse_only("data,nope")
+    assert main(["benchmark", "--only", "nope"]) == 2
+    assert "unknown benchmark" in capsys.readouterr().err
