@@ -205,24 +205,35 @@ def cast_capsules(origin: np.ndarray, dirs: np.ndarray, caps: Capsules
         return np.full(len(dirs), np.inf), np.full(len(dirs), -1), np.zeros_like(dirs)
     start, axis, radius = caps.start[0, kept], caps.end[0, kept] - caps.start[0, kept], caps.radius[0, kept]
     w = origin - start  # (K, 3): from each capsule's start to the ray origin
-    b = dirs @ axis.T  # (N, K) ray·axis
-    d = dirs @ w.T  # (N, K) ray·w
-    c = (axis * axis).sum(1)  # (K,) axis·axis
-    e = (axis * w).sum(1)  # (K,) axis·w
+    # (K, N) layout: reductions over capsules then run along the long, contiguous ray axis
+    b = axis @ dirs.T  # ray·axis
+    d = w @ dirs.T  # ray·w
+    c = (axis * axis).sum(1)[:, None]  # axis·axis
+    e = (axis * w).sum(1)[:, None]  # axis·w
+    ww = (w * w).sum(1)[:, None]  # w·w
+    # cheap rejection: the ray must pass the capsule's bounding sphere (centre = axis midpoint)
+    along = b / 2 - d  # ray·(centre − origin)
+    bound = np.sqrt(c) / 2 + radius[:, None]
+    k, ray = np.nonzero((ww - e + c / 4 - along**2 < bound**2) & (along > -bound))
+    b, d = b[k, ray], d[k, ray]
+    c, e, ww, r = c[k, 0], e[k, 0], ww[k, 0], radius[k]
     denom = c - b * b
     safe = np.where(denom > 1e-12, denom, 1.0)
     s = np.clip(np.where(denom > 1e-12, (e - d * b) / safe, 0.0), 0.0, 1.0)  # closest point on the axis
     t = s * b - d  # closest point on the ray
-    # |w + t·ray − s·axis|² expanded with the dot products above (no (N, K, 3) temporaries)
-    dist2 = (w * w).sum(1) + t * t + s * s * c + 2 * t * d - 2 * s * e - 2 * t * s * b
-    t_hit = np.where((dist2 < radius**2) & (t > 0), t - np.sqrt(np.maximum(radius**2 - dist2, 0.0)), np.inf)
-    best = np.argmin(t_hit, axis=1)
-    rows = np.arange(len(dirs))
-    t_best = t_hit[rows, best]
+    # |w + t·ray − s·axis|² expanded with the dot products above (no (K, N, 3) temporaries)
+    dist2 = ww + t * t + s * s * c + 2 * t * d - 2 * s * e - 2 * t * s * b
+    t_hit = np.full((len(kept), len(dirs)), np.inf)
+    t_hit[k, ray] = np.where((dist2 < r**2) & (t > 0), t - np.sqrt(np.maximum(r**2 - dist2, 0.0)), np.inf)
+    s_all = np.zeros_like(t_hit)
+    s_all[k, ray] = s
+    best = np.argmin(t_hit, axis=0)
+    rays = np.arange(len(dirs))
+    t_best = t_hit[best, rays]
     hit = np.isfinite(t_best)
     normal = np.zeros_like(dirs)
-    k = best[hit]
-    centre = start[k] + s[rows[hit], k, None] * axis[k]
+    nearest = best[hit]
+    centre = start[nearest] + s_all[nearest, rays[hit], None] * axis[nearest]
     normal[hit] = origin + t_best[hit, None] * dirs[hit] - centre
     normal[hit] /= np.maximum(np.linalg.norm(normal[hit], axis=1, keepdims=True), 1e-9)
     return t_best, np.where(hit, kept[best], -1), normal

@@ -59,11 +59,12 @@ def draw_floor_plan(path: Path, home: Home, size: tuple[int, int]) -> None:
         ax.add_patch(Rectangle(box.lo[:2], box.hi[0] - box.lo[0], box.hi[1] - box.lo[1], facecolor=face,
                                edgecolor="0.25", linewidth=0.6))
         base = box.name.split(" leg")[0].split(" books")[0].split(" seat")[0].split(" back")[0]
+        base = {"lamp shade": "lamp"}.get(base, base)
         if base not in labelled and base not in ("lamp base", "lamp pole", "plant pot", "ac vane", "ac led",
-                                                  "laptop screen", "curtain rail", "plate", "sofa arm"):
+                                                  "laptop", "laptop screen", "curtain rail", "plate", "sofa arm"):
             labelled.add(base)
             cx, cy = (box.lo[0] + box.hi[0]) / 2, (box.lo[1] + box.hi[1]) / 2
-            ax.text(cx, cy, base, ha="center", va="center", fontsize=7, color="0.1")
+            ax.text(cx, cy, base, ha="center", va="center", fontsize=7, color="0.1", zorder=5)
     ax.plot([0, width, width, 0, 0], [0, 0, depth, depth, 0], color="0.2", linewidth=3)
     door, window = home.door, home.window
     ax.plot([0, 0], door.u, color="white", linewidth=4)
@@ -77,9 +78,11 @@ def draw_floor_plan(path: Path, home: Home, size: tuple[int, int]) -> None:
         for edge in _fov_edges(home, k, size):
             ax.plot(edge[:, 0], edge[:, 1], color=color, linewidth=1, alpha=0.8)
         x, y = camera.position[:2]
-        heading = math.degrees(math.atan2(camera.target[1] - y, camera.target[0] - x))
-        ax.plot(x, y, marker=(3, 0, heading - 90), color=color, markersize=12)
-        ax.text(x + (0.15 if x < width / 2 else -0.15), y + (0.15 if y < depth / 2 else -0.15), camera.name,
+        heading = math.atan2(camera.target[1] - y, camera.target[0] - x)
+        ax.plot(x, y, marker="o", color=color, markersize=7)
+        ax.annotate("", xy=(x + 0.5 * math.cos(heading), y + 0.5 * math.sin(heading)), xytext=(x, y),
+                    arrowprops={"arrowstyle": "-|>", "color": color, "lw": 2})
+        ax.text(x + (0.15 if x < width / 2 else -0.15), y + (0.15 if y < depth / 2 else -0.2), camera.name,
                 color=color, fontsize=9, fontweight="bold", ha="left" if x < width / 2 else "right")
     for station in home.stations:
         ax.plot(*station.stand, marker=".", color="0.35", markersize=4)
@@ -98,9 +101,8 @@ def draw_floor_plan(path: Path, home: Home, size: tuple[int, int]) -> None:
 
 def _command(options: SynthOptions) -> str:
     classes = "" if len(options.classes) == len(CLASS_SCRIPTS) else f" --classes {','.join(options.classes)}"
-    low, high = options.duration
     return (f"vicokd synth OUT --clips {options.clips} --views {options.views} --seed {options.seed} "
-            f"--size {options.size[0]}x{options.size[1]} --fps {options.fps:g} --duration {low:g}-{high:g} "
+            f"--size {options.size[0]}x{options.size[1]} --fps {options.fps:g} --duration {_span(options.duration)} "
             f"--sessions {options.sessions} --test {options.test_fraction:g} "
             f"--supersample {options.supersample}{classes}")
 
@@ -165,7 +167,7 @@ def write_readme(path: Path, home: Home, options: SynthOptions, summary: SynthSu
         "## Classes",
         "",
         "Each class is a script of place, body motion, change in the room and sound. Clips last "
-        f"{options.duration[0]:g}-{options.duration[1]:g} s with 2-5 labelled actions; some overlap "
+        f"{_span(options.duration)} s with 2-5 labelled actions; some overlap "
         "(multi-label frames).",
         "",
         "| class | where | motion | change in the room | sound | segments |",
@@ -182,6 +184,12 @@ def write_readme(path: Path, home: Home, options: SynthOptions, summary: SynthSu
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _span(duration: tuple[float, float]) -> str:
+    """"30" or "20-60" (seconds), as the --duration option takes it."""
+    low, high = duration
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
 
 
 def _xyz(point: tuple[float, float, float]) -> str:

@@ -63,6 +63,9 @@ CLASS_SCRIPTS: dict[str, tuple[str, str, str, str]] = {
 }
 CLASSES = tuple(CLASS_SCRIPTS)  # the 16 Home-1 classes, alphabetical
 MAX_LABELS = 5  # labelled segments per clip (at least 2 when time allows)
+# how readily an activity is chosen: Sitdown, Standup and Drink also happen inside other
+# activities, so they are chosen less on their own (keeps the classes roughly balanced)
+_CHOICE_WEIGHT = {"Sitdown": 0.25, "Standup": 0.25, "Drink": 0.5}
 _STEP = 1e-3  # duration of a "sudden" change (a switch, a prop appearing)
 _SEATS = ("sofa left", "sofa right", "dining south", "dining north", "desk")
 
@@ -158,7 +161,7 @@ class _Planner:
         self.sounds: list[SoundEvent] = []
         self.used: list[str] = []
         self.t = 0.0
-        self.inside = "Enter" not in classes or rng.random() < 0.65
+        self.inside = "Enter" not in classes or rng.random() < 0.75
         stations = [s for s in home.stations if s.name != "door"]
         self.station: Station | None = stations[int(rng.integers(len(stations)))] if self.inside else None
         self.seated = bool(self.station and self.station.seat and rng.random() < 0.5)
@@ -169,7 +172,7 @@ class _Planner:
             position = self.station.seat if self.seated and self.station.seat else self.station.stand
             initial.update(x=position[0], y=position[1], heading=self.station.heading, present=1.0,
                            sit=float(self.seated))
-        initial.update(lamp=float(rng.random() < 0.5), curtain=float(rng.random() < 0.4), door=0.0,
+        initial.update(lamp=float(rng.random() < 0.5), curtain=float(rng.random() < 0.55), door=0.0,
                        laptop=0.0, ac=float(rng.random() < 0.4))
         self.tl = Timeline(initial)
 
@@ -261,7 +264,7 @@ class _Planner:
             ramp = min(0.3, (t - t0) / 2)
             self.tl.set("walk", amplitude, t0, ramp)
             self.tl.set("walk", 0.0, t - ramp, ramp)
-        self.t = t
+        self.t = max(t, t0 + 0.3) if hands_free else t  # the hands have come to rest
         if facing is not None:
             self._turn(facing)
 
@@ -288,12 +291,14 @@ class _Planner:
         self.tl.set("bend", 0.0, t0 + duration / 2, duration / 2)
         self._hands(rest_hands(1.0), t0, duration)
         seat = (*station.seat, 0.45)
-        self._sound("sit" if station.name.startswith("sofa") else "chair", t0 + 0.75 * duration, 0.5, seat)
+        self._sound("sit" if station.name.startswith("sofa") else "chair", t0 + 0.75 * duration, 0.5, seat,
+                    label="Sitdown")
         self._label("Sitdown", t0, t0 + duration)
         self.t, self.seated = t0 + duration, True
         return self.t
 
     def stand_up(self) -> None:
+        """Rise from the current seat to the station's standing place."""
         station = self.station
         assert station is not None
         t0, duration = self.t, float(self.rng.uniform(1.1, 1.6))
@@ -303,12 +308,12 @@ class _Planner:
         self.tl.set("bend", 0.4, t0, duration / 2)
         self.tl.set("bend", 0.0, t0 + duration / 2, duration / 2)
         self._hands(rest_hands(0.0), t0, duration)
-        self._sound("chair", t0, 0.5, (*station.stand, 0.45), 0.7)
+        self._sound("chair", t0, 0.5, (*station.stand, 0.45), 0.7, label="Standup")
         self._label("Standup", t0, t0 + duration)
         self.t, self.seated = t0 + duration, False
 
     def idle(self, duration: float) -> None:
-        """Stay in place; standing, the actor shifts their weight and looks around a little."""
+        """Stay in place; standing for more than 2 s, the actor turns to look around a little."""
         if self.inside and not self.seated and duration > 2:
             heading = self.tl.now("heading")
             self.tl.set("heading", heading + float(self.rng.uniform(-0.4, 0.4)), self.t + 0.5, 0.8)
@@ -322,13 +327,13 @@ class _Planner:
         door = (0.0, self.home.outside[1], 1.0)
         self.tl.set("present", 1.0, t0)
         self.tl.set("door", 1.0, t0, 0.8)
-        self._sound("door_open", t0, 0.9, door)
+        self._sound("door_open", t0, 0.9, door, label="Enter")
         self.t = t0 + 0.6
         inside = (1.2, self.home.outside[1])
         self.walk(inside)
         closed = self.t + 0.8
         self.tl.set("door", 0.0, self.t, 0.8)
-        self._sound("door_close", closed - 0.15, 0.5, door)
+        self._sound("door_close", closed - 0.15, 0.5, door, label="Enter")
         self._label("Enter", t0, closed)
         self.inside, self.station = True, None
         self.t = closed
@@ -342,12 +347,12 @@ class _Planner:
         self.walk((0.45, self.home.outside[1]))
         self._reach("lh", (0.0, self.home.outside[1] - 0.35, 1.0), self.t, 0.5)
         self.tl.set("door", 1.0, self.t + 0.3, 0.8)
-        self._sound("door_open", self.t + 0.3, 0.9, door)
+        self._sound("door_open", self.t + 0.3, 0.9, door, label="Exit")
         self.t += 1.0
         self.walk(self.home.outside)
         self.tl.set("present", 0.0, self.t)
         self.tl.set("door", 0.0, self.t, 0.8)
-        self._sound("door_close", self.t + 0.65, 0.5, door)
+        self._sound("door_close", self.t + 0.65, 0.5, door, label="Exit")
         self._label("Exit", t0, self.t + 0.8)
         self.t += 0.8
         self.inside, self.station = False, None
@@ -626,6 +631,7 @@ class _Planner:
         return found
 
     def plan(self) -> None:
+        """Run activities until 2-5 labelled segments (as time allows), then wander or rest."""
         target = int(self.rng.integers(2, MAX_LABELS + 1))
         while len(self.segments) < target:
             remaining = self.duration - self.t
@@ -634,8 +640,9 @@ class _Planner:
                        if name in self.classes and seconds <= remaining - 1 and labels <= room]
             if not options:
                 break
-            weights = np.array([(0.15 if name in self.used else 1.0) * (0.3 if name == "Exit" else 1.0)
-                                for name, _ in options])
+            last = len(self.segments) >= target - 1  # leaving suits the last action best
+            weights = np.array([_CHOICE_WEIGHT.get(name, 1.0) * (0.15 if name in self.used else 1.0)
+                                * ((2.0 if last else 0.3) if name == "Exit" else 1.0) for name, _ in options])
             name, run = options[int(self.rng.choice(len(options), p=weights / weights.sum()))]
             self.used.append(name)
             run()
@@ -660,9 +667,13 @@ class _Planner:
 def plan_clip(home: Home, rng: np.random.Generator, duration: float, classes: tuple[str, ...], outfit: Outfit,
               daylight: float) -> ClipScript:
     """Plan one clip of `duration` seconds using the classes in `classes` (labels outside it are
-    neither chosen as activities nor written; implied motions still happen)."""
-    planner = _Planner(home, rng, frozenset(classes), duration)
-    planner.plan()
+    neither chosen as activities nor written; implied motions still happen). A plan with fewer
+    than two labelled segments is drawn again (a few times) from the same random stream."""
+    for _ in range(4):
+        planner = _Planner(home, rng, frozenset(classes), duration)
+        planner.plan()
+        if len(planner.segments) >= 2:
+            break
     segments = tuple(sorted((max(0.0, s), min(e, duration), c) for s, e, c in planner.segments
                             if min(e, duration) - max(0.0, s) >= 0.5))
     sounds = tuple(s for s in planner.sounds if s.start < duration)
