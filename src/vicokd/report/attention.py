@@ -37,7 +37,7 @@ def _scaled(values: np.ndarray) -> np.ndarray:
 
 def plot_attention_grid(frames: np.ndarray, maps: Mapping[str, np.ndarray], png: str | Path, *, title: str,
                         view_notes: Sequence[str] | None = None) -> tuple[Path, Path]:
-    """Rows = views, columns = models; each panel is the frame with that model's map overlaid.
+    """Rows = views; columns = the plain frame, then one per model with its map overlaid.
 
     `frames` (V, H, W, 3) uint8; `maps` model label → (V, h, w). `view_notes` (one per view,
     e.g. "person visible") go into the row labels. Writes the PNG and a CSV (same stem) with one
@@ -48,15 +48,17 @@ def plot_attention_grid(frames: np.ndarray, maps: Mapping[str, np.ndarray], png:
     png = Path(png)
     views = frames.shape[0]
     height, width = frames.shape[1:3]
-    figure = Figure(figsize=(2.0 * len(maps) + 0.6, 2.0 * views * height / width + 0.6))
-    axes = np.asarray(figure.subplots(views, len(maps), squeeze=False))
-    for col, (label, values) in enumerate(maps.items()):
+    figure = Figure(figsize=(1.8 * (len(maps) + 1) + 0.6, 1.8 * views * height / width + 0.6), layout="constrained")
+    axes = np.asarray(figure.subplots(views, len(maps) + 1, squeeze=False))
+    columns: list[tuple[str, np.ndarray | None]] = [("frame", None), *maps.items()]
+    for col, (label, values) in enumerate(columns):
         axes[0, col].set_title(label, fontsize=9)
         for view in range(views):
             ax = axes[view, col]
             ax.imshow(frames[view], extent=(0, width, height, 0))
-            ax.imshow(_scaled(values[view]), cmap="jet", alpha=0.45, extent=(0, width, height, 0),
-                      interpolation="bilinear")
+            if values is not None:
+                ax.imshow(_scaled(values[view]), cmap="jet", alpha=0.4, extent=(0, width, height, 0),
+                          interpolation="bilinear")
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
