@@ -76,7 +76,7 @@ def test_train_step_benchmark():
     result = run_train_benchmark(size, threads=1)
     data = _check(result, "train_step", 4 + 2)  # teacher T=2 (timed), T=1 ckpt; T=1, T=2 plain; 2 fits
     measured = [row for row in data["rows"] if row["purpose"] != "extrapolated"]
-    assert all(row["flops"] > 0 and row["step_s"] > 0 and row["peak_rss_bytes"] > 0 for row in measured)
+    assert all(row["flops"] > 0 and row["wall_s"] > 0 and row["peak_rss_bytes"] > 0 for row in measured)
     fits = [row for row in data["rows"] if row["purpose"] == "extrapolated"]
     assert [row["run"].endswith("B=12 T=70") for row in fits] == [True, True]
     assert len(data["targets"]) == 2  # the timed teacher, and memory

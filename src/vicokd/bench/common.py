@@ -109,23 +109,54 @@ def stopwatch() -> Iterator[Timing]:
         timing.cpu = _cpu_seconds() - cpu
 
 
-def matmul_rate(size: int = 2048, seconds: float = 1.0) -> float:
+def matmul_rate(size: int = 2048, seconds: float = 1.0) -> tuple[float, float]:
     """fp32 GFLOP/s of ``size``×``size`` matrix products with the current torch thread count.
 
-    One product warms up; then products run for at least `seconds`; the rate is total FLOPs
-    (2·size³ each) over total wall time, so it sees the same sharing of the cores as the
-    measurement around it.
+    One product warms up; then products run for at least `seconds`. Returns (GFLOP per wall
+    second, GFLOP per CPU second of this process): the first sees the same sharing of the
+    cores as the measurement around it, the second hardly depends on it.
     """
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=generator)
     b = torch.randn(size, size, generator=generator)
     out = torch.empty(size, size)
     torch.mm(a, b, out=out)
-    count, start = 0, time.perf_counter()
-    while count < 2 or time.perf_counter() - start < seconds:
-        torch.mm(a, b, out=out)
-        count += 1
-    return 2.0 * size**3 * count / (time.perf_counter() - start) / 1e9
+    count = 0
+    with stopwatch() as timing:
+        deadline = time.perf_counter() + seconds
+        while count < 2 or time.perf_counter() < deadline:
+            torch.mm(a, b, out=out)
+            count += 1
+    flops = 2.0 * size**3 * count / 1e9
+    return flops / timing.wall, flops / max(timing.cpu, 1e-9)
+
+
+def time_against_matmul(fn: Callable[[], object], repeats: int = 1) -> dict[str, float]:
+    """Time `repeats` calls of `fn` between two matmul-rate measurements (same process, same threads).
+
+    Returns wall and CPU seconds per call and the mean matmul rates (per wall and per CPU second).
+    """
+    wall_before, cpu_before = matmul_rate()
+    with stopwatch() as timing:
+        for _ in range(repeats):
+            fn()
+    wall_after, cpu_after = matmul_rate()
+    return {"wall_s": timing.wall / repeats, "cpu_s": timing.cpu / repeats,
+            "matmul_gflops": (wall_before + wall_after) / 2, "matmul_gflops_cpu": (cpu_before + cpu_after) / 2,
+            "matmul_gflops_before": wall_before, "matmul_gflops_after": wall_after}
+
+
+def against_floor(flops: float, measured: dict[str, float]) -> dict[str, float]:
+    """How far a measurement of :func:`time_against_matmul` is from its FLOP floor.
+
+    ``floor_s`` = FLOPs ÷ matmul rate; ``vs_floor`` = wall / floor; ``vs_floor_cpu`` = CPU
+    seconds / (FLOPs ÷ matmul GFLOP per CPU second), the same ratio counted in CPU time, which
+    other processes on the machine hardly change.
+    """
+    floor = flops / (measured["matmul_gflops"] * 1e9)
+    return {"floor_s": floor, "vs_floor": measured["wall_s"] / floor,
+            "vs_floor_cpu": measured["cpu_s"] / (flops / (measured["matmul_gflops_cpu"] * 1e9)),
+            "achieved_gflops": flops / measured["wall_s"] / 1e9, "cpu_share": measured["cpu_s"] / measured["wall_s"]}
 
 
 # ----------------------------------------------------------------------------- memory

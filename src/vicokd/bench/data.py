@@ -66,8 +66,8 @@ DATA_SIZES = {
     # 30 s clips (75 grid frames ≥ T = 70) at 30 FPS, 320×240, 5 views, 224×224 as the paper.
     "full": DataBenchSize(clips=12, views=5, seconds=30.0, source_fps=30.0, source_size=(240, 320), frames=70,
                           image_size=(224, 224), batch_size=2, workers=2, min_seconds=40.0),
-    "small": DataBenchSize(clips=4, views=5, seconds=8.0, source_fps=30.0, source_size=(240, 320), frames=16,
-                           image_size=(224, 224), batch_size=2, workers=2, min_seconds=8.0),
+    "small": DataBenchSize(clips=4, views=5, seconds=6.0, source_fps=30.0, source_size=(240, 320), frames=12,
+                           image_size=(224, 224), batch_size=2, workers=2, min_seconds=5.0),
 }
 
 

@@ -20,11 +20,11 @@ from vicokd.bench.common import (
     OLD_FBANK_ROWS,
     BenchResult,
     Target,
+    against_floor,
     machine_info,
-    matmul_rate,
     resolve_size,
     run_isolated,
-    stopwatch,
+    time_against_matmul,
 )
 from vicokd.bench.paper import Shape, build_models, count_flops, forward_logits, paper_config, synthetic_batch
 from vicokd.config import Config
@@ -64,7 +64,7 @@ class PredictBenchSize:
 
 PREDICT_SIZES = {
     "full": PredictBenchSize(frames=70, latency_repeats=3),
-    "small": PredictBenchSize(frames=8, latency_repeats=2),
+    "small": PredictBenchSize(frames=4, latency_repeats=2),
 }
 
 
@@ -77,13 +77,7 @@ def measure_predict(spec: PredictSpec) -> dict[str, Any]:
     batch = synthetic_batch(spec.shape)
     with torch.inference_mode():
         forward_logits(model, synthetic_batch(Shape(1, 1, spec.views)), config)
-        rate_before = matmul_rate()
-        with stopwatch() as timing:
-            for _ in range(spec.repeats):
-                forward_logits(model, batch, config)
-        rate_after = matmul_rate()
-    return {"call_s": timing.wall / spec.repeats, "cpu_s": timing.cpu / spec.repeats,
-            "matmul_gflops": (rate_before + rate_after) / 2}
+        return time_against_matmul(lambda: forward_logits(model, batch, config), spec.repeats)
 
 
 def predict_flops(spec: PredictSpec, model: dict[str, Any] | None = None) -> float:
@@ -93,11 +87,9 @@ def predict_flops(spec: PredictSpec, model: dict[str, Any] | None = None) -> flo
 
 
 def _row(spec: PredictSpec, measured: dict[str, Any], flops: float) -> dict[str, Any]:
-    floor = flops / (measured["matmul_gflops"] * 1e9)
-    return {"run": spec.label, **asdict(spec), **measured, "s_per_clip": measured["call_s"] / spec.batch,
-            "clips_per_s": spec.batch / measured["call_s"], "gflops_per_clip": flops / spec.batch / 1e9,
-            "vs_floor": measured["call_s"] / floor, "cpu_share": measured["cpu_s"] / measured["call_s"],
-            "peak_gib": measured["peak_rss_bytes"] / GIB}
+    return {"run": spec.label, **asdict(spec), **measured, **against_floor(flops, measured),
+            "s_per_clip": measured["wall_s"] / spec.batch, "clips_per_s": spec.batch / measured["wall_s"],
+            "gflops_per_clip": flops / spec.batch / 1e9, "peak_gib": measured["peak_rss_bytes"] / GIB}
 
 
 def run_predict_benchmark(size: str | PredictBenchSize = "small", *, threads: int | None = None,
@@ -127,9 +119,9 @@ def run_predict_benchmark(size: str | PredictBenchSize = "small", *, threads: in
         name="predict", size=size if isinstance(size, str) else "custom", machine=machine,
         settings={**asdict(bench), "threads": threads, "image_size": 224,
                   "model": "ViT-S/32 (+ AST 768×12 on 48 rows for the teacher) + MultiTSF, D=384, random init"},
-        columns=[("run", "run"), ("call_s", "s per call"), ("s_per_clip", "s/clip"), ("clips_per_s", "clips/s"),
+        columns=[("run", "run"), ("wall_s", "s per call"), ("s_per_clip", "s/clip"), ("clips_per_s", "clips/s"),
                  ("gflops_per_clip", "GFLOP/clip"), ("matmul_gflops", "matmul GFLOP/s"), ("vs_floor", "× floor"),
-                 ("cpu_share", "CPU/wall"), ("peak_gib", "peak GiB")],
+                 ("vs_floor_cpu", "× floor CPU"), ("cpu_share", "CPU/wall"), ("peak_gib", "peak GiB")],
         rows=rows,
         targets=[Target("the student is cheaper than the teacher per clip (batch 1)",
                         f"{time_ratio:.1f}x less time, {flops_ratio:.1f}x fewer FLOPs", time_ratio > 1.0)],
