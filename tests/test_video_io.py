@@ -57,6 +57,7 @@ def test_video_only_fractional_rate_and_determinism(tmp_path: Path) -> None:
     second, _, _ = _decode(tmp_path / "b.mp4")
     assert sound is None and rate == Fraction(5, 2)
     assert np.array_equal(first, second)
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
 
 
 def test_atomic_replace_and_no_leftovers(tmp_path: Path) -> None:

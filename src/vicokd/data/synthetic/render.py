@@ -38,7 +38,7 @@ VISIBLE_SHARE = 0.25  # share of the body that must be seen to count as visible
 EXPOSURE = 1.3
 
 _KEY_LIGHT = np.array([0.3, -0.5, 1.0]) / np.linalg.norm([0.3, -0.5, 1.0])
-_WINDOW_LIGHT = np.array([3.0, 4.7, 1.5])
+CURTAIN_SHADE = 0.85  # share of the daylight that closed curtains keep out
 _WALL_COLORS = {0: (0.80, 0.83, 0.80), 1: (0.80, 0.83, 0.80), 2: (0.86, 0.83, 0.76), 3: (0.86, 0.83, 0.76),
                 5: (0.95, 0.95, 0.93)}
 _CURTAIN = np.array([0.55, 0.42, 0.6])
@@ -48,16 +48,25 @@ _HALLWAY = np.array([0.3, 0.28, 0.26])
 def light_terms(points: np.ndarray, normals: np.ndarray, home: Home) -> np.ndarray:
     """Light reaching surfaces (N, 3 points with unit normals): (3, N) terms (constant, day, lamp).
 
-    The light of a moment is ``constant + day · daylight_level + lamp · lamp_on``.
+    Daylight comes from just inside the window, lamp light from the bulb; see :func:`combine_light`.
     """
+    window = home.window
+    inside_window = np.array([sum(window.u) / 2, home.size[1] - 0.3, sum(window.z) / 2])
     constant = 0.3 + 0.14 * np.clip(normals @ _KEY_LIGHT, 0, 1)
     terms = [constant]
-    for source, strength, reach in ((_WINDOW_LIGHT, 0.6, 3.5), (np.asarray(home.lamp_bulb), 0.95, 1.6)):
+    for source, strength, reach in ((inside_window, 0.6, 3.5), (np.asarray(home.lamp_bulb), 0.95, 1.6)):
         to_light = source - points
         dist = np.linalg.norm(to_light, axis=1)
         facing = np.clip(np.einsum("ij,ij->i", normals, to_light) / np.maximum(dist, 1e-6), 0, 1)
         terms.append(strength * (0.3 + 0.7 * facing) / (1 + (dist / reach) ** 2))
     return np.stack(terms)
+
+
+def combine_light(terms: np.ndarray, state: dict[str, float], daylight: float) -> np.ndarray:
+    """Light (N,) of one moment from :func:`light_terms`: constant + daylight let in by the
+    curtains + the lamp when on."""
+    day = daylight * (1 - CURTAIN_SHADE * state["curtain"])
+    return terms[0] + day * terms[1] + state["lamp"] * terms[2]
 
 
 def _wall_coordinates(points: np.ndarray, rect: WallRect) -> tuple[np.ndarray, np.ndarray]:
@@ -168,8 +177,7 @@ class StaticLayer:
 
     def background(self, state: dict[str, float], daylight: float) -> np.ndarray:
         """Linear colour (N, 3) of the static scene for one `state` (channels of STATE_CHANNELS)."""
-        day = daylight * (1 - 0.85 * state["curtain"])
-        light = self.light[0] + day * self.light[1] + state["lamp"] * self.light[2]
+        light = combine_light(self.light, state, daylight)
         color = self.albedo * light[:, None]
         for idx, box in self.state_boxes:
             value = state[box.state]
@@ -316,9 +324,7 @@ class ViewRenderer:
         if front.any():
             t, k, normal = t[front], k[front], normal[front]
             points = self.fine.origin + t[:, None] * self.fine.dirs[idx[front]]
-            terms = light_terms(points, normal, self.home)
-            day = daylight * (1 - 0.85 * state["curtain"])
-            light = terms[0] + day * terms[1] + state["lamp"] * terms[2]
+            light = combine_light(light_terms(points, normal, self.home), state, daylight)
             albedo = np.where((normal[:, 2] > 0.35)[:, None], caps.top_color[k], caps.color[k])
             block.reshape(-1, 3)[front] = albedo * light[:, None]
             image[r0 // s : r1 // s, c0 // s : c1 // s] = self._finish(_downsample(block, s))

@@ -151,6 +151,7 @@ class Home:
     outside: tuple[float, float] = field(default=(-0.6, 3.75))  # hallway point behind the door
 
     def station(self, name: str) -> Station:
+        """The station called `name` (KeyError if there is none)."""
         for station in self.stations:
             if station.name == name:
                 return station
@@ -159,6 +160,11 @@ class Home:
     @property
     def num_views(self) -> int:
         return len(self.cameras)
+
+    def centre(self, name: str) -> Vec3:
+        """Centre (x, y, z) of the first box called `name` (e.g. "laptop", "air conditioner")."""
+        box = next(b for b in self.boxes if b.name == name)
+        return tuple((lo + hi) / 2 for lo, hi in zip(box.lo, box.hi))  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------- the home

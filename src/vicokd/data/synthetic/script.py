@@ -137,9 +137,11 @@ class ClipScript:
         return {n: np.interp(times, *self.channels[n]) for n in names}
 
     def pose(self, times: np.ndarray) -> dict[str, np.ndarray]:
+        """The actor's pose channels at `times` (see :mod:`vicokd.data.synthetic.actor`)."""
         return self.sample(POSE_CHANNELS, times)
 
     def state(self, times: np.ndarray) -> dict[str, np.ndarray]:
+        """The scene channels (lamp, curtain, door, laptop, ac; 0..1) at `times`."""
         return self.sample(STATE_CHANNELS, times)
 
     def tricks(self) -> list[dict[str, object]]:
@@ -402,7 +404,7 @@ class _Planner:
         t0 = self.t
         self._reach("rh", station.reach, t0, 0.8)
         beeps = int(self.rng.integers(2, 5))
-        self._sound("beeps", t0 + 0.9, 0.3 * beeps, (4.9, 4.85, 2.1), label="AdjustAC")
+        self._sound("beeps", t0 + 0.9, 0.3 * beeps, self.home.centre("air conditioner"), label="AdjustAC")
         if self.rng.random() < 0.6:
             self.tl.set("ac", 1.0 - round(self.tl.now("ac")), t0 + 1.0, 1.5)
         hold = float(self.rng.uniform(0.8, 1.8)) + 0.3 * beeps
@@ -459,7 +461,7 @@ class _Planner:
         start = self.t
         for prefix, target in keys.items():
             self._hand(prefix, target, start, 0.7)
-        self._sound("typing", start + 0.8, end - start - 1.6, (5.6, 3.12, 0.8), label="UseLaptop")
+        self._sound("typing", start + 0.8, end - start - 1.6, self.home.centre("laptop"), label="UseLaptop")
         self._jitter("rh", keys["rh"], start + 0.7, end - 0.7, 0.03)
         if self._may_add_drink(length):
             sip_start = start + float(self.rng.uniform(2.0, length - 8.0))
@@ -661,7 +663,7 @@ class _Planner:
             length = float(self.rng.uniform(1.0, 2.5) if kind == "bird" else self.rng.uniform(3.0, 5.0))
             self._sound(kind, float(self.rng.uniform(0, max(self.duration - length, 0.1))), length, window)
         if max(v for _, v in self.tl.keys["ac"]) > 0:
-            self._sound("ac_air", 0.0, self.duration, (4.9, 4.85, 2.0), envelope="ac")
+            self._sound("ac_air", 0.0, self.duration, self.home.centre("air conditioner"), envelope="ac")
 
 
 def plan_clip(home: Home, rng: np.random.Generator, duration: float, classes: tuple[str, ...], outfit: Outfit,
