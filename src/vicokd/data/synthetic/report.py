@@ -64,7 +64,8 @@ def draw_floor_plan(path: Path, home: Home, size: tuple[int, int]) -> None:
                                                   "laptop", "laptop screen", "curtain rail", "plate", "sofa arm"):
             labelled.add(base)
             cx, cy = (box.lo[0] + box.hi[0]) / 2, (box.lo[1] + box.hi[1]) / 2
-            ax.text(cx, cy, base, ha="center", va="center", fontsize=7, color="0.1", zorder=5)
+            ax.text(cx, cy, base, ha="center", va="center", fontsize=7, color="0.1", zorder=5,
+                    bbox={"facecolor": "white", "alpha": 0.6, "pad": 1, "edgecolor": "none"})
     ax.plot([0, width, width, 0, 0], [0, 0, depth, depth, 0], color="0.2", linewidth=3)
     door, window = home.door, home.window
     ax.plot([0, 0], door.u, color="white", linewidth=4)
