@@ -112,7 +112,7 @@ def test_collate_and_normalize(cache):
 def test_home2_layout_and_cli(tmp_path, capsys):
     root = tmp_path / "home2"
     make_dataset(root, views=2, layout="home2")
-    assert main(["prepare", str(root), "--out", str(tmp_path / "cache"), "--size", "32x48", "--workers", "2"]) == 0
+    assert main(["prepare", str(root), "--out", str(tmp_path / "cache"), "--size", "48x32", "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert "prepared 3 clips (3 new), 6 views, 60 frames" in out
     assert load_frames(tmp_path / "cache", "02_00_Part1").shape == (2, 10, 32, 48, 3)
@@ -136,7 +136,7 @@ def test_bad_clip_keeps_finished_work_and_resumes(tmp_path, capsys):
     make_dataset(root)
     moved = root / "02" / "00-View2-Part1.mp4"
     shutil.move(moved, tmp_path / "aside.mp4")
-    code = main(["prepare", str(root), "--out", str(tmp_path / "c"), "--size", "48x64", "--workers", "1"])
+    code = main(["prepare", str(root), "--out", str(tmp_path / "c"), "--size", "64x48", "--workers", "1"])
     err = capsys.readouterr().err
     assert code == 2
     assert "02/00-View2-Part1.mp4: video file not found" in err and "1 of 3 clips failed" in err
@@ -145,7 +145,7 @@ def test_bad_clip_keeps_finished_work_and_resumes(tmp_path, capsys):
     stamp = finished.stat().st_mtime_ns
     assert not clip_dir(tmp_path / "c", "02_00_Part1").exists()
     shutil.move(tmp_path / "aside.mp4", moved)
-    assert main(["prepare", str(root), "--out", str(tmp_path / "c"), "--size", "48x64"]) == 0
+    assert main(["prepare", str(root), "--out", str(tmp_path / "c"), "--size", "64x48"]) == 0
     assert "(1 new)" in capsys.readouterr().out
     assert finished.stat().st_mtime_ns == stamp  # finished clip was not redone
     assert read_index(tmp_path / "c").clips.keys() == {"01_00_Part1", "02_00_Part1", "01_05_Part1"}

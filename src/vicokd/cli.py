@@ -69,7 +69,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
                      "--features demo/features --encoders-from demo/runs/teacher/checkpoints/best.safetensors")
     parser.add_argument("root", type=Path, help="dataset root (videos + annotation JSON)")
     parser.add_argument("--out", type=Path, required=True, help="cache directory")
-    parser.add_argument("--size", default=None, help="frame size HxW (default: from config, 224x224)")
+    parser.add_argument("--size", default=None, help="frame size WxH (default: data.image_size, 224x224)")
     parser.add_argument("--workers", type=int, default=2, help="parallel processes over clips")
     parser.add_argument("--features", type=Path, default=None, metavar="DIR",
                         help="also cache frozen-encoder features of the config's encoders in DIR "
@@ -85,7 +85,7 @@ def _parse_size(text: str, flag: str) -> tuple[int, int]:
     try:
         first, second = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise VicokdError(f"{flag} {text!r}: expected two integers like 96x128") from None
+        raise VicokdError(f"{flag} {text!r}: expected WIDTHxHEIGHT, e.g. 128x96") from None
     return first, second
 
 
@@ -96,7 +96,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     data = replace(config.data, cache=str(args.out))
     if args.size:
-        data = replace(data, image_size=_parse_size(args.size, "--size"))
+        width, height = _parse_size(args.size, "--size")
+        data = replace(data, image_size=(height, width))
     prepare(args.root, args.out, data, workers=args.workers)
     if args.features is not None:
         from vicokd.engine.features import compute_features

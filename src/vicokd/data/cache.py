@@ -154,6 +154,8 @@ def decode_clip(clip: Clip, config: DataConfig) -> tuple[np.ndarray, np.ndarray,
     fbanks, present = [], []
     for path, info in zip(clip.videos, infos):
         wave = read_audio(path, config.sample_rate) if info.has_audio else None
+        if wave is not None:  # AAC decoders append up to 1023 padding samples: keep the video's duration
+            wave = wave[: round(info.num_frames / info.fps * config.sample_rate)]
         if wave is None or wave.size == 0:
             fbanks.append(None)
             present.append(False)

@@ -41,6 +41,9 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     matrix = np.concatenate([labels.astype(int), np.ones((count, 2), dtype=int)], axis=1)
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=num_test, random_state=seed)
     train, test = next(splitter.split(np.zeros((count, 1)), matrix))
+    if len(test) == 0 or len(train) == 0:  # the iterative algorithm can leave a side empty on tiny inputs
+        order = np.random.default_rng(seed).permutation(count)
+        test, train = order[:num_test], order[num_test:]
     return np.sort(train), np.sort(test)
 
 
