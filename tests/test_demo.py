@@ -13,7 +13,7 @@ RUNS = ["teacher-s0"] + [f"{m}-{s}-s0" for m in ("student", "logitkd", "cokd", "
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
-    args = ["demo", "--out", str(out), "--clips", "8", "--epochs", "1", "--quiet", *TINY]
+    args = ["demo", "--out", str(out), "--clips", "8", "--epochs", "1", "--workers", "1", "--quiet", *TINY]
     assert main(args) == 0
     return out, args
 

@@ -34,7 +34,8 @@ def grid(tmp_path_factory):
     visible = {clip.key: np.ones((3, 10), np.float32) for clip in dataset_clips(data)}
     write_person_scores(data / "visibility.npz", visible, detector="groundtruth")
     args = ["reproduce", "--grid", "table1", "--data", f"toy={data}", "--seeds", "1", "--backbones", "multitsf",
-            "--methods", "teacher,student", "--supervisions", "frame", "--out", str(out), "--quiet", *set_args(TINY)]
+            "--methods", "teacher,student", "--supervisions", "frame", "--out", str(out), "--workers", "1", "--quiet",
+            *set_args(TINY)]
     assert main(args) == 0
     return data, out, args
 

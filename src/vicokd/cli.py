@@ -380,6 +380,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                         help="epochs of every run (default: configs/demo; --fast 2)")
     parser.add_argument("--backbone", choices=["multitrans", "multiasl", "multitsf"], default="multitsf")
     parser.add_argument("--fast", action="store_true", help="a smoke run: few clips, 2 epochs")
+    parser.add_argument("--workers", type=int, default=2, help="processes rendering and decoding clips (default 2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (the step list is still printed)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override every run's config, e.g. --set optim.lr=3e-4")
@@ -390,7 +391,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     from vicokd.pipeline.demo import DemoOptions, run_demo
 
     run_demo(DemoOptions(out=args.out, clips=args.clips, epochs=args.epochs, backbone=args.backbone,
-                         fast=args.fast, overrides=tuple(args.overrides)), progress=not args.quiet)
+                         fast=args.fast, workers=args.workers, overrides=tuple(args.overrides)),
+             progress=not args.quiet)
     return 0
 
 
@@ -412,6 +414,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--methods", default=None, help="comma list, a subset of the table's rows")
     parser.add_argument("--supervisions", default=None, help="comma list of frame, sequence (default both)")
     parser.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="runs and tables go here")
+    parser.add_argument("--workers", type=int, default=2, help="processes decoding clips in prepare (default 2)")
     parser.add_argument("--dry-run", action="store_true", help="print the steps and their state, run nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -429,7 +432,7 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     plan = make_plan(args.grid, [parse_data_arg(text, args.out) for text in args.data], seeds=args.seeds,
                      preset=args.preset, out=args.out, backbones=_comma_list(args.backbones),
                      methods=_comma_list(args.methods), supervisions=_comma_list(args.supervisions),
-                     overrides=args.overrides)
+                     overrides=args.overrides, workers=args.workers)
     paths = reproduce(plan, dry_run=args.dry_run, progress=not args.quiet)
     if paths:
         print(f"tables: {paths[0]}, {paths[1]}")

@@ -74,6 +74,7 @@ class DemoOptions:
     fast: bool = False
     views: int = 5
     seed: int = 0
+    workers: int = 2  # processes rendering (synth) and decoding (prepare) clips
     overrides: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -93,7 +94,7 @@ class DemoOptions:
         env = EnvData(DEMO_ENV, self.out / "data", self.out / "cache")
         overrides = [f"optim.epochs={self.num_epochs}"] if self.num_epochs else []
         return make_plan("table1", [env], seeds=1, preset="demo", out=self.out, backbones=[self.backbone],
-                         methods=DEMO_METHODS, overrides=[*overrides, *self.overrides])
+                         methods=DEMO_METHODS, overrides=[*overrides, *self.overrides], workers=self.workers)
 
 
 def synthesise(options: DemoOptions, log: StepLog, progress: bool = True) -> None:
@@ -113,7 +114,7 @@ def synthesise(options: DemoOptions, log: StepLog, progress: bool = True) -> Non
                 return
         elif data.exists() and any(data.iterdir()):
             raise VicokdError(f"{data}: exists and was not made by the demo; choose another --out")
-        summary = generate_home(data, synth, workers=2, progress=progress)
+        summary = generate_home(data, synth, workers=options.workers, progress=progress)
         step.detail = f"{summary.train} train / {summary.test} test clips, {summary.seconds / 60:.1f} min per view"
 
 

@@ -127,6 +127,7 @@ class GridPlan:
     preset: str
     out: Path
     overrides: list[str] = field(default_factory=list)
+    workers: int = 2  # processes decoding clips in `prepare`
 
     @property
     def cells(self) -> list[Cell]:
@@ -171,7 +172,8 @@ class GridPlan:
 
 def make_plan(grid: str, envs: Sequence[EnvData], *, seeds: int = 3, preset: str = "demo", out: Path,
               backbones: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-              supervisions: Sequence[str] | None = None, overrides: Sequence[str] = ()) -> GridPlan:
+              supervisions: Sequence[str] | None = None, overrides: Sequence[str] = (), workers: int = 2
+              ) -> GridPlan:
     """Check the choices and build the plan of `grid` (methods/backbones default to the paper's)."""
     if grid not in GRID_METHODS:
         raise VicokdError(f"--grid {grid!r}: choose one of {', '.join(GRID_METHODS)}")
@@ -194,9 +196,11 @@ def make_plan(grid: str, envs: Sequence[EnvData], *, seeds: int = 3, preset: str
     for sup in chosen_sups:
         if sup not in SUPERVISIONS:
             raise VicokdError(f"--supervisions: {sup!r} is not one of {', '.join(SUPERVISIONS)}")
+    if workers < 1:
+        raise VicokdError(f"--workers {workers}: need at least 1")
     preset_dir(preset)
     return GridPlan(grid, list(envs), chosen_backbones, chosen_sups, chosen_methods, list(range(seeds)), preset,
-                    Path(out), list(overrides))
+                    Path(out), list(overrides), workers)
 
 
 def step_count(plan: GridPlan) -> int:
@@ -215,7 +219,7 @@ def prepare_env(plan: GridPlan, env: EnvData, log: StepLog, progress: bool = Tru
                                   f"{cache_settings(config.data)}; give another cache with --data ENV=DIR,CACHE")
             step.status = "reused"
         else:
-            index = prepare(env.root, env.cache, config.data, workers=2, progress=progress)
+            index = prepare(env.root, env.cache, config.data, workers=plan.workers, progress=progress)
             step.detail = f"{len(index.clips)} clips into {env.cache}"
     detector = config.detect.detector
     with log.step(f"person scores {env.name} ({detector})") as step:
