@@ -13,7 +13,7 @@ from vicokd.config import load_config
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
 from vicokd.report.attention import attention_maps, plot_attention_grid
-from vicokd.report.curves import plot_curves, plot_grouped_bars, read_metric_curve
+from vicokd.report.curves import plot_curves, plot_grouped_bars, read_last_epoch, read_metric_curve
 from vicokd.report.tables import (
     MISSING,
     CellKey,
@@ -129,6 +129,7 @@ def test_curves_from_metrics_csv(tmp_path):
     curve = read_metric_curve(metrics)
     assert curve == [(1, 40.0), (2, 45.5)]
     assert read_metric_curve(metrics, "val/frame_map") == [(1, 20.0), (2, 22.0)]
+    assert read_last_epoch(metrics) == {"loss": 1.0}
     with pytest.raises(VicokdError, match="no column"):
         read_metric_curve(metrics, "test/seq_map")
     png, data = plot_curves({"Student": curve, "ViCoKD": [(1, 42.0), (2, 50.0)]}, tmp_path / "fig3.png",

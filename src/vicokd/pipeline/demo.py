@@ -51,7 +51,7 @@ from vicokd.pipeline.grid import (
 from vicokd.pipeline.steps import StepLog
 from vicokd.report._io import write_csv, write_text
 from vicokd.report.attention import attention_maps, plot_attention_grid
-from vicokd.report.curves import plot_curves, plot_grouped_bars, read_metric_curve
+from vicokd.report.curves import plot_curves, plot_grouped_bars, read_last_epoch, read_metric_curve
 from vicokd.report.tables import METHOD_NAMES, RunResult, markdown_table, table_markdown, write_tables
 
 DEMO_ENV = "synthetic-home"
@@ -165,6 +165,16 @@ def per_class_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plo
             + f"\n![per-class AP]({png.relative_to(plots.parent)}) ([data]({csv.relative_to(plots.parent)}))\n")
 
 
+def loss_terms_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) -> str:
+    """Each run's unweighted loss terms in its last training epoch (what the optimiser saw)."""
+    terms = {cell: read_last_epoch(plan.out / "runs" / cell.name / "metrics.csv") for cell in summaries}
+    names = [n for n in ("frame", "seq", "fd", "ld", "vc", "human", "loss") if any(n in t for t in terms.values())]
+    rows = [[cell.name, *(f"{terms[cell][n]:.4g}" if n in terms[cell] else "" for n in names)] for cell in summaries]
+    return ("## Loss terms in the last training epoch\n\n"
+            "Unweighted terms, mean over the epoch (all weights are 1.0, as in the paper); `loss` is their sum.\n\n"
+            + markdown_table(["run", *names], rows))
+
+
 def curves_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plots: Path) -> str:
     """Fig. 3-style: validation sequence mAP per epoch of each student method, per supervision."""
     out = plan.out
@@ -267,6 +277,7 @@ def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dic
         *[table_markdown(table) for table in tables],
         per_class_section(plan, summaries, plots),
         curves_section(plan, summaries, plots),
+        loss_terms_section(plan, summaries),
         attention_section(plan, summaries, plots),
         floorplan_section(options, plots),
         "## Steps and times\n",

@@ -35,6 +35,24 @@ def read_metric_curve(metrics_csv: str | Path, column: str = "val/seq_map") -> C
     return sorted(by_epoch.items())
 
 
+def read_last_epoch(metrics_csv: str | Path, prefix: str = "train/") -> dict[str, float]:
+    """The epoch-level values of the columns starting with `prefix` in the last epoch that logged them.
+
+    Step-level columns (``*_step``) are left out; names lose the prefix and an ``_epoch`` suffix.
+    """
+    path = Path(metrics_csv)
+    if not path.is_file():
+        raise VicokdError(f"{path}: no metrics file (the run has not logged an epoch yet)")
+    last: dict[str, float] = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            values = {k[len(prefix):].removesuffix("_epoch"): float(v) for k, v in row.items()
+                      if k.startswith(prefix) and not k.endswith("_step") and v}
+            if values:
+                last = values
+    return last
+
+
 def plot_curves(curves: Mapping[str, Curve], png: str | Path, *, title: str, ylabel: str,
                 reference: Mapping[str, float] | None = None) -> tuple[Path, Path]:
     """One line per curve (+ dashed horizontal `reference` lines, e.g. the teacher); PNG + CSV.
