@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from vicokd.errors import VicokdError
 from vicokd.report._io import save_figure, write_csv
@@ -70,6 +71,7 @@ def plot_curves(curves: Mapping[str, Curve], png: str | Path, *, title: str, yla
     for label, value in (reference or {}).items():
         axes.axhline(value, linestyle="--", linewidth=1, color="grey", label=label)
     axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.grid(alpha=0.3)
