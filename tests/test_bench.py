@@ -4,6 +4,7 @@ No timing assertions here: speed targets live in benchmarks/ (measured, not test
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +12,11 @@ import pytest
 from vicokd.bench import BENCHMARKS, get_benchmark, parse_only
 from vicokd.bench.common import linear_extrapolation, run_isolated
 from vicokd.bench.data import DataBenchSize, run_data_benchmark
+from vicokd.bench.paper import paper_config
 from vicokd.bench.predict import PredictBenchSize, run_predict_benchmark
 from vicokd.bench.train_step import TrainBenchSize, run_train_benchmark
 from vicokd.cli import main
+from vicokd.config import load_config, replace
 from vicokd.errors import VicokdError
 
 # The paper's model families at toy widths (one block each), so a step takes milliseconds.
@@ -52,6 +55,13 @@ def test_run_isolated_reports_the_child_peak_only():
     assert large["peak_rss_bytes"] - small["peak_rss_bytes"] >= 190 * 2**20
 
 
+def test_bench_model_is_the_paper_preset():
+    preset = load_config(Path(__file__).parents[1] / "configs/paper/model.yaml",
+                         ["model.visual.pretrained=null", "model.audio.pretrained=null"]).model
+    assert paper_config("teacher").model == preset
+    assert paper_config("vicokd").model == replace(preset, mode="student")
+
+
 def test_linear_extrapolation():
     value, slope, residual = linear_extrapolation([1, 2, 4], [3.0, 5.0, 9.0], 10)
     assert value == pytest.approx(21.0) and slope == pytest.approx(2.0) and residual == pytest.approx(0.0, abs=1e-9)
@@ -69,12 +79,12 @@ def test_data_benchmark(tmp_path):
     assert not list(tmp_path.iterdir())  # the synthetic dataset and cache are removed
 
 
-@pytest.mark.slow  # four spawned processes
+@pytest.mark.slow  # five spawned processes
 def test_train_step_benchmark():
     size = TrainBenchSize(frames=2, ckpt_chunk=2, ckpt_frames=(1, 2), plain_frames=(1, 2), roles=("teacher",),
                           views=1, model=TINY)
     result = run_train_benchmark(size, threads=1)
-    data = _check(result, "train_step", 4 + 2)  # teacher T=2 (timed), T=1 ckpt; T=1, T=2 plain; 2 fits
+    data = _check(result, "train_step", 5 + 2)  # timed teacher T=2; T=1, 2 ckpt; T=1, 2 plain; 2 fits
     measured = [row for row in data["rows"] if row["purpose"] != "extrapolated"]
     assert all(row["flops"] > 0 and row["wall_s"] > 0 and row["peak_rss_bytes"] > 0 for row in measured)
     fits = [row for row in data["rows"] if row["purpose"] == "extrapolated"]

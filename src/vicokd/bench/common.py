@@ -11,6 +11,7 @@ ratio CPU / wall shows how much of the cores the measurement really had.
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import multiprocessing
 import os
@@ -33,6 +34,7 @@ from vicokd.errors import VicokdError
 GIB = 2**30
 OLD_FBANK_ROWS = 1024  # the old code padded every 0.4 s fbank chunk (~38 rows) to this many rows
 SizeT = TypeVar("SizeT")
+_M_MMAP_THRESHOLD = -3  # mallopt parameter number (malloc.h)
 
 
 # ----------------------------------------------------------------------------- the machine
@@ -86,11 +88,6 @@ class Timing:
     wall: float = 0.0
     cpu: float = 0.0
 
-    @property
-    def cpu_share(self) -> float:
-        """CPU seconds per wall second: up to the number of threads when the cores were ours."""
-        return self.cpu / self.wall if self.wall > 0 else 0.0
-
 
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -114,7 +111,7 @@ def matmul_rate(size: int = 2048, seconds: float = 1.0) -> tuple[float, float]:
 
     One product warms up; then products run for at least `seconds`. Returns (GFLOP per wall
     second, GFLOP per CPU second of this process): the first sees the same sharing of the
-    cores as the measurement around it, the second hardly depends on it.
+    cores as the measurement around it, the second depends on it less.
     """
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=generator)
@@ -150,8 +147,8 @@ def against_floor(flops: float, measured: dict[str, float]) -> dict[str, float]:
     """How far a measurement of :func:`time_against_matmul` is from its FLOP floor.
 
     ``floor_s`` = FLOPs ÷ matmul rate; ``vs_floor`` = wall / floor; ``vs_floor_cpu`` = CPU
-    seconds / (FLOPs ÷ matmul GFLOP per CPU second), the same ratio counted in CPU time, which
-    other processes on the machine hardly change.
+    seconds / (FLOPs ÷ matmul GFLOP per CPU second), the same ratio counted in CPU time, less
+    sensitive to other processes on the machine.
     """
     floor = flops / (measured["matmul_gflops"] * 1e9)
     return {"floor_s": floor, "vs_floor": measured["wall_s"] / floor,
@@ -177,6 +174,21 @@ def current_rss() -> int:
 def peak_rss() -> int:
     """Peak resident memory of this process's address space so far, bytes (``VmHWM``)."""
     return _status_bytes("VmHWM")
+
+
+def set_mmap_threshold(threshold: int) -> bool:
+    """glibc: serve every allocation of at least `threshold` bytes by its own mmap (``mallopt``).
+
+    By default glibc raises this threshold as large blocks are freed (up to 32 MiB), after
+    which large tensors come from the heap and the freed space stays resident, fragmented;
+    a fixed threshold returns every large tensor to the system when it is freed, so resident
+    memory follows the tensors alive. Returns False where this is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
 def _isolated_call(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], threads: int) -> dict[str, Any]:

@@ -110,7 +110,7 @@ def _view_audio(rng: np.random.Generator, seconds: float, sample_rate: int) -> n
     return wave.astype(np.float32)
 
 
-def write_synthetic_dataset(root: str | Path, size: DataBenchSize, seed: int = 0) -> list[dict[str, Any]]:
+def write_synthetic_dataset(root: str | Path, size: DataBenchSize, seed: int = 0) -> None:
     """Write ``size.clips`` clips of ``size.views`` mp4 views and ``test.json`` under `root`."""
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -128,7 +128,6 @@ def write_synthetic_dataset(root: str | Path, size: DataBenchSize, seed: int = 0
                              "labels": [CLASSES[clip % len(CLASSES)]]}]
         records.append(record)
     (root / "test.json").write_text(json.dumps(records, indent=1))
-    return records
 
 
 # ----------------------------------------------------------------------------- (a) the old path

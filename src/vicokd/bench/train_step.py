@@ -32,10 +32,13 @@ from vicokd.bench.common import (
     machine_info,
     resolve_size,
     run_isolated,
+    set_mmap_threshold,
     time_against_matmul,
 )
 from vicokd.bench.paper import Role, Shape, build_models, count_flops, paper_config, step_loss, synthetic_batch
 from vicokd.config import Config
+
+MMAP_THRESHOLD = 2**20  # bytes; see vicokd.bench.common.set_mmap_threshold
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class StepSpec:
     chunk_size: int = 256  # frames per encoder call; 0 = all frames of the batch in one call
     views: int = 5
     model: dict[str, Any] = field(default_factory=dict, hash=False)  # dotted model overrides
+    mmap_threshold: int | None = None  # glibc malloc setting of the process (set_mmap_threshold); None = default
 
     @property
     def shape(self) -> Shape:
@@ -62,7 +66,8 @@ class StepSpec:
     def label(self) -> str:
         memory = f"ckpt, chunk {self.chunk_size}" if self.checkpointing else (
             "one encoder call" if self.chunk_size == 0 else f"chunk {self.chunk_size}")
-        return f"{self.role} B={self.batch} T={self.frames} ({memory})"
+        allocator = f", mmap >= {self.mmap_threshold // 2**20} MiB" if self.mmap_threshold else ""
+        return f"{self.role} B={self.batch} T={self.frames} ({memory}{allocator})"
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class TrainBenchSize:
     ckpt_chunk: int  # encoder chunk with activation checkpointing
     ckpt_frames: tuple[int, ...]  # teacher, batch 1, checkpointed: T of the memory fit
     plain_frames: tuple[int, ...]  # teacher, batch 1, no checkpointing, one encoder call: T of the fit
+    glibc_frames: tuple[int, ...] = ()  # teacher, batch 1, checkpointed, glibc's default malloc: T of a 2nd fit
     roles: tuple[Role, ...] = ("teacher", "student", "vicokd")
     views: int = 5
     model: dict[str, Any] = field(default_factory=dict)  # dotted model overrides (tests: a tiny model)
@@ -82,7 +88,8 @@ class TrainBenchSize:
 
 
 TRAIN_SIZES = {
-    "full": TrainBenchSize(frames=70, ckpt_chunk=64, ckpt_frames=(35, 70), plain_frames=(7, 14, 28)),
+    "full": TrainBenchSize(frames=70, ckpt_chunk=64, ckpt_frames=(35, 70), plain_frames=(7, 14, 28),
+                           glibc_frames=(35, 70)),
     "small": TrainBenchSize(frames=2, ckpt_chunk=4, ckpt_frames=(1, 2), plain_frames=(1, 2)),
 }
 
@@ -96,6 +103,8 @@ def _train_step(config: Config, model: Any, teacher: Any, optimizer: torch.optim
 
 def measure_train_step(spec: StepSpec) -> dict[str, Any]:
     """Run in a fresh process: one warm-up and one timed training step of `spec` (module docstring)."""
+    if spec.mmap_threshold:
+        set_mmap_threshold(spec.mmap_threshold)
     torch.manual_seed(0)
     config = spec.config()
     model, teacher = build_models(config)
@@ -152,16 +161,25 @@ def run_train_benchmark(size: str | TrainBenchSize = "small", *, threads: int | 
     timed = {role: StepSpec(role, 1, bench.frames, checkpointing=role == "teacher",
                             chunk_size=bench.ckpt_chunk if role == "teacher" else 256, **common)
              for role in bench.roles}
-    ckpt = [StepSpec("teacher", 1, t, checkpointing=True, chunk_size=bench.ckpt_chunk, **common)
-            for t in bench.ckpt_frames]
-    plain = [StepSpec("teacher", 1, t, chunk_size=0, **common) for t in bench.plain_frames]
+    ckpt = [StepSpec("teacher", 1, t, checkpointing=True, chunk_size=bench.ckpt_chunk, mmap_threshold=MMAP_THRESHOLD,
+                     **common) for t in bench.ckpt_frames]
+    plain = [StepSpec("teacher", 1, t, chunk_size=0, mmap_threshold=MMAP_THRESHOLD, **common)
+             for t in bench.plain_frames]
+    glibc = [StepSpec("teacher", 1, t, checkpointing=True, chunk_size=bench.ckpt_chunk, **common)
+             for t in bench.glibc_frames]
     rows: dict[StepSpec, dict[str, Any]] = {}
-    for spec, purpose in [*((s, "time") for s in timed.values()), *((s, "memory") for s in ckpt + plain)]:
+    for spec, purpose in [*((s, "time") for s in timed.values()), *((s, "memory") for s in ckpt + plain + glibc)]:
         if spec not in rows:
             rows[spec] = _row(spec, purpose, run_isolated(measure_train_step, spec, threads=threads),
                               train_flops(spec))
     ckpt_fit = _extrapolate([rows[s] for s in ckpt], bench, f"teacher ckpt chunk {bench.ckpt_chunk}")
     plain_fit = _extrapolate([rows[s] for s in plain], bench, "teacher no ckpt")
+    fits = [ckpt_fit, plain_fit]
+    glibc_text = ""
+    if len(glibc) > 1:
+        label = f"teacher ckpt chunk {bench.ckpt_chunk}, glibc malloc"
+        fits.append(_extrapolate([rows[s] for s in glibc], bench, label))
+        glibc_text = f"; {fits[-1]['peak_gib']:.0f} GiB with glibc's default malloc settings (extrapolated)"
     memory_ratio = plain_fit["peak_gib"] / ckpt_fit["peak_gib"]
     targets = [Target(f"{spec.label}: time per sample <= 2x FLOPs / matmul rate",
                       f"{rows[spec]['s_per_sample']:.1f} s per sample = {rows[spec]['vs_floor']:.2f}x the floor "
@@ -171,7 +189,7 @@ def run_train_benchmark(size: str | TrainBenchSize = "small", *, threads: int | 
     targets.append(Target(f"peak memory at B={bench.target_batch}, T={bench.target_frames} with chunked encoders "
                           f"and checkpointing <= {bench.memory_goal_gib:g} GiB",
                           f"{ckpt_fit['peak_gib']:.1f} GiB (extrapolated), {memory_ratio:.1f}x less than without "
-                          f"({plain_fit['peak_gib']:.0f} GiB, extrapolated)",
+                          f"({plain_fit['peak_gib']:.0f} GiB, extrapolated){glibc_text}",
                           ckpt_fit["peak_gib"] <= bench.memory_goal_gib))
     return BenchResult(
         name="train_step", size=size if isinstance(size, str) else "custom", machine=machine,
@@ -181,17 +199,21 @@ def run_train_benchmark(size: str | TrainBenchSize = "small", *, threads: int | 
                  ("tflops_per_sample", "TFLOP/sample"), ("matmul_gflops", "matmul GFLOP/s"),
                  ("floor_s_per_sample", "floor s/sample"), ("vs_floor", "× floor"), ("vs_floor_cpu", "× floor CPU"),
                  ("cpu_share", "CPU/wall"), ("peak_gib", "peak GiB")],
-        rows=[*rows.values(), ckpt_fit, plain_fit],
+        rows=[*rows.values(), *fits],
         targets=targets,
         notes=[
             "floor = FLOPs of the step (matmul, conv, attention; counted on the meta device) ÷ the fp32 "
             "matmul rate measured in the same process just before and after the step; × floor CPU: the same "
-            "ratio in CPU seconds (step CPU time ÷ the CPU time the matmul needs for those FLOPs), which "
-            "other processes on a shared machine hardly change",
+            "ratio in CPU seconds (step CPU time ÷ the CPU time the matmul needs for those FLOPs), less "
+            "sensitive to other processes on a shared machine",
             "CPU/wall: CPU seconds of the process per wall second (up to the thread count; less when the "
             "cores were shared)",
             f"batch {bench.target_batch} memory is extrapolated linearly in B·T from batch-1 runs "
             f"({ckpt_fit['fit']} with checkpointing; {plain_fit['fit']} without) — a real batch-"
             f"{bench.target_batch} step takes hours on this CPU",
+            f"memory runs ('mmap >= {MMAP_THRESHOLD // 2**20} MiB') fix glibc's mmap threshold (mallopt), so "
+            "every freed activation goes back to the system and the peak follows the tensors alive; with "
+            "glibc's default (timed runs) the freed activations of each encoder chunk stay resident, "
+            "fragmented, and the peak grows with the number of chunks",
         ],
     )
