@@ -61,3 +61,17 @@ def test_demo_refuses_other_generator_options(demo, capsys):
     _, args = demo
     assert main([*args[:3], "--clips", "9", *args[5:]]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_demo_options_fast_and_explicit(tmp_path):
+    from vicokd.pipeline.demo import DEFAULT_CLIPS, FAST_CLIPS, FAST_EPOCHS, DemoOptions
+
+    assert DemoOptions().num_clips == DEFAULT_CLIPS and DemoOptions().num_epochs is None
+    fast = DemoOptions(out=tmp_path, fast=True)
+    assert fast.num_clips == FAST_CLIPS and fast.num_epochs == FAST_EPOCHS
+    assert f"optim.epochs={FAST_EPOCHS}" in fast.plan().overrides
+    explicit = DemoOptions(out=tmp_path, fast=True, clips=30, epochs=7, backbone="multiasl")
+    assert explicit.synth_options().clips == 30 and "optim.epochs=7" in explicit.plan().overrides
+    plan = explicit.plan()
+    assert plan.backbones == ["multiasl"] and plan.cells[0].name == "synthetic-home-multiasl-teacher-s0"
+    assert len(plan.cells) == 9
