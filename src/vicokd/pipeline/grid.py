@@ -272,7 +272,7 @@ def table_note(plan: GridPlan, results: Sequence[RunResult]) -> str:
     return (f"# {plan.grid}: preset {plan.preset}, seeds {plan.seeds}, environments "
             f"{', '.join(f'{e.name} ({e.root})' for e in plan.envs)}\n\n"
             f"{done} of {total} runs finished; cells without a finished run show `—`. Each cell is mean ± std "
-            f"(sample std) of the test mAP over seeds, from the runs' summary.json; (±x.xx) is the difference "
+            f"(sample std) of the test mAP over seeds, from the runs' summary.json; (+x.xx) is the difference "
             f"to the reference row; bold = best in its column. Model selection: best validation epoch.\n")
 
 
