@@ -260,6 +260,9 @@ class BenchResult:
             lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
         for target in self.targets:
             lines.append(f"target {'MET' if target.met else 'MISSED'}: {target.goal}: {target.measured}")
+        if self.size != "full":
+            lines.append(f"note: {self.size} size: fewer frames, so fixed per-call costs weigh more; the targets "
+                         "are judged at --size full (benchmarks/README.md)")
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 

@@ -90,7 +90,8 @@ class TrainBenchSize:
 TRAIN_SIZES = {
     "full": TrainBenchSize(frames=70, ckpt_chunk=64, ckpt_frames=(35, 70), plain_frames=(7, 14, 28),
                            glibc_frames=(35, 70)),
-    "small": TrainBenchSize(frames=2, ckpt_chunk=4, ckpt_frames=(1, 2), plain_frames=(1, 2)),
+    # Small: the timed runs only, at T = 4 (a batch-12 memory fit needs far-apart T: full size only).
+    "small": TrainBenchSize(frames=4, ckpt_chunk=8, ckpt_frames=(), plain_frames=()),
 }
 
 
@@ -145,6 +146,36 @@ def _extrapolate(rows: list[dict[str, Any]], size: TrainBenchSize, label: str) -
             "fit": f"B=1 {points} GiB"}
 
 
+def _memory(rows: dict[StepSpec, dict[str, Any]], ckpt: list[StepSpec], plain: list[StepSpec],
+            glibc: list[StepSpec], size: TrainBenchSize) -> tuple[list[dict[str, Any]], list[Target], list[str]]:
+    """Batch-12 peak memory fits, the memory target and notes (nothing without two points per fit)."""
+    if len(ckpt) < 2 or len(plain) < 2:
+        return [], [], []
+    ckpt_fit = _extrapolate([rows[s] for s in ckpt], size, f"teacher ckpt chunk {size.ckpt_chunk}")
+    plain_fit = _extrapolate([rows[s] for s in plain], size, "teacher no ckpt")
+    fits = [ckpt_fit, plain_fit]
+    glibc_text = ""
+    if len(glibc) > 1:
+        fits.append(_extrapolate([rows[s] for s in glibc], size, f"teacher ckpt chunk {size.ckpt_chunk}, glibc malloc"))
+        glibc_text = f"; {fits[-1]['peak_gib']:.0f} GiB with glibc's default malloc settings (extrapolated)"
+    ratio = plain_fit["peak_gib"] / ckpt_fit["peak_gib"]
+    target = Target(f"peak memory at B={size.target_batch}, T={size.target_frames} with chunked encoders and "
+                    f"checkpointing <= {size.memory_goal_gib:g} GiB",
+                    f"{ckpt_fit['peak_gib']:.1f} GiB (extrapolated), {ratio:.1f}x less than without "
+                    f"({plain_fit['peak_gib']:.0f} GiB, extrapolated){glibc_text}",
+                    ckpt_fit["peak_gib"] <= size.memory_goal_gib)
+    notes = [
+        f"batch {size.target_batch} memory is extrapolated linearly in B·T from batch-1 runs ({ckpt_fit['fit']} "
+        f"with checkpointing; {plain_fit['fit']} without) — a real batch-{size.target_batch} step takes hours "
+        "on this CPU",
+        f"memory runs ('mmap >= {MMAP_THRESHOLD // 2**20} MiB') fix glibc's mmap threshold (mallopt), so every "
+        "freed activation goes back to the system and the peak follows the tensors alive; with glibc's default "
+        "(timed runs) the freed activations of each encoder chunk stay resident, fragmented, and the peak "
+        "grows with the number of chunks",
+    ]
+    return fits, [target], notes
+
+
 def run_train_benchmark(size: str | TrainBenchSize = "small", *, threads: int | None = None,
                         frames: int | None = None) -> BenchResult:
     """Time and memory of training steps of the paper architecture (module docstring).
@@ -158,9 +189,8 @@ def run_train_benchmark(size: str | TrainBenchSize = "small", *, threads: int | 
     torch.set_num_threads(threads)
     machine = machine_info()
     common = {"views": bench.views, "model": bench.model}
-    timed = {role: StepSpec(role, 1, bench.frames, checkpointing=role == "teacher",
-                            chunk_size=bench.ckpt_chunk if role == "teacher" else 256, **common)
-             for role in bench.roles}
+    timed = [StepSpec(role, 1, bench.frames, checkpointing=role == "teacher",
+                      chunk_size=bench.ckpt_chunk if role == "teacher" else 256, **common) for role in bench.roles]
     ckpt = [StepSpec("teacher", 1, t, checkpointing=True, chunk_size=bench.ckpt_chunk, mmap_threshold=MMAP_THRESHOLD,
                      **common) for t in bench.ckpt_frames]
     plain = [StepSpec("teacher", 1, t, chunk_size=0, mmap_threshold=MMAP_THRESHOLD, **common)
@@ -168,29 +198,15 @@ def run_train_benchmark(size: str | TrainBenchSize = "small", *, threads: int | 
     glibc = [StepSpec("teacher", 1, t, checkpointing=True, chunk_size=bench.ckpt_chunk, **common)
              for t in bench.glibc_frames]
     rows: dict[StepSpec, dict[str, Any]] = {}
-    for spec, purpose in [*((s, "time") for s in timed.values()), *((s, "memory") for s in ckpt + plain + glibc)]:
+    for spec, purpose in [*((s, "time") for s in timed), *((s, "memory") for s in ckpt + plain + glibc)]:
         if spec not in rows:
             rows[spec] = _row(spec, purpose, run_isolated(measure_train_step, spec, threads=threads),
                               train_flops(spec))
-    ckpt_fit = _extrapolate([rows[s] for s in ckpt], bench, f"teacher ckpt chunk {bench.ckpt_chunk}")
-    plain_fit = _extrapolate([rows[s] for s in plain], bench, "teacher no ckpt")
-    fits = [ckpt_fit, plain_fit]
-    glibc_text = ""
-    if len(glibc) > 1:
-        label = f"teacher ckpt chunk {bench.ckpt_chunk}, glibc malloc"
-        fits.append(_extrapolate([rows[s] for s in glibc], bench, label))
-        glibc_text = f"; {fits[-1]['peak_gib']:.0f} GiB with glibc's default malloc settings (extrapolated)"
-    memory_ratio = plain_fit["peak_gib"] / ckpt_fit["peak_gib"]
+    fits, memory_targets, memory_notes = _memory(rows, ckpt, plain, glibc, bench)
     targets = [Target(f"{spec.label}: time per sample <= 2x FLOPs / matmul rate",
                       f"{rows[spec]['s_per_sample']:.1f} s per sample = {rows[spec]['vs_floor']:.2f}x the floor "
                       f"{rows[spec]['floor_s_per_sample']:.1f} s (in CPU time {rows[spec]['vs_floor_cpu']:.2f}x)",
-                      rows[spec]["vs_floor"] <= 2.0)
-               for spec in timed.values()]
-    targets.append(Target(f"peak memory at B={bench.target_batch}, T={bench.target_frames} with chunked encoders "
-                          f"and checkpointing <= {bench.memory_goal_gib:g} GiB",
-                          f"{ckpt_fit['peak_gib']:.1f} GiB (extrapolated), {memory_ratio:.1f}x less than without "
-                          f"({plain_fit['peak_gib']:.0f} GiB, extrapolated){glibc_text}",
-                          ckpt_fit["peak_gib"] <= bench.memory_goal_gib))
+                      rows[spec]["vs_floor"] <= 2.0) for spec in timed]
     return BenchResult(
         name="train_step", size=size if isinstance(size, str) else "custom", machine=machine,
         settings={**asdict(bench), "threads": threads, "image_size": 224,
@@ -200,7 +216,7 @@ def run_train_benchmark(size: str | TrainBenchSize = "small", *, threads: int | 
                  ("floor_s_per_sample", "floor s/sample"), ("vs_floor", "× floor"), ("vs_floor_cpu", "× floor CPU"),
                  ("cpu_share", "CPU/wall"), ("peak_gib", "peak GiB")],
         rows=[*rows.values(), *fits],
-        targets=targets,
+        targets=targets + memory_targets,
         notes=[
             "floor = FLOPs of the step (matmul, conv, attention; counted on the meta device) ÷ the fp32 "
             "matmul rate measured in the same process just before and after the step; × floor CPU: the same "
@@ -208,12 +224,6 @@ def run_train_benchmark(size: str | TrainBenchSize = "small", *, threads: int | 
             "sensitive to other processes on a shared machine",
             "CPU/wall: CPU seconds of the process per wall second (up to the thread count; less when the "
             "cores were shared)",
-            f"batch {bench.target_batch} memory is extrapolated linearly in B·T from batch-1 runs "
-            f"({ckpt_fit['fit']} with checkpointing; {plain_fit['fit']} without) — a real batch-"
-            f"{bench.target_batch} step takes hours on this CPU",
-            f"memory runs ('mmap >= {MMAP_THRESHOLD // 2**20} MiB') fix glibc's mmap threshold (mallopt), so "
-            "every freed activation goes back to the system and the peak follows the tensors alive; with "
-            "glibc's default (timed runs) the freed activations of each encoder chunk stay resident, "
-            "fragmented, and the peak grows with the number of chunks",
+            *memory_notes,
         ],
     )
