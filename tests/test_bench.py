@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vicokd.bench import BENCHMARKS, get_benchmark, parse_only
+from vicokd.bench import BENCHMARKS, BenchResult, get_benchmark, parse_only
 from vicokd.bench.common import linear_extrapolation, run_isolated
 from vicokd.bench.data import DataBenchSize, run_data_benchmark
 from vicokd.bench.paper import paper_config
@@ -45,6 +45,7 @@ def _check(result, name: str, rows: int) -> dict:
     assert data["targets"] and all(isinstance(t["met"], bool) for t in data["targets"])
     table = result.table()
     assert all(header in table for _, header in result.columns)
+    assert BenchResult.from_json(data).markdown() == result.markdown()
     return data
 
 

@@ -266,20 +266,43 @@ class BenchResult:
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
+    def markdown(self) -> str:
+        """The rows as a Markdown table, then the machine, targets and notes as a list."""
+        m = self.machine
+        lines = ["| " + " | ".join(header for _, header in self.columns) + " |",
+                 "|" + "|".join("---" if i == 0 else "---:" for i in range(len(self.columns))) + "|"]
+        lines += ["| " + " | ".join(_cell(row.get(key)) for key, _ in self.columns) + " |" for row in self.rows]
+        lines += ["", f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, torch {m['torch']} "
+                  f"({m['torch_threads']} threads), {m['date']}, load average {m['load_average'][0]} at the start, "
+                  f"{m.get('load_average_end', ['?'])[0]} at the end"]
+        lines += [f"- target **{'met' if t.met else 'missed'}**: {t.goal}: {t.measured}" for t in self.targets]
+        lines += [f"- {note}" for note in self.notes]
+        return "\n".join(lines) + "\n"
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["columns"] = [list(c) for c in self.columns]
         return data
 
     def write(self, out_dir: str | Path) -> Path:
-        """``<out_dir>/<name>.json`` for the full size, ``<name>-<size>.json`` otherwise."""
+        """``<out_dir>/<name>.json`` and ``.md`` for the full size (``<name>-<size>.*`` otherwise).
+
+        Returns the JSON path.
+        """
         from vicokd.data.split import write_json_atomic  # (imports scikit-learn: not in measured processes)
 
         suffix = "" if self.size == "full" else f"-{self.size}"
         path = Path(out_dir) / f"{self.name}{suffix}.json"
         self.machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         write_json_atomic(path, self.to_json())
+        path.with_suffix(".md").write_text(self.markdown())
         return path
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchResult:
+        """The inverse of :meth:`to_json` (e.g. to render a stored result again)."""
+        return cls(**{**data, "columns": [tuple(c) for c in data["columns"]],
+                      "targets": [Target(**t) for t in data["targets"]]})
 
 
 def _cell(value: Any) -> str:
