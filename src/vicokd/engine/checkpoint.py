@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from vicokd.errors import VicokdError
@@ -138,9 +139,10 @@ def load_state_dict(path: str | Path, prefix: str = "model.") -> dict[str, torch
     path = Path(path)
     if not path.is_file():
         raise VicokdError(f"{path}: checkpoint not found")
-    tensors = load_file(str(path))
     head = f"/state_dict/{prefix}"
-    return {name[len(head):]: value for name, value in tensors.items() if name.startswith(head)}
+    with safe_open(str(path), framework="pt") as handle:  # read the weights only, not optimizer states
+        return {name[len(head):]: handle.get_tensor(name) for name in handle.keys()  # noqa: SIM118
+                if name.startswith(head)}
 
 
 class SafetensorsCheckpointIO(CheckpointIO):

@@ -196,10 +196,6 @@ def _check_person_scores(config: Config, needed: bool, method: str) -> bool:
     return path.is_file()
 
 
-def _write_summary(directory: Path, summary: dict[str, Any]) -> None:
-    write_json_atomic(directory / "summary.json", summary)
-
-
 def fit(config: Config, *, teacher_checkpoint: str | Path | None = None, resume: bool = False,
         progress: bool = True) -> dict[str, Any]:
     """Train `config.distill.method` (teacher, student, or a KD method with `teacher_checkpoint`)."""
@@ -258,7 +254,7 @@ def fit(config: Config, *, teacher_checkpoint: str | Path | None = None, resume:
         "teacher": teacher_meta, "epochs": config.optim.epochs, "seconds": round(time.perf_counter() - started, 1),
     }
     if trainer.is_global_zero:
-        _write_summary(directory, summary)
+        write_json_atomic(directory / "summary.json", summary)
     return summary
 
 
