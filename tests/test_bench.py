@@ -8,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vicokd.bench import BENCHMARKS, BenchResult, get_benchmark, parse_only
 from vicokd.bench.common import linear_extrapolation, run_isolated
 from vicokd.bench.data import DataBenchSize, run_data_benchmark
-from vicokd.bench.paper import paper_config
+from vicokd.bench.features import FeatureBenchSize, epoch_seconds, run_features_benchmark, typical_epoch
+from vicokd.bench.paper import Shape, encoder_widths, paper_config, synthetic_batch
 from vicokd.bench.predict import PredictBenchSize, run_predict_benchmark
-from vicokd.bench.train_step import TrainBenchSize, run_train_benchmark
+from vicokd.bench.train_step import StepSpec, TrainBenchSize, run_train_benchmark
 from vicokd.cli import main
 from vicokd.config import load_config, replace
 from vicokd.errors import VicokdError
@@ -101,6 +103,43 @@ def test_predict_benchmark():
     assert batched["batch"] == 2 and batched["clips_per_s"] > 0
     assert teacher["gflops_per_clip"] > student["gflops_per_clip"]
     assert old["gflops_per_clip"] > teacher["gflops_per_clip"]  # the 1024-row AST
+
+
+def test_feature_batches_and_frozen_step_specs():
+    spec = StepSpec("vicokd", 2, 3, views=2, model=TINY, features=True)
+    config = spec.config()
+    assert config.model.visual.freeze and config.model.audio.freeze
+    assert spec.shape.feature_widths == encoder_widths(config) == (32, 32)
+    batch = synthetic_batch(spec.shape)
+    assert "video" not in batch and "audio" not in batch
+    assert batch["visual_features"].shape == (2, 2, 3, 32) and batch["audio_features"].dtype == torch.float32
+    assert "video" in synthetic_batch(Shape(1, 1, 1, 32)) and "from features" in spec.label
+
+
+def test_epoch_seconds_from_metrics_csv(tmp_path):
+    # Lightning's CSV rows: step rows without epoch_s, one epoch row each with it; order by epoch
+    (tmp_path / "metrics.csv").write_text(
+        "epoch,step,train/loss_step,train/epoch_s,val/seq_map\n"
+        "0,4,0.9,,\n1,9,,2.0,\n0,4,,5.0,\n0,4,,,0.3\n2,14,,4.0,\n")
+    assert epoch_seconds(tmp_path) == [5.0, 2.0, 4.0]
+    assert typical_epoch([5.0, 2.0, 4.0]) == 3.0  # the first epoch (start-up) left out
+    assert typical_epoch([7.0]) == 7.0
+
+
+@pytest.mark.slow  # a synthetic home, five short training runs, four spawned processes
+def test_features_benchmark(tmp_path):
+    size = FeatureBenchSize(clips=12, views=2, epochs=2, duration=(8.0, 10.0), paper_frames=1, paper_views=1,
+                            model=TINY)
+    result = run_features_benchmark(size, threads=1, frames=6, work_dir=tmp_path)
+    data = _check(result, "features", 5 + 4)
+    demo, paper = data["rows"][:5], data["rows"][5:]
+    assert [row["epochs"] for row in demo] == [2] * 5
+    assert all(row["epoch_s"] > 0 and 0 <= row["seq_map"] <= 100 for row in demo)
+    assert demo[0]["speedup"] == demo[3]["speedup"] == 1.0  # the end-to-end runs are the baselines
+    assert set(data["settings"]["features_s"]) == {"features-init", "features-trained"}
+    assert all(row["gflops"] > 0 and row["step_s"] > 0 for row in paper)
+    assert paper[0]["gflops"] > paper[1]["gflops"]  # from features: no encoder FLOPs
+    assert not list(tmp_path.iterdir())  # the work folder is removed
 
 
 def test_registry_and_cli_errors(capsys):

@@ -368,18 +368,6 @@ def _run_synth(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------- demo / reproduce
 
 
-def _passive_openmp_threads() -> None:
-    """Let idle OpenMP threads sleep instead of spinning (unless the user chose a policy).
-
-    Must run before torch is imported. On a 2-core machine shared with other processes, spinning
-    threads made a training step 2-7× slower (demo teacher, T=16, 48×48: 0.9-3.1 s vs 0.4-0.6 s
-    per batch); on an idle machine the passive policy was as fast.
-    """
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     parser = _parser(sub, "demo", "the whole pipeline on a synthetic home on the CPU, ending in OUT/report.md "
                      "(re-running reuses finished steps)",
@@ -400,7 +388,6 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    _passive_openmp_threads()
     from vicokd.pipeline.demo import DemoOptions, run_demo
 
     run_demo(DemoOptions(out=args.out, clips=args.clips, epochs=args.epochs, backbone=args.backbone,
@@ -440,7 +427,6 @@ def _comma_list(text: str | None) -> list[str] | None:
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
-    _passive_openmp_threads()
     from vicokd.pipeline.grid import make_plan, parse_data_arg, reproduce
 
     plan = make_plan(args.grid, [parse_data_arg(text, args.out) for text in args.data], seeds=args.seeds,
@@ -596,12 +582,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _passive_openmp_threads() -> None:
+    """Let idle OpenMP threads sleep instead of spinning (unless the user chose a policy).
+
+    Runs for every subcommand, before torch is imported (this module imports it only inside the
+    subcommands). On a 2-core machine shared with other processes, spinning
+    threads made a training step 2-7× slower (demo teacher, T=16, 48×48: 0.9-3.1 s vs 0.4-0.6 s
+    per batch); on an idle machine the passive policy was as fast.
+    """
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _passive_openmp_threads()
     try:
         return int(args.func(args) or 0)
     except VicokdError as exc:

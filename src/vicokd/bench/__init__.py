@@ -22,11 +22,11 @@ from vicokd.errors import VicokdError
 __all__ = ["BENCHMARKS", "BenchResult", "get_benchmark", "parse_only", "run_benchmarks", "script_main"]
 
 
-# name → "module:function" (imported when run), in the order they run. The frozen-encoder feature
-# cache (issue 8, deliverable 3) adds its benchmark here as another entry.
+# name → "module:function" (imported when run), in the order they run.
 BENCHMARKS: dict[str, str] = {
     "data": "vicokd.bench.data:run_data_benchmark",
     "train": "vicokd.bench.train_step:run_train_benchmark",
+    "features": "vicokd.bench.features:run_features_benchmark",
     "predict": "vicokd.bench.predict:run_predict_benchmark",
 }
 

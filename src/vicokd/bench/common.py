@@ -11,7 +11,6 @@ ratio CPU / wall shows how much of the cores the measurement really had.
 
 from __future__ import annotations
 
-import ctypes
 import datetime
 import multiprocessing
 import os
@@ -34,7 +33,6 @@ from vicokd.errors import VicokdError
 GIB = 2**30
 OLD_FBANK_ROWS = 1024  # the old code padded every 0.4 s fbank chunk (~38 rows) to this many rows
 SizeT = TypeVar("SizeT")
-_M_MMAP_THRESHOLD = -3  # mallopt parameter number (malloc.h)
 
 
 # ----------------------------------------------------------------------------- the machine
@@ -174,21 +172,6 @@ def current_rss() -> int:
 def peak_rss() -> int:
     """Peak resident memory of this process's address space so far, bytes (``VmHWM``)."""
     return _status_bytes("VmHWM")
-
-
-def set_mmap_threshold(threshold: int) -> bool:
-    """glibc: serve every allocation of at least `threshold` bytes by its own mmap (``mallopt``).
-
-    By default glibc raises this threshold as large blocks are freed (up to 32 MiB), after
-    which large tensors come from the heap and the freed space stays resident, fragmented;
-    a fixed threshold returns every large tensor to the system when it is freed, so resident
-    memory follows the tensors alive. Returns False where this is not glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
 def _isolated_call(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], threads: int) -> dict[str, Any]:

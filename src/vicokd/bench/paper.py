@@ -32,12 +32,17 @@ ROLES: dict[str, tuple[str, str]] = {"teacher": ("teacher", "teacher"), "student
 
 @dataclass(frozen=True)
 class Shape:
-    """Input shape of a batch: B clips of V views × T frames of S×S pixels."""
+    """Input shape of a batch: B clips of V views × T frames of S×S pixels.
+
+    With `feature_widths` = (visual, audio) the batch holds cached frozen-encoder features
+    (B, V, T, width) in place of video and fbank (``vicokd prepare --features``).
+    """
 
     batch: int
     frames: int
     views: int = 5
     image_size: int = 224
+    feature_widths: tuple[int, int] | None = None
 
     @property
     def images(self) -> int:
@@ -69,13 +74,26 @@ def build_models(config: Config) -> tuple[MultiViewActionModel, MultiViewActionM
     return model, teacher
 
 
+def encoder_widths(config: Config) -> tuple[int, int]:
+    """Widths of the visual and audio encoder outputs (the cached feature widths) of `config`."""
+    with torch.device("meta"):
+        model = MultiViewActionModel(replace(config.model, mode="teacher"), NUM_CLASSES)
+    return model.visual_encoder.width, model.audio_encoder.width
+
+
 def synthetic_batch(shape: Shape, seed: int = 0, device: str = "cpu") -> dict[str, Tensor]:
     """A random batch with every key a training step reads (uint8 video, as the data loader gives)."""
     g = torch.Generator().manual_seed(seed)
     b, v, t, s = shape.batch, shape.views, shape.frames, shape.image_size
+    if shape.feature_widths is None:
+        inputs = {"video": torch.randint(0, 256, (b, v, t, 3, s, s), dtype=torch.uint8, generator=g),
+                  "audio": torch.randn(b, v, t, FBANK_ROWS, 128, generator=g) * 0.5}
+    else:
+        visual, audio = shape.feature_widths
+        inputs = {"visual_features": torch.randn(b, v, t, visual, generator=g),
+                  "audio_features": torch.randn(b, v, t, audio, generator=g)}
     batch = {
-        "video": torch.randint(0, 256, (b, v, t, 3, s, s), dtype=torch.uint8, generator=g),
-        "audio": torch.randn(b, v, t, FBANK_ROWS, 128, generator=g) * 0.5,
+        **inputs,
         "audio_present": torch.ones(b, v, dtype=torch.bool),
         "frame_labels": (torch.rand(b, t, NUM_CLASSES, generator=g) < 0.1).float(),
         "labels": (torch.rand(b, NUM_CLASSES, generator=g) < 0.2).float(),
@@ -85,10 +103,17 @@ def synthetic_batch(shape: Shape, seed: int = 0, device: str = "cpu") -> dict[st
     return {key: value.to(device) for key, value in batch.items()}
 
 
+def _model_inputs(batch: dict[str, Tensor], config: Config) -> dict[str, Tensor]:
+    """The batch as the model takes it: uint8 video normalised to float (features as they are)."""
+    if "video" not in batch:
+        return batch
+    return {**batch, "video": normalize_video(batch["video"], config.data.mean, config.data.std)}
+
+
 def step_loss(config: Config, model: MultiViewActionModel, teacher: MultiViewActionModel | None,
               batch: dict[str, Tensor]) -> Tensor:
     """The training objective of one batch, as the engine computes it (video normalised first)."""
-    inputs = {**batch, "video": normalize_video(batch["video"], config.data.mean, config.data.std)}
+    inputs = _model_inputs(batch, config)
     output = model(inputs)
     teacher_output = None
     if teacher is not None:
@@ -101,7 +126,7 @@ def step_loss(config: Config, model: MultiViewActionModel, teacher: MultiViewAct
 
 def forward_logits(model: MultiViewActionModel, batch: dict[str, Tensor], config: Config) -> Tensor:
     """Inference: sequence logits of a batch (normalisation included)."""
-    inputs = {**batch, "video": normalize_video(batch["video"], config.data.mean, config.data.std)}
+    inputs = _model_inputs(batch, config)
     return model(inputs).seq_logits
 
 

@@ -32,13 +32,20 @@ from vicokd.bench.common import (
     machine_info,
     resolve_size,
     run_isolated,
-    set_mmap_threshold,
     time_against_matmul,
 )
-from vicokd.bench.paper import Role, Shape, build_models, count_flops, paper_config, step_loss, synthetic_batch
+from vicokd.bench.paper import (
+    Role,
+    Shape,
+    build_models,
+    count_flops,
+    encoder_widths,
+    paper_config,
+    step_loss,
+    synthetic_batch,
+)
 from vicokd.config import Config
-
-MMAP_THRESHOLD = 2**20  # bytes; see vicokd.bench.common.set_mmap_threshold
+from vicokd.engine.allocator import TRAINING_MMAP_THRESHOLD, set_mmap_threshold
 
 
 @dataclass(frozen=True)
@@ -52,21 +59,27 @@ class StepSpec:
     chunk_size: int = 256  # frames per encoder call; 0 = all frames of the batch in one call
     views: int = 5
     model: dict[str, Any] = field(default_factory=dict, hash=False)  # dotted model overrides
-    mmap_threshold: int | None = None  # glibc malloc setting of the process (set_mmap_threshold); None = default
+    mmap_threshold: int | None = None  # glibc malloc setting of the process (vicokd.engine.allocator); None = default
+    features: bool = False  # frozen encoders, batches of cached features instead of pixels and fbank
 
     @property
     def shape(self) -> Shape:
-        return Shape(self.batch, self.frames, self.views)
+        widths = encoder_widths(self.config()) if self.features else None
+        return Shape(self.batch, self.frames, self.views, feature_widths=widths)
 
     def config(self) -> Config:
-        chunk = self.chunk_size or self.shape.images
-        return paper_config(self.role, checkpointing=self.checkpointing, chunk_size=chunk, model=self.model)
+        chunk = self.chunk_size or self.batch * self.views * self.frames
+        frozen = {"visual.freeze": True, "audio.freeze": True} if self.features else {}
+        return paper_config(self.role, checkpointing=self.checkpointing, chunk_size=chunk,
+                            model={**self.model, **frozen})
 
     @property
     def label(self) -> str:
         memory = f"ckpt, chunk {self.chunk_size}" if self.checkpointing else (
             "one encoder call" if self.chunk_size == 0 else f"chunk {self.chunk_size}")
         allocator = f", mmap >= {self.mmap_threshold // 2**20} MiB" if self.mmap_threshold else ""
+        if self.features:
+            return f"{self.role} B={self.batch} T={self.frames} (frozen encoders, from features)"
         return f"{self.role} B={self.batch} T={self.frames} ({memory}{allocator})"
 
 
@@ -113,7 +126,7 @@ def measure_train_step(spec: StepSpec) -> dict[str, Any]:
     optim = config.optim
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=optim.lr,
                                  weight_decay=optim.weight_decay)
-    _train_step(config, model, teacher, optimizer, synthetic_batch(Shape(1, 1, spec.views)))
+    _train_step(config, model, teacher, optimizer, synthetic_batch(replace(spec.shape, batch=1, frames=1)))
     batch = synthetic_batch(spec.shape)
     ready = current_rss()
     measured = time_against_matmul(lambda: _train_step(config, model, teacher, optimizer, batch))
@@ -168,7 +181,8 @@ def _memory(rows: dict[StepSpec, dict[str, Any]], ckpt: list[StepSpec], plain: l
         f"batch {size.target_batch} memory is extrapolated linearly in B·T from batch-1 runs ({ckpt_fit['fit']} "
         f"with checkpointing; {plain_fit['fit']} without) — a real batch-{size.target_batch} step takes hours "
         "on this CPU",
-        f"memory runs ('mmap >= {MMAP_THRESHOLD // 2**20} MiB') fix glibc's mmap threshold (mallopt), so every "
+        f"memory runs ('mmap >= {TRAINING_MMAP_THRESHOLD // 2**20} MiB') fix glibc's mmap threshold (mallopt, as "
+        "`fit` does), so every "
         "freed activation goes back to the system and the peak follows the tensors alive; with glibc's default "
         "(timed runs) the freed activations of each encoder chunk stay resident, fragmented, and the peak "
         "grows with the number of chunks",
@@ -191,9 +205,9 @@ def run_train_benchmark(size: str | TrainBenchSize = "small", *, threads: int | 
     common = {"views": bench.views, "model": bench.model}
     timed = [StepSpec(role, 1, bench.frames, checkpointing=role == "teacher",
                       chunk_size=bench.ckpt_chunk if role == "teacher" else 256, **common) for role in bench.roles]
-    ckpt = [StepSpec("teacher", 1, t, checkpointing=True, chunk_size=bench.ckpt_chunk, mmap_threshold=MMAP_THRESHOLD,
-                     **common) for t in bench.ckpt_frames]
-    plain = [StepSpec("teacher", 1, t, chunk_size=0, mmap_threshold=MMAP_THRESHOLD, **common)
+    ckpt = [StepSpec("teacher", 1, t, checkpointing=True, chunk_size=bench.ckpt_chunk,
+                     mmap_threshold=TRAINING_MMAP_THRESHOLD, **common) for t in bench.ckpt_frames]
+    plain = [StepSpec("teacher", 1, t, chunk_size=0, mmap_threshold=TRAINING_MMAP_THRESHOLD, **common)
              for t in bench.plain_frames]
     glibc = [StepSpec("teacher", 1, t, checkpointing=True, chunk_size=bench.ckpt_chunk, **common)
              for t in bench.glibc_frames]

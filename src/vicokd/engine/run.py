@@ -33,6 +33,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from vicokd.config import Config, config_from_dict, config_hash, config_to_yaml
 from vicokd.data.cache import read_index
 from vicokd.data.split import write_json_atomic
+from vicokd.engine.allocator import use_training_mmap_threshold
 from vicokd.engine.checkpoint import SafetensorsCheckpointIO, load_state_dict, read_meta
 from vicokd.engine.data import ClipsDataModule, person_scores_path
 from vicokd.engine.features import apply_feature_cache, load_cached_encoders
@@ -50,16 +51,26 @@ class SafetensorsModelCheckpoint(ModelCheckpoint):
 
 
 class Throughput(Callback):
-    """Shows clips per second of the training loop on the progress bar (and logs it)."""
+    """Clips per second of the training loop on the progress bar, and each epoch's training time.
+
+    ``train/epoch_s`` (one value per epoch in ``metrics.csv``) is the wall time from the start of
+    the epoch to the end of its last optimizer step: data loading and training steps, without
+    the validation pass and checkpoint writing that follow.
+    """
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._start, self._clips = time.perf_counter(), 0
+        self._last_step_end = self._start
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        self._last_step_end = time.perf_counter()
         self._clips += int(batch["labels"].shape[0])
-        rate = self._clips / max(time.perf_counter() - self._start, 1e-9)
+        rate = self._clips / max(self._last_step_end - self._start, 1e-9)
         module.log("clips_per_s", rate, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        module.log("train/epoch_s", self._last_step_end - self._start, on_step=False, on_epoch=True, batch_size=1)
 
 
 class RunCSVLogger(CSVLogger):
@@ -99,7 +110,8 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*", ".*exists and is not empty.*",
                     ".*does not have many workers.*", ".*litlogger.*", ".*Checkpoint directory .* exists.*",
-                    ".*all_gather is deprecated.*", ".*sync_dist=True.*"):
+                    ".*all_gather is deprecated.*", ".*sync_dist=True.*",
+                    ".*module\\(s\\) in eval mode at the start of training.*"):  # frozen encoders stay in eval
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -200,6 +212,7 @@ def fit(config: Config, *, teacher_checkpoint: str | Path | None = None, resume:
         progress: bool = True) -> dict[str, Any]:
     """Train `config.distill.method` (teacher, student, or a KD method with `teacher_checkpoint`)."""
     started = time.perf_counter()
+    use_training_mmap_threshold()
     method = get_method(config.distill.method)
     config = apply_feature_cache(replace(config, model=replace(config.model, mode=method.role)))
     if method.needs_teacher and teacher_checkpoint is None:

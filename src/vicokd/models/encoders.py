@@ -132,6 +132,7 @@ class ChunkedEncoder(nn.Module):
                  checkpointing: bool = False, freeze: bool = False) -> None:
         super().__init__()
         self.net = net
+        self.width = width
         self.proj = nn.Linear(width, dim) if width != dim else nn.Identity()
         self.item_ndim = item_ndim
         self.chunk_size = chunk_size
