@@ -40,10 +40,10 @@ def test_cache_round_trip(cache):
     meta = index.clips["01_00_Part1"]
     assert meta.length == 10 and meta.num_views == 3 and meta.audio_present == [True] * 3
     frames = load_frames(cache, "01_00_Part1")
-    assert frames.shape == (3, 10, *SIZE, 3) and frames.dtype == np.uint8
+    assert frames.shape == (3, 10, 3, *SIZE) and frames.dtype == np.uint8  # channel-first (cache v2)
     for view in range(3):
         for j in (0, 5, 9):
-            centre = frames[view, j, 10:-10, 10:-10].reshape(-1, 3).mean(0)
+            centre = frames[view, j, :, 10:-10, 10:-10].reshape(3, -1).mean(1)
             assert np.abs(centre - frame_colour(4 * j, view + 1)).max() < 6
     fbank = load_fbank(cache, "01_00_Part1")
     assert fbank.dtype == np.float16 and fbank.shape[:2] == (3, 10) and fbank.shape[3] == 128
@@ -115,7 +115,7 @@ def test_home2_layout_and_cli(tmp_path, capsys):
     assert main(["prepare", str(root), "--out", str(tmp_path / "cache"), "--size", "48x32", "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert "prepared 3 clips (3 new), 6 views, 60 frames" in out
-    assert load_frames(tmp_path / "cache", "02_00_Part1").shape == (2, 10, 32, 48, 3)
+    assert load_frames(tmp_path / "cache", "02_00_Part1").shape == (2, 10, 3, 32, 48)
 
 
 def test_view_without_audio_and_unequal_lengths(tmp_path, capsys):
@@ -164,3 +164,27 @@ def test_segment_after_the_end_of_the_video(tmp_path):
 def test_cache_with_other_settings_is_refused(cache, dataset_root):
     with pytest.raises(DataError, match="prepared with other settings"):
         prepare(dataset_root, cache, DataConfig(image_size=(32, 32)), workers=1, progress=False)
+
+
+def test_version_1_cache_is_refused_in_one_line(cache, dataset_root, tmp_path, capsys):
+    """A cache of the v1 layout (frames (V, L, H, W, 3), index version 1) must be prepared again."""
+    old = tmp_path / "v1"
+    shutil.copytree(cache, old)
+    index = json.loads((old / "index.json").read_text())
+    (old / "index.json").write_text(json.dumps({**index, "version": 1}))
+    for key in index["splits"]["train"]:
+        path = clip_dir(old, key) / "frames.npy"
+        np.save(path, np.ascontiguousarray(np.load(path).transpose(0, 1, 3, 4, 2)))
+    expected = f"{old / 'index.json'}: cache version 1, this vicokd reads version 2"
+    for refuse in (lambda: read_index(old), lambda: MultiViewClips(old, "train", 6)):
+        with pytest.raises(DataError) as caught:
+            refuse()
+        assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
+        assert str(caught.value).endswith("re-run `vicokd prepare` with a new --out folder")
+    # re-running prepare into the old folder is refused too (not resumed into a mixed cache)
+    assert main(["prepare", str(dataset_root), "--out", str(old), "--size", "64x48", "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {expected}") and "\n" not in err
+    with pytest.raises(DataError, match=r"frames.npy: frames have shape \(3, 10, 48, 64, 3\), expected "
+                                        r"\(V, L, 3, H, W\)"):
+        load_frames(old, "01_00_Part1")

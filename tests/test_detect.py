@@ -310,6 +310,24 @@ def test_scores_cover_every_grid_frame_and_resume(small_dataset, tmp_path):
     assert other.clips == keys
 
 
+def test_channel_first_cache_gives_the_detector_the_same_images_as_the_videos(small_dataset, tmp_path):
+    """The cache stores (V, L, 3, H, W); detectors still get (N, H, W, 3) RGB, in batches across views."""
+    from vicokd.data.cache import prepare
+
+    config = replace(Config(), **{"data.image_size": (32, 48), "data.cache": str(tmp_path / "cache")})
+    prepare(small_dataset, tmp_path / "cache", config.data, workers=1, progress=False)
+    from_cache = detect_dataset(small_dataset, tmp_path / "cache.npz", config=config, detector=CountingDetector(),
+                                progress=False)
+    assert from_cache.source.startswith("cache")
+    config = replace(config, **{"data.cache": str(tmp_path / "no-cache")})
+    detect_dataset(small_dataset, tmp_path / "videos.npz", config=config, detector=CountingDetector(), progress=False)
+    cached, videos = read_person_scores(tmp_path / "cache.npz")[0], read_person_scores(tmp_path / "videos.npz")[0]
+    assert sorted(cached) == sorted(videos)
+    for key, scores in videos.items():
+        np.testing.assert_allclose(cached[key], scores, atol=0.01)  # red level of each view, not G or B
+        assert abs(scores[0].mean() - scores[1].mean()) > 0.1
+
+
 def test_groundtruth_backend_copies_visibility(small_dataset, tmp_path, capsys):
     keys = [clip.key for clip in dataset_clips(small_dataset)]
     lengths = {key: -(-(6 + i) // 2) for i, key in enumerate(keys, start=1)}

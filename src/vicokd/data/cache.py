@@ -6,7 +6,8 @@ Layout of a cache directory::
                                       "splits": {"train": [keys], "test": [keys], ...}}
     CACHE/clips/<key>/meta.json      identity, view files, L, per-view lengths, audio_present,
                                       segments
-    CACHE/clips/<key>/frames.npy     uint8 (V, L, H, W, 3), grid frames of every view
+    CACHE/clips/<key>/frames.npy     uint8 (V, L, 3, H, W), grid frames of every view, channel-first
+                                      (the model's layout: a sampled clip is one gather, no transpose)
     CACHE/clips/<key>/fbank.npy      float16 (V, L, R, M), normalised log-mel per grid frame
                                       (zeros for a view without audio; R real rows, no padding)
 
@@ -14,6 +15,9 @@ A clip directory appears by one rename of a finished temporary directory, so a c
 whole or absent: re-running `prepare` skips what exists and resumes the rest. Clips are decoded
 in parallel processes; a bad clip is reported in one line and does not stop the others, and
 every finished clip is kept.
+
+Version 2 stores frames channel-first (version 1 stored (V, L, H, W, 3)); a cache of another
+version is refused with a one-line error, and is prepared again into a new folder.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from vicokd.data.media import grid_fbank, probe_video, read_audio, read_grid_fra
 from vicokd.data.split import write_json_atomic
 from vicokd.errors import DataError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: frames (V, L, 3, H, W); 1: frames (V, L, H, W, 3)
 INDEX_FILE = "index.json"
 # Settings that change the cached arrays; a cache made with other values is refused.
 _CACHE_KEYS = ("fps", "image_size", "sample_rate", "num_mel_bins", "frame_length_ms", "frame_shift_ms")
@@ -105,6 +109,13 @@ def read_clip_meta(cache_dir: str | Path, key: str) -> ClipMeta:
         raise DataError(f"{path}: damaged clip metadata ({exc}); delete the folder and re-run prepare") from None
 
 
+def _check_version(path: Path, index: dict[str, Any]) -> None:
+    """A one-line :class:`DataError` when the ``index.json`` at `path` is not of :data:`CACHE_VERSION`."""
+    if index.get("version") != CACHE_VERSION:
+        raise DataError(f"{path}: cache version {index.get('version')!r}, this vicokd reads version {CACHE_VERSION} "
+                        "(channel-first frames); re-run `vicokd prepare` with a new --out folder")
+
+
 def read_index(cache_dir: str | Path) -> CacheIndex:
     """Open a prepared cache; a missing or foreign-version cache is a one-line error."""
     cache_dir = Path(cache_dir)
@@ -112,17 +123,24 @@ def read_index(cache_dir: str | Path) -> CacheIndex:
     if not path.is_file():
         raise DataError(f"{cache_dir}: no prepared cache here (run `vicokd prepare DATA_ROOT --out {cache_dir}`)")
     index = json.loads(path.read_text())
-    if index.get("version") != CACHE_VERSION:
-        raise DataError(f"{path}: cache version {index.get('version')!r}, expected {CACHE_VERSION}; "
-                        "prepare it again into a new folder")
+    _check_version(path, index)
     keys = sorted({k for split in index["splits"].values() for k in split})
     clips = {key: read_clip_meta(cache_dir, key) for key in keys}
     return CacheIndex(cache_dir, index["data"], index["classes"], index["splits"], clips)
 
 
 def load_frames(cache_dir: str | Path, key: str) -> np.ndarray:
-    """Memory-mapped uint8 frames (V, L, H, W, 3) of a cached clip."""
-    return np.load(clip_dir(cache_dir, key) / "frames.npy", mmap_mode="r")
+    """Memory-mapped uint8 frames (V, L, 3, H, W) of a cached clip, channel-first RGB.
+
+    ``frames[:, indices]`` gathers sampled frames straight into the model's layout; readers that
+    want images take ``frames.transpose(0, 1, 3, 4, 2)`` (V, L, H, W, 3), a view (no copy).
+    """
+    path = clip_dir(cache_dir, key) / "frames.npy"
+    frames = np.load(path, mmap_mode="r")
+    if frames.ndim != 5 or frames.shape[2] != 3:
+        raise DataError(f"{path}: frames have shape {frames.shape}, expected (V, L, 3, H, W) of cache version "
+                        f"{CACHE_VERSION}; re-run `vicokd prepare` with a new --out folder")
+    return frames
 
 
 def load_fbank(cache_dir: str | Path, key: str) -> np.ndarray:
@@ -139,7 +157,7 @@ def _check_segments(clip: Clip, length: int, fps: float) -> None:
 
 
 def decode_clip(clip: Clip, config: DataConfig) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[str]]:
-    """Decode one clip: frames (V, L, H, W, 3) uint8, fbank (V, L, R, M) float16, meta, warnings."""
+    """Decode one clip: frames (V, L, 3, H, W) uint8, fbank (V, L, R, M) float16, meta, warnings."""
     warnings: list[str] = []
     infos = [probe_video(path) for path in clip.videos]
     view_lengths = [info.grid_length(config.fps) for info in infos]
@@ -150,7 +168,9 @@ def decode_clip(clip: Clip, config: DataConfig) -> tuple[np.ndarray, np.ndarray,
         warnings.append(f"{clip.source}: views have different lengths {view_lengths} grid frames; "
                         f"using the shortest ({length})")
     _check_segments(clip, length, config.fps)
-    frames = np.stack([read_grid_frames(p, config.image_size, config.fps, length=length) for p in clip.videos])
+    frames = np.empty((len(clip.videos), length, 3, *config.image_size), dtype=np.uint8)
+    for view, path in enumerate(clip.videos):  # (L, H, W, 3) decoded → (L, 3, H, W) stored
+        frames[view] = read_grid_frames(path, config.image_size, config.fps, length=length).transpose(0, 3, 1, 2)
     fbanks, present = [], []
     for path, info in zip(clip.videos, infos):
         wave = read_audio(path, config.sample_rate) if info.has_audio else None
@@ -204,7 +224,8 @@ def _check_existing(cache_dir: Path, settings: dict[str, Any]) -> None:
     if not path.is_file():
         return
     old = json.loads(path.read_text())
-    if old.get("version") != CACHE_VERSION or old.get("data") != settings:
+    _check_version(path, old)
+    if old.get("data") != settings:
         raise DataError(f"{path}: this cache was prepared with other settings ({old.get('data')}); "
                         "use another --out folder")
 

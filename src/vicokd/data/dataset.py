@@ -136,8 +136,8 @@ class MultiViewClips(Dataset):
             if self.load_audio:
                 item["audio_features"] = self._features(key, "audio", frames_at)
         else:
-            frames = load_frames(self.cache_dir, key)[:, frames_at]  # (V, T, H, W, 3)
-            item["video"] = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 1, 4, 2, 3)))
+            # One gather from the channel-first cache, already (V, T, 3, H, W) and contiguous.
+            item["video"] = torch.from_numpy(load_frames(self.cache_dir, key)[:, frames_at])
             if self.load_audio:
                 item["audio"] = torch.from_numpy(load_fbank(self.cache_dir, key)[:, frames_at].astype(np.float32))
         if self.scores is not None:

@@ -105,7 +105,7 @@ class _CacheFrames:
         def load() -> np.ndarray:
             from vicokd.data.cache import load_frames
 
-            return load_frames(self.cache_dir, clip.key)
+            return load_frames(self.cache_dir, clip.key).transpose(0, 1, 3, 4, 2)  # (V, L, H, W, 3), a view
 
         return load
 

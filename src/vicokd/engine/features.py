@@ -105,7 +105,7 @@ def compute_features(config: Config, out: str | Path, *, encoders_from: str | Pa
                 targets["audio"] = feature_path(out, key, "audio")
             if all(p.is_file() for p in targets.values()):
                 continue
-            frames = torch.from_numpy(np.array(load_frames(data.cache, key))).permute(0, 1, 4, 2, 3)
+            frames = torch.from_numpy(np.array(load_frames(data.cache, key)))  # (V, L, 3, H, W)
             visual = model.visual_encoder.features(normalize_video(frames, data.mean, data.std))
             _save_array(targets["visual"], visual.to(torch.float16).numpy())
             if audio:
