@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from vicokd.data.annotations import frame_labels, sequence_labels
 from vicokd.data.cache import CacheIndex, load_fbank, load_frames, read_index
@@ -151,7 +151,11 @@ class MultiViewClips(Dataset):
 
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack samples into a batch; fbank rows are zero-padded to the longest; views must agree."""
+    """Stack samples into a batch; fbank rows are zero-padded to the longest; views must agree.
+
+    Tensors are stacked by torch's ``default_collate``, which in a DataLoader worker writes the
+    batch straight into shared memory (one copy instead of stacking and then sharing).
+    """
     views = {s["audio_present"].shape[0] for s in samples}
     if len(views) > 1:
         keys = [s["key"] for s in samples]
@@ -163,7 +167,7 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
             rows = max(v.shape[2] for v in values)
             values = [torch.nn.functional.pad(v, (0, 0, 0, rows - v.shape[2])) for v in values]
         if isinstance(values[0], torch.Tensor):
-            batch[name] = torch.stack(values)
+            batch[name] = default_collate(values)
         elif isinstance(values[0], int):
             batch[name] = torch.tensor(values, dtype=torch.long)
         else:
