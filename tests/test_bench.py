@@ -119,7 +119,7 @@ def test_feature_batches_and_frozen_step_specs():
 def test_epoch_seconds_from_metrics_csv(tmp_path):
     # Lightning's CSV rows: step rows without epoch_s, one epoch row each with it; order by epoch
     (tmp_path / "metrics.csv").write_text(
-        "epoch,step,train/loss_step,train/epoch_s,val/seq_map\n"
+        "epoch,step,train/loss_step,time/train_epoch_s,val/seq_map\n"
         "0,4,0.9,,\n1,9,,2.0,\n0,4,,5.0,\n0,4,,,0.3\n2,14,,4.0,\n")
     assert epoch_seconds(tmp_path) == [5.0, 2.0, 4.0]
     assert typical_epoch([5.0, 2.0, 4.0]) == 3.0  # the first epoch (start-up) left out

@@ -14,7 +14,7 @@ scratch, 48×48, T = 16, batch 4), each run for the same epochs:
 5. ViCoKD student from features, distilled from run 3 (teacher and student read the same
    features, as the engine requires; the student's frozen visual encoder is run 1's).
 
-An epoch's time is ``train/epoch_s`` of the run's ``metrics.csv`` (data loading and training
+An epoch's time is ``time/train_epoch_s`` of the run's ``metrics.csv`` (data loading and training
 steps; validation and checkpoint writing excluded), the median over the epochs after the first
 (the first includes start-up). The speedup compares runs of the same method; the one-off cost of
 ``prepare --features`` is reported beside it. Test mAP comes from each run's ``summary.json``.
@@ -26,7 +26,6 @@ the same shapes, each in a fresh process, with the FLOPs of both.
 
 from __future__ import annotations
 
-import csv
 import statistics
 import tempfile
 import time
@@ -48,6 +47,7 @@ from vicokd.engine.features import compute_features
 from vicokd.engine.run import fit
 from vicokd.pipeline.demo import DemoOptions
 from vicokd.pipeline.grid import preset_dir
+from vicokd.report.curves import read_metric_curve
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,8 @@ _RUNS = (
 
 
 def epoch_seconds(run_directory: Path) -> list[float]:
-    """``train/epoch_s`` of every epoch in the run's ``metrics.csv``, in epoch order."""
-    with (run_directory / "metrics.csv").open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("train/epoch_s")]
-    return [float(row["train/epoch_s"]) for row in sorted(rows, key=lambda row: int(float(row["epoch"])))]
+    """``time/train_epoch_s`` of every epoch in the run's ``metrics.csv``, in epoch order."""
+    return [seconds for _, seconds in read_metric_curve(run_directory / "metrics.csv", "time/train_epoch_s")]
 
 
 def typical_epoch(seconds: list[float]) -> float:
@@ -229,7 +227,7 @@ def run_features_benchmark(size: str | FeatureBenchSize = "small", *, threads: i
         notes=[
             f"demo preset: {bench.clips} synthetic clips × {bench.views} views, T={data.num_frames}, "
             f"{data.image_size[1]}x{data.image_size[0]}, batch {config.optim.batch_size}, "
-            f"{config.optim.epochs} epochs per run; s/epoch = median train/epoch_s after the first epoch "
+            f"{config.optim.epochs} epochs per run; s/epoch = median time/train_epoch_s after the first epoch "
             "(data loading + steps, no validation); test mAP = sequence mAP of the best-on-validation checkpoint",
             "caching the features once (`vicokd prepare --features`, every grid frame of every clip): "
             + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in feature_seconds.items()),

@@ -53,7 +53,7 @@ class SafetensorsModelCheckpoint(ModelCheckpoint):
 class Throughput(Callback):
     """Clips per second of the training loop on the progress bar, and each epoch's training time.
 
-    ``train/epoch_s`` (one value per epoch in ``metrics.csv``) is the wall time from the start of
+    ``time/train_epoch_s`` (one value per epoch in ``metrics.csv``) is the wall time from the start of
     the epoch to the end of its last optimizer step: data loading and training steps, without
     the validation pass and checkpoint writing that follow.
     """
@@ -70,7 +70,7 @@ class Throughput(Callback):
         module.log("clips_per_s", rate, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        module.log("train/epoch_s", self._last_step_end - self._start, on_step=False, on_epoch=True, batch_size=1)
+        module.log("time/train_epoch_s", self._last_step_end - self._start, on_step=False, on_epoch=True, batch_size=1)
 
 
 class RunCSVLogger(CSVLogger):
