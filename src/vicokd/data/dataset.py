@@ -144,7 +144,6 @@ class MultiViewClips(Dataset):
             item["person"] = torch.from_numpy(self.scores[key][:, frames_at].astype(np.float32))
         return item
 
-
     def _features(self, key: str, modality: str, frames_at: np.ndarray) -> torch.Tensor:
         assert self.features is not None
         return torch.from_numpy(load_features(self.features, key, modality)[:, frames_at].astype(np.float32))
