@@ -368,6 +368,20 @@ def _run_synth(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------- demo / reproduce
 
 
+def _passive_openmp_threads() -> None:
+    """Let idle OpenMP threads sleep instead of spinning (unless the user chose a policy).
+
+    Only for `demo` and `reproduce` (many runs on a machine that is usually shared), before torch
+    is imported. Measured on 2 cores, demo teacher step (T=16, 48x48, batch 4): with one other
+    busy process, 310 ms passive vs 521 ms spinning; on an idle machine 263 ms vs 166 ms. Small
+    steps suffer more when idle (from cached features: 32 vs 9 ms), so `train` / `distill` keep
+    OpenMP's default; set OMP_WAIT_POLICY=PASSIVE yourself on a busy machine.
+    """
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     parser = _parser(sub, "demo", "the whole pipeline on a synthetic home on the CPU, ending in OUT/report.md "
                      "(re-running reuses finished steps)",
@@ -388,6 +402,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    _passive_openmp_threads()
     from vicokd.pipeline.demo import DemoOptions, run_demo
 
     run_demo(DemoOptions(out=args.out, clips=args.clips, epochs=args.epochs, backbone=args.backbone,
@@ -427,6 +442,7 @@ def _comma_list(text: str | None) -> list[str] | None:
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
+    _passive_openmp_threads()
     from vicokd.pipeline.grid import make_plan, parse_data_arg, reproduce
 
     plan = make_plan(args.grid, [parse_data_arg(text, args.out) for text in args.data], seeds=args.seeds,
@@ -584,26 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _passive_openmp_threads() -> None:
-    """Let idle OpenMP threads sleep instead of spinning (unless the user chose a policy).
-
-    Runs for every subcommand, before torch is imported (this module imports it only inside the
-    subcommands). On a 2-core machine shared with other processes, spinning
-    threads made a training step 2-7× slower (demo teacher, T=16, 48×48: 0.9-3.1 s vs 0.4-0.6 s
-    per batch); on an idle machine the passive policy was as fast.
-    """
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    _passive_openmp_threads()
     try:
         return int(args.func(args) or 0)
     except VicokdError as exc:
