@@ -1,6 +1,7 @@
 """`prepare` → cache → dataset → collate, on real mp4 files in the MultiSensor-Home layout."""
 
 import json
+import pickle
 import shutil
 
 import numpy as np
@@ -62,6 +63,17 @@ def test_dataset_uniform_sample(cache):
     assert item["frame_labels"][:, 1].tolist() == [0, 1, 1, 1, 0, 0]
     red = item["video"][0, 2, 0, 10:-10, 10:-10].float().mean()  # grid 3 = source frame 12
     assert abs(red.item() - frame_colour(12, 1)[0]) < 6
+
+
+def test_open_maps_are_reused_and_not_pickled(cache):
+    data = MultiViewClips(cache, "train", 4, "jitter")
+    first = data[0]
+    assert len(data._arrays) == 2  # frames and fbank of the clip, opened once
+    again = data[0]
+    assert len(data._arrays) == 2 and torch.equal(first["video"], again["video"])
+    copy = pickle.loads(pickle.dumps(data))  # what a spawned DataLoader worker receives
+    assert copy._arrays == {} and len(pickle.dumps(data)) < 100_000
+    assert torch.equal(copy[0]["video"], first["video"]) and torch.equal(copy[0]["audio"], first["audio"])
 
 
 def test_jitter_depends_on_seed_epoch_index_only(cache):
