@@ -27,6 +27,7 @@ the same shapes, each in a fresh process, with the FLOPs of both.
 from __future__ import annotations
 
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -101,12 +102,18 @@ def typical_epoch(seconds: list[float]) -> float:
     return statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
 
 
+def _say(message: str) -> None:
+    """One progress line on stderr (the benchmark runs for minutes)."""
+    print(f"[features] {message}", file=sys.stderr, flush=True)
+
+
 def _make_home(work: Path, bench: FeatureBenchSize, overrides: list[str]) -> dict[str, float]:
     """Synthesise, prepare and score persons in `work`; seconds of each step."""
     synth = DemoOptions(clips=bench.clips, views=bench.views).synth_options()
     if bench.duration is not None:
         synth = replace(synth, duration=bench.duration)
     config = load_config(preset_dir("demo") / "teacher.yaml", overrides)
+    _say(f"synthesising {synth.clips} clips x {synth.views} views, preparing the cache")
     with stopwatch() as made:
         generate_home(config.data.root, synth, workers=bench.workers, progress=False)
     with stopwatch() as prepared:
@@ -133,12 +140,14 @@ def _demo_runs(work: Path, overrides: list[str]) -> tuple[list[dict[str, Any]], 
             encoders_from = None
             if run.features == "features-trained":
                 encoders_from = rows["teacher-pixels"]["best_checkpoint"]
+            _say(f"caching features ({run.features})")
             torch.manual_seed(teacher_config.train.seed)  # the initial weights `fit` gives run 1
             with stopwatch() as cached:
                 compute_features(teacher_config, work / run.features, encoders_from=encoders_from, progress=False)
             feature_seconds[run.features] = cached.wall
         config = _run_config(run, work, overrides)
         teacher = rows[run.teacher]["best_checkpoint"] if run.teacher else None
+        _say(f"run {len(rows) + 1}/{len(_RUNS)}: {run.method}, {run.inputs} ({config.optim.epochs} epochs)")
         summary = fit(config, teacher_checkpoint=teacher, progress=False)
         seconds = epoch_seconds(Path(config.train.out_dir) / run.name)
         rows[run.name] = {
@@ -170,6 +179,7 @@ def _demo_flops(overrides: list[str], views: int) -> tuple[float, float]:
 def _paper_rows(bench: FeatureBenchSize, threads: int) -> list[dict[str, Any]]:
     """Batch-1 training steps of the paper architecture from pixels and from features."""
     rows = []
+    _say(f"paper architecture: training steps at T={bench.paper_frames} from pixels and from features")
     for role in ("teacher", "vicokd"):
         timed = {}
         for features in (False, True):
