@@ -2,16 +2,19 @@
 
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from vicokd.cli import main
 from vicokd.config import load_config
-from vicokd.data.cache import prepare
+from vicokd.data.cache import prepare, read_index
 from vicokd.data.dataset import MultiViewClips, collate, normalize_video
-from vicokd.data.features import load_features
+from vicokd.data.features import ENCODERS_FILE, load_features
 from vicokd.engine.features import apply_feature_cache, compute_features, load_cached_encoders
+from vicokd.engine.module import ViCoKDModule
 from vicokd.engine.run import fit
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
@@ -79,6 +82,17 @@ def test_training_from_features_and_evaluating_on_pixels(setup):
                                                    "distill.method=cokd"])
     with pytest.raises(VicokdError, match="both must read the same inputs"):
         fit(other, teacher_checkpoint=teacher, progress=False)
+
+
+def test_random_encoders_are_the_initial_weights_of_a_run(setup, tmp_path):
+    # (the benchmark's "frozen at initialisation" run relies on this)
+    _, overrides, _ = setup
+    config = load_config(CONFIGS / "teacher.yaml", overrides)
+    compute_features(config, tmp_path / "init", progress=False)
+    cached = load_file(str(tmp_path / "init" / ENCODERS_FILE))
+    L.seed_everything(config.train.seed, verbose=False)  # as `fit` does before building its module
+    start = ViCoKDModule(config, read_index(config.data.cache).classes, None, None).model.state_dict()
+    assert cached and all(torch.equal(start[name], tensor) for name, tensor in cached.items())
 
 
 def test_mismatched_encoder_settings_are_refused(setup):

@@ -141,7 +141,6 @@ def _demo_runs(work: Path, overrides: list[str]) -> tuple[list[dict[str, Any]], 
             if run.features == "features-trained":
                 encoders_from = rows["teacher-pixels"]["best_checkpoint"]
             _say(f"caching features ({run.features})")
-            torch.manual_seed(teacher_config.train.seed)  # the initial weights `fit` gives run 1
             with stopwatch() as cached:
                 compute_features(teacher_config, work / run.features, encoders_from=encoders_from, progress=False)
             feature_seconds[run.features] = cached.wall
