@@ -73,7 +73,8 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=2, help="parallel processes over clips")
     parser.add_argument("--features", type=Path, default=None, metavar="DIR",
                         help="also cache frozen-encoder features of the config's encoders in DIR "
-                             "(train with --set data.features=DIR)")
+                             "(pretrained paths of the config, else random weights seeded by train.seed; "
+                             "train with --set data.features=DIR)")
     parser.add_argument("--encoders-from", type=Path, default=None, metavar="CKPT",
                         help="with --features: take the encoder weights from this vicokd checkpoint")
     parser.add_argument("--no-audio", action="store_true", help="with --features: visual features only")
