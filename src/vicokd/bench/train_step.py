@@ -1,7 +1,7 @@
 """Training-step benchmark: time per sample against the FLOP floor, and peak memory at batch 12.
 
 For the paper architecture (:mod:`vicokd.bench.paper`) each configuration runs in a fresh
-process: build the model (and, for ViCoKD, the frozen teacher), Adam, a warm-up step on a
+process: build the model (and, for ViCoKD, the frozen teacher), the engine's Adam, a warm-up step on a
 one-frame batch, then one timed step (forward, the method's losses, backward, optimizer step)
 at the configured shape. The machine's fp32 matmul rate is measured in the same process right
 before and after the step. The FLOPs of the step are counted on the meta device (forward +
@@ -46,6 +46,7 @@ from vicokd.bench.paper import (
 )
 from vicokd.config import Config
 from vicokd.engine.allocator import TRAINING_MMAP_THRESHOLD, set_mmap_threshold
+from vicokd.engine.module import build_optimizer
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,7 @@ def measure_train_step(spec: StepSpec) -> dict[str, Any]:
     config = spec.config()
     model, teacher = build_models(config)
     model.train()
-    optim = config.optim
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=optim.lr,
-                                 weight_decay=optim.weight_decay)
+    optimizer = build_optimizer(model, config.optim)
     _train_step(config, model, teacher, optimizer, synthetic_batch(replace(spec.shape, batch=1, frames=1)))
     batch = synthetic_batch(spec.shape)
     ready = current_rss()

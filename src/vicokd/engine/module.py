@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from vicokd.config import Config, config_hash, config_to_dict
+from vicokd.config import Config, OptimConfig, config_hash, config_to_dict
 from vicokd.data.dataset import normalize_video
 from vicokd.engine.checkpoint import FORMAT_VERSION
 from vicokd.errors import VicokdError
@@ -56,6 +56,16 @@ def apply_condition(batch: dict[str, Any], condition: Condition, seed: int = 0) 
             shape = (*present.shape, *[1] * (batch[name].ndim - 2))
             out[name] = batch[name] * present.reshape(shape).to(batch[name].dtype)
     return out
+
+
+def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Adam:
+    """Adam with L2 weight decay over the trainable parameters of `model`.
+
+    The fused kernel updates every parameter in one call: the same rule, 2.7x faster than
+    torch's per-tensor loop on CPU for the demo model (1.2 vs 3.2 ms a step).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=True)
 
 
 class ViCoKDModule(L.LightningModule):
@@ -119,10 +129,7 @@ class ViCoKDModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optim = self.config.optim
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        # The fused kernel updates every parameter in one call: the same Adam with L2 weight decay,
-        # 2.7x faster than torch's per-tensor loop on CPU for the demo model (1.2 vs 3.2 ms a step).
-        optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=True)
+        optimizer = build_optimizer(self.model, optim)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, optim.epochs),
                                                                eta_min=optim.min_lr)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
