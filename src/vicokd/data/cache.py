@@ -133,7 +133,7 @@ def load_frames(cache_dir: str | Path, key: str) -> np.ndarray:
     """Memory-mapped uint8 frames (V, L, 3, H, W) of a cached clip, channel-first RGB.
 
     ``frames[:, indices]`` gathers sampled frames straight into the model's layout; readers that
-    want images take ``frames.transpose(0, 1, 3, 4, 2)`` (V, L, H, W, 3), a view (no copy).
+    want images use :func:`load_images`.
     """
     path = clip_dir(cache_dir, key) / "frames.npy"
     frames = np.load(path, mmap_mode="r")
@@ -141,6 +141,11 @@ def load_frames(cache_dir: str | Path, key: str) -> np.ndarray:
         raise DataError(f"{path}: frames have shape {frames.shape}, expected (V, L, 3, H, W) of cache version "
                         f"{CACHE_VERSION}; re-run `vicokd prepare` with a new --out folder")
     return frames
+
+
+def load_images(cache_dir: str | Path, key: str) -> np.ndarray:
+    """The frames of :func:`load_frames` as images (V, L, H, W, 3): a view of the memory map, no copy."""
+    return load_frames(cache_dir, key).transpose(0, 1, 3, 4, 2)
 
 
 def load_fbank(cache_dir: str | Path, key: str) -> np.ndarray:

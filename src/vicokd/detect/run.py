@@ -103,9 +103,9 @@ class _CacheFrames:
 
     def loader(self, clip: Clip) -> FrameLoader:
         def load() -> np.ndarray:
-            from vicokd.data.cache import load_frames
+            from vicokd.data.cache import load_images
 
-            return load_frames(self.cache_dir, clip.key).transpose(0, 1, 3, 4, 2)  # (V, L, H, W, 3), a view
+            return load_images(self.cache_dir, clip.key)
 
         return load
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from vicokd.config import config_to_yaml
 from vicokd.data.annotations import frame_labels
-from vicokd.data.cache import load_frames, read_index
+from vicokd.data.cache import load_images, read_index
 from vicokd.data.person_scores import read_person_scores
 from vicokd.data.synthetic import SynthOptions, generate_home
 from vicokd.data.synthetic.generate import MANIFEST
@@ -221,7 +221,7 @@ def attention_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plo
         meta = index.clips[key]
         labels = frame_labels(meta.segments, meta.length, index.classes, index.fps)
         moment = _pick_moment(labels, scores[key][:, : meta.length] > config.data.person_threshold)
-        frames = np.asarray(load_frames(config.data.cache, key)[:, moment]).transpose(0, 2, 3, 1)  # (V, H, W, 3)
+        frames = np.asarray(load_images(config.data.cache, key)[:, moment])  # (V, H, W, 3)
         maps = {label: attention_maps(model, frames, config.data.mean, config.data.std)
                 for label, model in models.items()}
         actions = [c for c, on in zip(index.classes, labels[moment]) if on] or ["no labelled action"]
