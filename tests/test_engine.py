@@ -187,7 +187,9 @@ def test_clear_errors(teacher, workspace, tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
 
 
-def test_nan_loss_stops_and_names_the_term(workspace, monkeypatch):
+@pytest.mark.parametrize("poison, message", [("seq", "loss term 'seq' is nan"),
+                                             ("total", "loss term 'loss' is inf")])  # finite terms, overflowed sum
+def test_nan_loss_stops_and_names_the_term(workspace, monkeypatch, poison, message):
     from vicokd.engine import module as module_lib
 
     base, overrides = workspace
@@ -195,14 +197,17 @@ def test_nan_loss_stops_and_names_the_term(workspace, monkeypatch):
 
     def poisoned(*args, **kwargs):
         losses = original(*args, **kwargs)
-        losses.terms["seq"] = losses.terms["seq"] * float("nan")
+        if poison == "total":
+            losses.total = losses.total * float("inf")
+        else:
+            losses.terms[poison] = losses.terms[poison] * float("nan")
         return losses
 
     monkeypatch.setattr(module_lib, "compute_losses", poisoned)
-    config = load_config(CONFIGS / "teacher.yaml", [*overrides, "train.name=nan"])
-    with pytest.raises(VicokdError, match="loss term 'seq' is nan"):
+    config = load_config(CONFIGS / "teacher.yaml", [*overrides, f"train.name=nan-{poison}"])
+    with pytest.raises(VicokdError, match=message):
         fit(config, progress=False)
-    assert not (base / "runs" / "nan" / "checkpoints" / "last.safetensors").exists()
+    assert not (base / "runs" / f"nan-{poison}" / "checkpoints" / "last.safetensors").exists()
 
 
 @pytest.mark.slow

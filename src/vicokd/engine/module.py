@@ -122,7 +122,8 @@ class ViCoKDModule(L.LightningModule):
                                 teacher_output, self.config.data.person_threshold)
         terms = torch.stack([losses.total.detach(), *(value.detach() for value in losses.terms.values())])
         if not torch.isfinite(terms).all():
-            name, value = next((n, v) for n, v in losses.terms.items() if not torch.isfinite(v))
+            name, value = next(((n, v) for n, v in losses.terms.items() if not torch.isfinite(v)),
+                               ("loss", losses.total))  # finite terms can still overflow in the weighted sum
             raise NonFiniteLossError(f"loss term '{name}' is {value.item()} at epoch {self.current_epoch}, "
                                      f"step {self.global_step}; stopped, the last good checkpoint is kept")
         size = batch["labels"].shape[0]
