@@ -18,6 +18,7 @@ residual is reported.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -63,8 +64,9 @@ class StepSpec:
     mmap_threshold: int | None = None  # glibc malloc setting of the process (vicokd.engine.allocator); None = default
     features: bool = False  # frozen encoders, batches of cached features instead of pixels and fbank
 
-    @property
+    @cached_property
     def shape(self) -> Shape:
+        """The batch shape (feature widths read from the model built on the meta device, once)."""
         widths = encoder_widths(self.config()) if self.features else None
         return Shape(self.batch, self.frames, self.views, feature_widths=widths)
 
@@ -76,11 +78,11 @@ class StepSpec:
 
     @property
     def label(self) -> str:
+        if self.features:
+            return f"{self.role} B={self.batch} T={self.frames} (frozen encoders, from features)"
         memory = f"ckpt, chunk {self.chunk_size}" if self.checkpointing else (
             "one encoder call" if self.chunk_size == 0 else f"chunk {self.chunk_size}")
         allocator = f", mmap >= {self.mmap_threshold // 2**20} MiB" if self.mmap_threshold else ""
-        if self.features:
-            return f"{self.role} B={self.batch} T={self.frames} (frozen encoders, from features)"
         return f"{self.role} B={self.batch} T={self.frames} ({memory}{allocator})"
 
 
