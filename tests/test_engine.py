@@ -63,6 +63,13 @@ def test_teacher_run_directory(teacher, workspace):
     with (run / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert {"train/loss_epoch", "train/frame", "train/seq", "val/seq_map", "val/frame_map"} <= set(rows[0])
+    # epoch means, one row per epoch; the teacher's weights are all 1, so the mean loss is the sum of the term means
+    epoch_rows = [row for row in rows if row["train/loss_epoch"]]
+    assert [row["epoch"] for row in epoch_rows] == ["0", "1"]
+    for row in epoch_rows:
+        term_means = [float(v) for k, v in row.items()
+                      if k.startswith("train/") and not k.endswith(("_epoch", "_step")) and v]
+        assert len(term_means) >= 2 and float(row["train/loss_epoch"]) == pytest.approx(sum(term_means), rel=1e-5)
     assert sorted({row["epoch"] for row in rows if row["val/seq_map"]}) == ["0", "1"]
     sidecar = json.loads((run / "checkpoints" / "last.json").read_text())
     assert sidecar["optimizer_states"] and sidecar["lr_schedulers"] and "rng" in sidecar
