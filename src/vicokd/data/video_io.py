@@ -106,7 +106,7 @@ def _encode(
         # one encoder thread and x264's portable C code instead of its assembly: the same input then
         # gives the same bitstream however busy the machine is. With the assembly (AVX-512 kernels
         # on this project's CPU), a few macroblocks of a GOP came out differently in about one run
-        # in three on a loaded machine; the C code costs ~0.05 s per 40-s view at 128 × 96, a tenth
+        # in four on a loaded machine (14 of 59); the C code costs ~0.05 s per 40-s view at 128 × 96, a tenth
         # of rendering it. Parallelism comes from encoding several files at once.
         video.options = {"crf": str(crf), "preset": preset, "g": str(keyint), "threads": "1",
                          "x264-params": "no-asm=1"}
