@@ -10,6 +10,7 @@ import torch
 
 from vicokd.cli import main
 from vicokd.config import DataConfig
+from vicokd.data import dataset as dataset_module
 from vicokd.data.cache import clip_dir, load_fbank, load_frames, prepare, read_index
 from vicokd.data.dataset import MultiViewClips, collate, normalize_video
 from vicokd.data.person_scores import write_person_scores
@@ -74,6 +75,20 @@ def test_open_maps_are_reused_and_not_pickled(cache):
     copy = pickle.loads(pickle.dumps(data))  # what a spawned DataLoader worker receives
     assert copy._arrays == {} and len(pickle.dumps(data)) < 100_000
     assert torch.equal(copy[0]["video"], first["video"]) and torch.equal(copy[0]["audio"], first["audio"])
+
+
+
+def test_open_maps_are_bounded_least_recently_used_first(cache, monkeypatch):
+    monkeypatch.setattr(dataset_module, "MAX_OPEN_MAPS", 2)
+    data = MultiViewClips(cache, "train", 4, val_fraction=0.0)
+    first, second = data.keys[:2]
+    expected = data[1]["video"]
+    data._arrays.clear()
+    data._array(first, "frames"), data._array(second, "frames")
+    data._array(first, "frames")  # used again: now the most recent
+    data._array(first, "fbank")  # a third map closes the least recently used one
+    assert list(data._arrays) == [(first, "frames"), (first, "fbank")]
+    assert torch.equal(data[1]["video"], expected) and len(data._arrays) == 2  # reopened when needed
 
 
 def test_jitter_depends_on_seed_epoch_index_only(cache):

@@ -22,8 +22,9 @@ key                shape / type                meaning
 =================  ==========================  =====================================================
 
 Each clip's arrays are memory-mapped once per process and kept open (opening a ``.npy`` file
-costs ~0.35 ms, most of a sample from cached features); the maps are not pickled to DataLoader
-workers, which open their own.
+costs ~0.35 ms, most of a sample from cached features), the :data:`MAX_OPEN_MAPS` most recently
+used of them per dataset: every open map holds a file descriptor (the usual limit is 1,024).
+The maps are not pickled to DataLoader workers, which open their own.
 
 Training samples with jitter, from a generator seeded by (seed, epoch, index), so a run is
 reproducible and resumable; evaluation samples uniformly. The validation split is carved from
@@ -33,6 +34,7 @@ one.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +50,10 @@ from vicokd.data.person_scores import read_person_scores
 from vicokd.data.sampling import sample_indices
 from vicokd.data.split import stratified_split
 from vicokd.errors import DataError
+
+# open memory maps per dataset and process: each holds a file descriptor, a run has train, validation
+# and test datasets in one process (with num_workers 0), and the usual limit is 1,024 descriptors
+MAX_OPEN_MAPS = 256
 
 
 def split_keys(index: CacheIndex, split: str, val_fraction: float, seed: int) -> list[str]:
@@ -94,7 +100,7 @@ class MultiViewClips(Dataset):
         self.features = Path(features) if features is not None else None
         if self.features is not None:
             read_feature_index(self.features)
-        self._arrays: dict[tuple[str, str], np.ndarray] = {}  # (key, kind) → open memory map
+        self._arrays: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # (key, kind) → memory map
         self.scores: dict[str, np.ndarray] | None = None
         if person_scores is not None:
             self.scores, _ = read_person_scores(person_scores)
@@ -152,7 +158,9 @@ class MultiViewClips(Dataset):
     def _array(self, key: str, kind: str) -> np.ndarray:
         """The memory map of one clip's ``frames``, ``fbank`` or ``visual`` / ``audio`` features."""
         array = self._arrays.get((key, kind))
-        if array is None:
+        if array is not None:
+            self._arrays.move_to_end((key, kind))
+        else:
             if kind == "frames":
                 array = load_frames(self.cache_dir, key)
             elif kind == "fbank":
@@ -161,6 +169,8 @@ class MultiViewClips(Dataset):
                 assert self.features is not None
                 array = load_features(self.features, key, kind)
             self._arrays[(key, kind)] = array
+            if len(self._arrays) > MAX_OPEN_MAPS:
+                self._arrays.popitem(last=False)  # the least recently used map closes when unreferenced
         return array
 
     def _float32(self, key: str, kind: str, frames_at: np.ndarray) -> torch.Tensor:
@@ -168,7 +178,7 @@ class MultiViewClips(Dataset):
         return torch.from_numpy(self._array(key, kind)[:, frames_at].astype(np.float32))
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_arrays": {}}  # workers open their own maps
+        return {**self.__dict__, "_arrays": OrderedDict()}  # workers open their own maps
 
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
