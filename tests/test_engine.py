@@ -97,6 +97,33 @@ def test_distill_methods_log_their_terms(teacher, workspace, method, supervision
     assert read_meta(run / "checkpoints" / "best.safetensors")["teacher"]["checkpoint"] == str(ckpt)
 
 
+def test_distill_logs_gradient_shares_and_calls_out_an_inert_term(teacher, workspace, capsys):
+    base, overrides = workspace
+    ckpt, _ = teacher
+    code = main(["distill", "--config", str(CONFIGS / "student.yaml"), "--teacher", str(ckpt), "--method", "vicokd",
+                 "--supervision", "sequence", *set_args(overrides), "--set", "train.name=vicokd-shares",
+                 "--set", "optim.epochs=1", "--set", "train.grad_share_every=1", "--set", "distill.weight_vc=1e-9",
+                 "--set", "model.sequence_head=frame_pool"])
+    assert code == 0
+    out = capsys.readouterr().out
+    run = base / "runs" / "vicokd-shares"
+    with (run / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    columns = {k for k in rows[0] if k.startswith("grad/")}
+    for term in ("seq", "fd", "ld", "vc", "human"):
+        assert {f"grad/{term}/{group}" for group in ("visual", "cross_modal", "backbone", "heads")} <= columns, term
+    measured = [row for row in rows if row["grad/seq/heads"]]
+    steps = read_meta(run / "checkpoints" / "last.safetensors")["step"]
+    assert steps >= 1 and len(measured) == steps and all(row["epoch"] == "0" for row in measured)  # every step
+    assert all(float(row["grad/fd/backbone"]) == 0 < float(row["grad/fd/cross_modal"]) for row in measured)
+    summary = json.loads((run / "summary.json").read_text())["grad_share"]
+    assert summary["steps"] == steps and summary["every"] == 1 and summary["seconds"] > 0
+    assert sum(summary["share"].values()) == pytest.approx(1.0)
+    assert summary["share"]["vc"] < 1e-6 < summary["share"]["ld"]
+    assert "vicokd-shares: gradient share: " in out
+    assert "vicokd-shares: vc: " in out and "of the gradient: inert" in out
+
+
 def test_teacher_is_frozen_during_distillation(teacher, workspace):
     from vicokd.engine.module import ViCoKDModule
     from vicokd.engine.run import load_teacher

@@ -187,6 +187,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     from vicokd.config import load_config
+    from vicokd.engine.grad_share import format_shares
     from vicokd.engine.run import fit
 
     overrides = list(args.overrides)
@@ -200,6 +201,8 @@ def _run_train(args: argparse.Namespace) -> int:
     print(f"{summary['name']}: {summary['method']} best epoch {summary['best_epoch']}; "
           f"test seq mAP {summary['test']['seq_map']:.2f}, frame mAP {summary['test']['frame_map']:.2f} "
           f"-> {summary['best_checkpoint']}")
+    for line in format_shares(summary["grad_share"]):
+        print(f"{summary['name']}: {line}")
     return 0
 
 
@@ -244,11 +247,14 @@ def _add_methods(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_methods(args: argparse.Namespace) -> int:
-    from vicokd.methods import METHODS
+    from vicokd.methods import METHODS, OPTIONS
 
     for method in METHODS.values():
         print(f"{method.name:<16} {method.role:<8} {method.formula(args.supervision)}")
-        print(f"{'':<16} {method.summary} [{method.paper}]")
+        print(f"{'':<16} {method.summary} [{method.paper or 'beyond the paper'}]")
+    print("\nOptions where the paper is silent (config fields; set with --set FIELD=VALUE):")
+    for option in OPTIONS:
+        print(f"  {option.field:<26} {option.choices:<20} {option.meaning}")
     return 0
 
 

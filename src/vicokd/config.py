@@ -163,6 +163,12 @@ class ModelConfig:
     multitsf: MultiTSFConfig = field(default_factory=MultiTSFConfig)
     multiasl: MultiASLConfig = field(default_factory=MultiASLConfig)
     multitrans: MultiTransConfig = field(default_factory=MultiTransConfig)
+    # Paper: "temporal average pooling followed by classification", silent on how that meets each
+    # backbone's released sequence head. "backbone": each backbone's own head (MultiTSF: view
+    # Transformer; MultiASL: token). "frame_pool": seq_logits = mean over time of the view-fused
+    # frame logits, for every backbone, so that L_S also trains the per-view frame heads that
+    # LD and VC act on (under V_S the backbone heads leave them without any gradient).
+    sequence_head: Literal["backbone", "frame_pool"] = "backbone"
 
 
 @dataclass(frozen=True)
@@ -191,6 +197,10 @@ class TrainConfig:
     monitor: Literal["seq_map", "frame_map"] = "seq_map"  # validation metric for the best ckpt
     select_on_test: bool = False  # reproduce the old test-set model selection (clearly labelled)
     log_every_n_steps: int = 10
+    # Every K optimizer steps, the norm of each weighted loss term's gradient on the trainable
+    # parameter groups is logged (grad/<term>/<group>); 0 = never. Each measurement costs about
+    # one extra backward pass per term (see vicokd.engine.grad_share).
+    grad_share_every: int = 25
 
 
 @dataclass(frozen=True)
@@ -206,6 +216,15 @@ class DistillConfig:
     weight_vc: float = 1.0
     detach_confidence: bool = True  # paper silent; w_t is a weight, not a target to push
     student_init: Literal["scratch", "teacher"] = "scratch"  # paper silent
+    # Eq. 8 writes p_t with no view index: "view" = LD on every view's frame logits (B, V, T, C);
+    # "fused" = LD on the view-fused frame logits (B, T, C), the evaluated frame output.
+    ld_logits: Literal["view", "fused"] = "view"
+    # How LD and VC turn logits into distributions. "softmax" over classes (the paper's notation);
+    # "sigmoid": each class an independent Bernoulli (multi-label), KL/JS averaged over classes.
+    distribution: Literal["softmax", "sigmoid"] = "softmax"
+    vc_tau: float = 1.0  # paper silent; temperature of the logits VC turns into probabilities
+    # Eq. 7's squared L2 "sum"s over D (to the letter); "mean" divides by D (element-wise MSE).
+    fd_reduction: Literal["sum", "mean"] = "sum"
 
 
 @dataclass(frozen=True)

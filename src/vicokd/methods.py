@@ -1,8 +1,9 @@
 """Named training recipes: which weighted loss terms a run optimises (teacher, student, KD methods).
 
-Each :class:`Method` lists its terms; :func:`compute_losses` evaluates them on the model's
-:class:`~vicokd.models.ModelOutput` (and the frozen teacher's, when distilling) and returns every
-term by name plus their weighted ``total``. Terms (B batch, V views, T frames, C classes):
+Each :class:`Method` lists its terms; :func:`compute_losses` loops over the table :data:`TERMS`
+and evaluates the active ones on the model's :class:`~vicokd.models.ModelOutput` (and the
+frozen teacher's, when distilling), returning every term by name plus their weighted ``total``.
+Terms (B batch, V views, T frames, C classes):
 
 * ``frame``  L_F  = TwoWay(frame_logits (B·T, C), frame_labels)            (supervision ``frame``)
 * ``seq``    λ·L_S = λ·TwoWay(seq_logits (B, C), labels)
@@ -11,17 +12,30 @@ term by name plus their weighted ``total``. Terms (B batch, V views, T frames, C
              is 1 where it is a top-k frame of a class of the clip (backbone auxiliary)
 * ``human``  MultiTSF: CE over T of human_logits vs person scores           (when scores are loaded)
 * ``fd``     Eq. 7 over the stages F^attn and F^AV                          (teacher detached)
-* ``ld``     Eq. 8 on every view's frame logits, temperature τ              (teacher detached)
+* ``ld``     Eq. 8 on the frame logits, temperature τ                       (teacher detached)
 * ``modal``  ModalKD: Eq. 7 form over F^V and F̂^A vs the teacher's F^V, F^A
-* ``vc``     Eq. 10 on softmax(view_frame_logits) with person masks
+* ``vc``     Eq. 10 on the per-view frame probabilities with person masks
 
 The supervision (``distill.supervision``: ``frame`` = V_F, ``sequence`` = V_S) decides whether
 ``frame`` is active; ``seq`` and the backbone auxiliaries are always active. All weights 1.0 as
 in the paper (config fields ``distill.weight_*``).
+
+What the paper leaves open is a config field (``vicokd methods`` lists them, :data:`OPTIONS`):
+
+* ``distill.ld_logits``: Eq. 8 writes ``p_t`` without a view index. ``view`` = LD on every view's
+  frame logits (B, V, T, C); ``fused`` = on the view-fused ``frame_logits`` (B, T, C).
+* ``distill.distribution``: how LD and VC form ``p``. ``softmax`` over classes (the paper's
+  notation); ``sigmoid`` = a Bernoulli per class, KL / JS averaged over classes (multi-label).
+  A softmax of two-way-loss logits is nearly flat, so JS ≈ 0 and VC's weight ≈ 1/C².
+* ``distill.vc_tau``: VC's ``p_{n,t}`` = softmax or sigmoid of ``view_frame_logits / vc_tau``.
+* ``distill.fd_reduction``: Eq. 7's ‖·‖²₂ ``sum``s over D; ``mean`` divides by D.
+* ``model.sequence_head``: each backbone's own sequence head, or ``frame_pool`` (see
+  :class:`vicokd.config.ModelConfig`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,6 +56,7 @@ from vicokd.losses import (
 from vicokd.models import ModelOutput
 
 Divergence = Literal["js", "kl"]
+Distribution = Literal["softmax", "sigmoid"]
 
 
 @dataclass(frozen=True)
@@ -55,14 +70,20 @@ class ViewConsistency:
 
 @dataclass(frozen=True)
 class Method:
-    """A named recipe: the role it trains and its distillation / consistency terms."""
+    """A named recipe: the role it trains, its distillation / consistency terms, its display label.
+
+    ``distribution`` fixes ``distill.distribution`` for this method (None = the config's value).
+    ``paper`` says where it appears in the paper; an empty string marks a method beyond the paper.
+    """
 
     name: str
+    label: str  # row label in the results tables
     summary: str
     role: Literal["teacher", "student"]
     distill: tuple[str, ...] = ()  # subset of ("fd", "ld", "modal")
     vc: ViewConsistency | None = None
-    paper: str = ""  # where it appears in the paper
+    paper: str = ""
+    distribution: Distribution | None = None
 
     @property
     def needs_teacher(self) -> bool:
@@ -72,47 +93,60 @@ class Method:
     def needs_person_masks(self) -> bool:
         return self.vc is not None and self.vc.use_mask
 
+    @property
+    def beyond_paper(self) -> bool:
+        return not self.paper
+
     def terms(self, supervision: str) -> list[str]:
         sup = ["frame", "seq"] if supervision == "frame" or self.role == "teacher" else ["seq"]
         return sup + list(self.distill) + (["vc"] if self.vc else [])
 
     def formula(self, supervision: str = "frame") -> str:
-        parts = {"frame": "L_F", "seq": "λ·L_S", "fd": "L_FD", "ld": "L_LD", "modal": "L_MKD"}
-        text = [parts[t] for t in self.terms(supervision) if t in parts]
+        symbols = {term.name: term.symbol for term in TERMS}
+        text = [symbols[t] for t in self.terms(supervision)]
+        tags = []
         if self.vc:
-            tag = [] if self.vc.divergence == "js" else ["KL"]
-            tag += [] if self.vc.confidence_weighting else ["no w"]
-            tag += [] if self.vc.use_mask else ["no mask"]
-            text.append("L_VC" + (f"[{', '.join(tag)}]" if tag else ""))
+            tags += [] if self.vc.divergence == "js" else ["KL"]
+            tags += [] if self.vc.confidence_weighting else ["no w"]
+            tags += [] if self.vc.use_mask else ["no mask"]
+        tags += [f"{self.distribution} p"] if self.distribution else []
+        if tags:
+            text[-1] += f"[{', '.join(tags)}]"
         return " + ".join(text) + " (+ backbone auxiliaries)"
 
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
-        Method("teacher", "audio-visual teacher, frame labels (AV_F)", "teacher", paper="Table 1 Teacher"),
-        Method("teacher-vc", "teacher trained with view-aware consistency added", "teacher",
+        Method("teacher", "Teacher", "audio-visual teacher, frame labels (AV_F)", "teacher",
+               paper="Table 1 Teacher"),
+        Method("teacher-vc", "Teacher + VC", "teacher trained with view-aware consistency added", "teacher",
                vc=ViewConsistency(), paper="Table 3"),
-        Method("student", "visual-only student without distillation", "student", paper="Table 1 Student"),
-        Method("logitkd", "logit distillation only (Eq. 8)", "student", ("ld",), paper="Table 1 LogitKD"),
-        Method("modalkd", "feature KD to the student's visual and pseudo-audio features", "student",
+        Method("student", "Student", "visual-only student without distillation", "student",
+               paper="Table 1 Student"),
+        Method("logitkd", "LogitKD", "logit distillation only (Eq. 8)", "student", ("ld",),
+               paper="Table 1 LogitKD"),
+        Method("modalkd", "ModalKD", "feature KD to the student's visual and pseudo-audio features", "student",
                ("modal",), paper="Table 1 ModalKD"),
-        Method("dualkd", "ModalKD features + logit distillation", "student", ("modal", "ld"),
+        Method("dualkd", "DualKD", "ModalKD features + logit distillation", "student", ("modal", "ld"),
                paper="Table 1 DualKD"),
-        Method("cokd", "feature (Eq. 7) + logit (Eq. 8) distillation: ViCoKD without VC", "student",
+        Method("cokd", "CoKD", "feature (Eq. 7) + logit (Eq. 8) distillation: ViCoKD without VC", "student",
                ("fd", "ld"), paper="Table 1 CoKD"),
-        Method("vicokd", "FD + LD + view-aware consistency (Eq. 7, 8, 10)", "student", ("fd", "ld"),
+        Method("vicokd", "ViCoKD", "FD + LD + view-aware consistency (Eq. 7, 8, 10)", "student", ("fd", "ld"),
                ViewConsistency(), paper="Table 1 ViCoKD"),
-        Method("vicokd-no-confw", "ViCoKD without the confidence weight w", "student", ("fd", "ld"),
+        Method("vicokd-ml", "ViCoKD-ML (beyond the paper)",
+               "ViCoKD with per-class Bernoulli distributions in LD and VC (distill.distribution: sigmoid)",
+               "student", ("fd", "ld"), ViewConsistency(), distribution="sigmoid"),
+        Method("vicokd-no-confw", "w/o ConfW", "ViCoKD without the confidence weight w", "student", ("fd", "ld"),
                ViewConsistency(confidence_weighting=False), paper="Table 4 w/o ConfW"),
-        Method("vicokd-no-mask", "ViCoKD without person masks (all view pairs, all frames)", "student",
-               ("fd", "ld"), ViewConsistency(use_mask=False), paper="Table 4 w/o Mask"),
-        Method("vicokd-kl", "ViCoKD with KL(p_i || p_j) instead of JS", "student", ("fd", "ld"),
+        Method("vicokd-no-mask", "w/o Mask", "ViCoKD without person masks (all view pairs, all frames)",
+               "student", ("fd", "ld"), ViewConsistency(use_mask=False), paper="Table 4 w/o Mask"),
+        Method("vicokd-kl", "JS→KL", "ViCoKD with KL(p_i || p_j) instead of JS", "student", ("fd", "ld"),
                ViewConsistency(divergence="kl"), paper="Table 4 JS→KL"),
-        Method("vicokd-no-fd", "ViCoKD without feature distillation", "student", ("ld",), ViewConsistency(),
-               paper="Table 4 w/o FD"),
-        Method("vicokd-no-ld", "ViCoKD without logit distillation", "student", ("fd",), ViewConsistency(),
-               paper="Table 4 w/o LD"),
+        Method("vicokd-no-fd", "w/o FD", "ViCoKD without feature distillation", "student", ("ld",),
+               ViewConsistency(), paper="Table 4 w/o FD"),
+        Method("vicokd-no-ld", "w/o LD", "ViCoKD without logit distillation", "student", ("fd",),
+               ViewConsistency(), paper="Table 4 w/o LD"),
     ]
 }
 
@@ -123,25 +157,167 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
+def method_label(name: str) -> str:
+    """The display label of a method (its name when it is not a known method)."""
+    return METHODS[name].label if name in METHODS else name
+
+
+@dataclass(frozen=True)
+class Option:
+    """A choice the paper leaves open: its config field, the values it takes, what each means."""
+
+    field: str
+    choices: str
+    meaning: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("model.sequence_head", "backbone | frame_pool",
+           "seq_logits from each backbone's own head, or mean over time of the view-fused frame logits"),
+    Option("distill.ld_logits", "view | fused", "LD on every view's frame logits, or on the fused frame logits"),
+    Option("distill.distribution", "softmax | sigmoid",
+           "LD and VC distributions: softmax over classes, or a Bernoulli per class (multi-label)"),
+    Option("distill.vc_tau", "> 0", "temperature of the logits VC turns into probabilities"),
+    Option("distill.fd_reduction", "sum | mean", "Eq. 7's squared L2 summed over D (to the letter), or averaged"),
+    Option("distill.tau", "> 0", "temperature of LD (Eq. 8)"),
+    Option("distill.detach_confidence", "true | false", "VC's confidence weight w is a constant for the gradient"),
+    Option("distill.student_init", "scratch | teacher", "the student starts from its own init or the teacher's"),
+    Option("train.grad_share_every", "K >= 0", "log each term's gradient norm per parameter group every K steps"),
+)
+
+
 @dataclass
 class LossBreakdown:
-    """Weighted total and every unweighted term by name."""
+    """Weighted total, every unweighted term by name, and the weight of each."""
 
     total: Tensor
     terms: dict[str, Tensor] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def weighted(self) -> dict[str, Tensor]:
+        """Each term times its weight: the summands of ``total``."""
+        return {name: self.weights.get(name, 1.0) * value for name, value in self.terms.items()}
 
 
-def _asl_terms(extras: dict[str, Tensor], labels: Tensor, config: ModelConfig) -> dict[str, Tensor]:
-    """MultiASL auxiliaries: two-way on the top-k class activations, GCE on the actionness heads."""
-    terms: dict[str, Tensor] = {}
-    if "cas_top" in extras:
-        terms["cas"] = two_way_loss(extras["cas_top"], labels)
-    if "actionness" in extras and "topk_mask" in extras:
-        # pseudo-target of frame t: it is among the top-k frames of a class present in the clip
-        targets = (extras["topk_mask"] * labels[:, None, :]).amax(dim=-1, keepdim=True)
-        terms["gce"] = generalized_cross_entropy_with_logits(
-            extras["actionness"], targets.expand_as(extras["actionness"]).detach(), q=config.multiasl.gce_q)
-    return terms
+@dataclass(frozen=True)
+class TermInputs:
+    """Everything a term may read: the method, both outputs, the batch and the options."""
+
+    method: Method
+    output: ModelOutput
+    batch: dict[str, Any]
+    distill: DistillConfig
+    model_config: ModelConfig
+    teacher: ModelOutput | None
+    person_threshold: float
+
+    @property
+    def multilabel(self) -> bool:
+        return (self.method.distribution or self.distill.distribution) == "sigmoid"
+
+
+def _frame(x: TermInputs) -> Tensor:
+    return two_way_loss(x.output.frame_logits.flatten(0, 1), x.batch["frame_labels"].flatten(0, 1))
+
+
+def _seq(x: TermInputs) -> Tensor:
+    return two_way_loss(x.output.seq_logits, x.batch["labels"])
+
+
+def _cas(x: TermInputs) -> Tensor | None:
+    """MultiASL: two-way loss on the top-k class activations."""
+    cas_top = x.output.extras.get("cas_top")
+    return None if cas_top is None else two_way_loss(cas_top, x.batch["labels"])
+
+
+def _gce(x: TermInputs) -> Tensor | None:
+    """MultiASL: GCE on the actionness heads; frame t is 1 when it is top-k for a class of the clip."""
+    extras = x.output.extras
+    if "actionness" not in extras or "topk_mask" not in extras:
+        return None
+    targets = (extras["topk_mask"] * x.batch["labels"][:, None, :]).amax(dim=-1, keepdim=True)
+    return generalized_cross_entropy_with_logits(
+        extras["actionness"], targets.expand_as(extras["actionness"]).detach(), q=x.model_config.multiasl.gce_q)
+
+
+def _human(x: TermInputs) -> Tensor | None:
+    if "human_logits" not in x.output.extras or "person" not in x.batch:
+        return None
+    return human_presence_loss(x.output.extras["human_logits"], x.batch["person"])
+
+
+def _teacher(x: TermInputs) -> ModelOutput:
+    if x.teacher is None:
+        raise VicokdError(f"method {x.method.name!r} needs a teacher checkpoint (--teacher)")
+    return x.teacher
+
+
+def _fd(x: TermInputs) -> Tensor:
+    teacher = _teacher(x)
+    return feature_distillation_loss([x.output.attn, x.output.av], [teacher.attn, teacher.av],
+                                     reduction=x.distill.fd_reduction)
+
+
+def _ld(x: TermInputs) -> Tensor:
+    teacher = _teacher(x)
+    if x.distill.ld_logits == "fused":
+        return logit_distillation_loss(x.output.frame_logits, teacher.frame_logits, x.distill.tau,
+                                       multilabel=x.multilabel)
+    return logit_distillation_loss(x.output.view_frame_logits, teacher.view_frame_logits, x.distill.tau,
+                                   multilabel=x.multilabel)
+
+
+def _modal(x: TermInputs) -> Tensor:
+    teacher = _teacher(x)
+    return modal_distillation_loss(student_visual=x.output.visual, student_pseudo_audio=x.output.audio,
+                                   teacher_visual=teacher.visual, teacher_audio=teacher.audio)
+
+
+def _vc(x: TermInputs) -> Tensor:
+    vc = x.method.vc
+    assert vc is not None
+    if vc.use_mask and "person" not in x.batch:
+        raise VicokdError(f"method {x.method.name!r} needs person scores (make them with `vicokd detect`)")
+    if x.distill.vc_tau <= 0:
+        raise VicokdError(f"distill.vc_tau: must be > 0, got {x.distill.vc_tau}")
+    logits = x.output.view_frame_logits.float() / x.distill.vc_tau
+    probs = logits.sigmoid() if x.multilabel else logits.softmax(dim=-1)
+    person = x.batch.get("person")
+    mask = (person > x.person_threshold) if person is not None else torch.ones(probs.shape[:3])
+    return view_consistency_loss(probs, mask.to(probs.device), divergence=vc.divergence,
+                                 confidence_weighting=vc.confidence_weighting,
+                                 detach_weights=x.distill.detach_confidence, use_mask=vc.use_mask,
+                                 multilabel=x.multilabel)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One loss term: its key, formula symbol, weight field and how it is computed.
+
+    ``kind``: ``method`` terms run when the method lists them (:meth:`Method.terms`);
+    ``auxiliary`` terms run whenever the backbone outputs what they read (``compute`` returns
+    None otherwise). ``weight`` names the :class:`~vicokd.config.DistillConfig` field that scales
+    it (None = 1.0).
+    """
+
+    name: str
+    symbol: str
+    kind: Literal["method", "auxiliary"]
+    compute: Callable[[TermInputs], Tensor | None]
+    weight: str | None = None
+
+
+TERMS: tuple[Term, ...] = (
+    Term("frame", "L_F", "method", _frame),
+    Term("seq", "λ·L_S", "method", _seq, "lambda_seq"),
+    Term("cas", "L_CAS", "auxiliary", _cas),
+    Term("gce", "L_GCE", "auxiliary", _gce),
+    Term("human", "L_human", "auxiliary", _human),
+    Term("fd", "L_FD", "method", _fd, "weight_fd"),
+    Term("ld", "L_LD", "method", _ld, "weight_ld"),
+    Term("modal", "L_MKD", "method", _modal, "weight_fd"),
+    Term("vc", "L_VC", "method", _vc, "weight_vc"),
+)
 
 
 def compute_losses(
@@ -158,41 +334,18 @@ def compute_losses(
     `batch` holds ``frame_labels`` (B, T, C), ``labels`` (B, C) and, when masks or the human head
     need them, ``person`` (B, V, T) scores (mask = score > `person_threshold`).
     """
-    terms: dict[str, Tensor] = {}
-    weights: dict[str, float] = {}
-    active = method.terms(distill.supervision)
-    labels = batch["labels"]
-    if "frame" in active:
-        frames = output.frame_logits
-        terms["frame"] = two_way_loss(frames.flatten(0, 1), batch["frame_labels"].flatten(0, 1))
-    terms["seq"] = two_way_loss(output.seq_logits, labels)
-    weights["seq"] = distill.lambda_seq
-    terms.update(_asl_terms(output.extras, labels, model_config))
-    if "human_logits" in output.extras and "person" in batch:
-        terms["human"] = human_presence_loss(output.extras["human_logits"], batch["person"])
+    inputs = TermInputs(method, output, batch, distill, model_config, teacher, person_threshold)
     if method.needs_teacher:
-        if teacher is None:
-            raise VicokdError(f"method {method.name!r} needs a teacher checkpoint (--teacher)")
-        if "fd" in active:
-            terms["fd"] = feature_distillation_loss([output.attn, output.av], [teacher.attn, teacher.av])
-            weights["fd"] = distill.weight_fd
-        if "ld" in active:
-            terms["ld"] = logit_distillation_loss(output.view_frame_logits, teacher.view_frame_logits, distill.tau)
-            weights["ld"] = distill.weight_ld
-        if "modal" in active:
-            terms["modal"] = modal_distillation_loss(
-                student_visual=output.visual, student_pseudo_audio=output.audio,
-                teacher_visual=teacher.visual, teacher_audio=teacher.audio)
-            weights["modal"] = distill.weight_fd
-    if method.vc is not None:
-        if method.vc.use_mask and "person" not in batch:
-            raise VicokdError(f"method {method.name!r} needs person scores (make them with `vicokd detect`)")
-        probs = torch.softmax(output.view_frame_logits.float(), dim=-1)
-        mask = (batch["person"] > person_threshold) if "person" in batch else torch.ones(probs.shape[:3])
-        terms["vc"] = view_consistency_loss(
-            probs, mask.to(probs.device), divergence=method.vc.divergence,
-            confidence_weighting=method.vc.confidence_weighting, detach_weights=distill.detach_confidence,
-            use_mask=method.vc.use_mask)
-        weights["vc"] = distill.weight_vc
-    total = sum(weights.get(name, 1.0) * value for name, value in terms.items())
-    return LossBreakdown(total=total, terms=terms)  # type: ignore[arg-type]
+        _teacher(inputs)
+    active = set(method.terms(distill.supervision))
+    breakdown = LossBreakdown(total=torch.zeros(()))
+    for term in TERMS:
+        if term.kind == "method" and term.name not in active:
+            continue
+        value = term.compute(inputs)
+        if value is None:
+            continue
+        breakdown.terms[term.name] = value
+        breakdown.weights[term.name] = getattr(distill, term.weight) if term.weight else 1.0
+    breakdown.total = sum(breakdown.weighted().values())  # type: ignore[assignment]
+    return breakdown

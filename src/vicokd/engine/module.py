@@ -5,6 +5,9 @@ teacher, under ``no_grad`` and in eval mode) run, :func:`vicokd.methods.compute_
 every term; each is logged as ``train/<term>``. A non-finite loss stops the run naming the term,
 before any optimizer step or checkpoint.
 
+Every ``train.grad_share_every`` optimizer steps, the gradient norm of each weighted term on
+each parameter group is logged as ``grad/<term>/<group>`` (:mod:`vicokd.engine.grad_share`).
+
 Evaluation: sequence logits (B, C) and frame logits (B, T, C) of every clip
 are gathered across processes with their sample ids, padding duplicates of the distributed
 sampler are removed, and sequence and frame mAP (of the sigmoid scores) are computed over the whole split
@@ -13,6 +16,7 @@ sampler are removed, and sequence and frame mAP (of the sigmoid scores) are comp
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -23,6 +27,7 @@ from torch import Tensor, nn
 from vicokd.config import Config, OptimConfig, config_hash, config_to_dict
 from vicokd.data.dataset import normalize_video
 from vicokd.engine.checkpoint import FORMAT_VERSION
+from vicokd.engine.grad_share import parameter_groups, term_gradient_norms
 from vicokd.errors import VicokdError
 from vicokd.methods import compute_losses, get_method
 from vicokd.metrics import deduplicate, frame_map, sequence_map
@@ -90,6 +95,8 @@ class ViCoKDModule(L.LightningModule):
             self._teacher.append(teacher)
         self._eval_outputs: list[dict[str, Tensor]] = []
         self.last_eval: dict[str, Any] = {}
+        self._grad_measured_step = -1
+        self.grad_share_seconds = 0.0  # time spent measuring gradient shares in this process
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -126,6 +133,9 @@ class ViCoKDModule(L.LightningModule):
                                ("loss", losses.total))  # finite terms can still overflow in the weighted sum
             raise NonFiniteLossError(f"loss term '{name}' is {value.item()} at epoch {self.current_epoch}, "
                                      f"step {self.global_step}; stopped, the last good checkpoint is kept")
+        every = self.config.train.grad_share_every
+        if every > 0 and self.global_step % every == 0 and self.global_step != self._grad_measured_step:
+            self._log_gradient_norms(losses.weighted())
         size = batch["labels"].shape[0]
         self.log("train/loss_step", losses.total, prog_bar=True, batch_size=size, on_step=True, on_epoch=False)
         # Epoch means of the loss and its terms, summed here and logged once at the end of the epoch:
@@ -134,6 +144,17 @@ class ViCoKDModule(L.LightningModule):
         self._term_sums = terms * size if self._term_sums is None else self._term_sums + terms * size
         self._term_count += size
         return losses.total
+
+    def _log_gradient_norms(self, weighted_terms: dict[str, Tensor]) -> None:
+        """``grad/<term>/<group>`` of this step, straight to the loggers (not only every n-th step)."""
+        started = time.perf_counter()
+        self._grad_measured_step = self.global_step
+        norms = term_gradient_norms(weighted_terms, parameter_groups(self.model))
+        metrics = {f"grad/{term}/{group}": value for term, groups in norms.items() for group, value in groups.items()}
+        metrics["epoch"] = self.current_epoch
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=self.global_step)
+        self.grad_share_seconds += time.perf_counter() - started
 
     def on_train_epoch_start(self) -> None:
         self._term_sums, self._term_count = None, 0

@@ -37,6 +37,7 @@ from vicokd.engine.allocator import use_training_mmap_threshold
 from vicokd.engine.checkpoint import SafetensorsCheckpointIO, load_state_dict, read_meta
 from vicokd.engine.data import ClipsDataModule, person_scores_path
 from vicokd.engine.features import apply_feature_cache, load_cached_encoders
+from vicokd.engine.grad_share import summarize as summarize_grad_shares
 from vicokd.engine.module import Condition, ViCoKDModule
 from vicokd.errors import VicokdError
 from vicokd.methods import get_method
@@ -237,7 +238,7 @@ def fit(config: Config, *, teacher_checkpoint: str | Path | None = None, resume:
     if config.data.features is not None:
         load_cached_encoders(module.model, config.data.features)
     if teacher is not None and config.distill.student_init == "teacher":
-        module.model.load_state_dict(teacher.state_dict(), strict=False)
+        module.model.copy_shared_weights(teacher)
     data = ClipsDataModule(config, load_audio=config.model.mode == "teacher" or teacher is not None,
                            person=person, eval_split="test" if config.train.select_on_test else "val")
     directory.mkdir(parents=True, exist_ok=True)
@@ -265,6 +266,9 @@ def fit(config: Config, *, teacher_checkpoint: str | Path | None = None, resume:
         "test": {"seq_map": test["seq_map"], "frame_map": test["frame_map"],
                  "per_class": per_class_ap_table(test["seq_logits"], test["labels"], classes)},
         "teacher": teacher_meta, "epochs": config.optim.epochs, "seconds": round(time.perf_counter() - started, 1),
+        "grad_share": {**summarize_grad_shares(directory / "metrics.csv"),
+                       "every": config.train.grad_share_every,
+                       "seconds": round(module.grad_share_seconds, 2)},
     }
     if trainer.is_global_zero:
         write_json_atomic(directory / "summary.json", summary)

@@ -16,7 +16,16 @@ exactly as Eq. 10. Options (the paper's ablations and one choice it does not sta
 * ``confidence_weighting=False`` sets ``w = 1``;
 * ``use_mask=False`` sets ``m = 1``;
 * ``detach_weights`` (the paper is silent): when true, ``w`` is a constant for the gradient, so the
-  loss only pulls the distributions together and cannot be lowered by making views less confident.
+  loss only pulls the distributions together and cannot be lowered by making views less confident;
+* ``multilabel=True`` (beyond the paper): ``p`` holds per-class probabilities (each class an
+  independent Bernoulli, rows need not sum to 1), and the divergence of a pair at frame t is the
+  mean over classes of JS (or KL) between ``Bern(p_{i,t,c})`` and ``Bern(p_{j,t,c})``; ``w`` keeps
+  Eq. 9's form, ``max_c p_{i,t,c} · max_c p_{j,t,c}``, on these probabilities.
+
+What the paper leaves open, and the caller decides: how ``p_{n,t}`` is formed from the logits (a
+softmax over classes, or a sigmoid per class) and at which temperature (``distill.vc_tau``).
+A softmax of two-way-loss logits is nearly flat, so JS ≈ 0 and ``w`` ≈ 1/C²; see
+:mod:`vicokd.methods`.
 
 Logarithms use probabilities clamped at 1e-12, so zeros in ``p`` give finite values and gradients.
 V = 1 has no pair and gives 0 (in the graph).
@@ -45,6 +54,11 @@ def _js(p: Tensor, q: Tensor) -> Tensor:
     return 0.5 * _kl(p, mid) + 0.5 * _kl(q, mid)
 
 
+def _bernoulli(p: Tensor) -> Tensor:
+    """Per-class probabilities (..., C) → the two-outcome distributions (..., C, 2) = (p, 1 − p)."""
+    return torch.stack([p, 1.0 - p], dim=-1)
+
+
 def view_consistency_loss(
     probs: Tensor,
     mask: Tensor,
@@ -53,6 +67,7 @@ def view_consistency_loss(
     confidence_weighting: bool = True,
     detach_weights: bool = True,
     use_mask: bool = True,
+    multilabel: bool = False,
 ) -> Tensor:
     """View-aware consistency loss of `probs` (B, V, T, C) under person `mask` (B, V, T) → scalar.
 
@@ -68,7 +83,10 @@ def view_consistency_loss(
     p = promote(probs)
     first, second = torch.triu_indices(views, views, offset=1, device=p.device)
     p_i, p_j = p[:, first], p[:, second]  # (B, N_pairs, T, C)
-    terms = _js(p_i, p_j) if divergence == "js" else _kl(p_i, p_j)  # (B, N_pairs, T)
+    divergence_of = _js if divergence == "js" else _kl
+    # multilabel: the Bernoulli (p, 1 − p) of every class on a new last axis, then the mean over classes
+    terms = (divergence_of(_bernoulli(p_i), _bernoulli(p_j)).mean(dim=-1) if multilabel
+             else divergence_of(p_i, p_j))  # (B, N_pairs, T)
     if confidence_weighting:
         weight = p_i.amax(dim=-1) * p_j.amax(dim=-1)
         terms = terms * (weight.detach() if detach_weights else weight)

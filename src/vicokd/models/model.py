@@ -22,7 +22,8 @@ field                 shape         meaning
 ====================  ============  =============================================================
 view_frame_logits     (B, V, T, C)  per-view frame logits from F^Fusion (LD, VC)
 frame_logits          (B, T, C)     frame logits fused over views (L_F)
-seq_logits            (B, C)        sequence logits (L_S)
+seq_logits            (B, C)        sequence logits (L_S): the backbone's own head, or with
+                                    ``model.sequence_head: frame_pool`` mean_t frame_logits
 visual                (B, V, T, D)  F^V, visual encoder output
 audio                 (B, V, T, D)  F^A (teacher) or pseudo-audio F̂^A (student)
 attn                  (B, V, T, D)  F^attn, cross-modal attention output (FD)
@@ -94,6 +95,23 @@ class MultiViewActionModel(nn.Module):
     def is_teacher(self) -> bool:
         return self.mode == "teacher"
 
+    def copy_shared_weights(self, other: MultiViewActionModel) -> list[str]:
+        """Copy every parameter and buffer that `other` has under the same name; return their names.
+
+        For ``distill.student_init: teacher``: a student takes all of the teacher's weights but
+        ``audio_encoder.*`` (the teacher's own), and keeps its ``adapter.*`` (its own). A shared
+        name with another shape (other widths or backbone) is an error, never a silent skip.
+        """
+        mine, theirs = self.state_dict(), other.state_dict()
+        shared = [name for name in mine if name in theirs]
+        mismatched = [name for name in shared if mine[name].shape != theirs[name].shape]
+        if mismatched:
+            name = mismatched[0]
+            raise VicokdError(f"cannot copy weights: {name} is {tuple(theirs[name].shape)} in the source model, "
+                              f"{tuple(mine[name].shape)} here ({len(mismatched)} such tensors)")
+        self.load_state_dict({name: theirs[name] for name in shared}, strict=False)
+        return shared
+
     def encode_visual(self, video: Tensor) -> Tensor:
         """F^V (B, V, T, D) from video (B, V, T, 3, H, W); any leading axes work."""
         return self.visual_encoder(video)
@@ -135,10 +153,12 @@ class MultiViewActionModel(nn.Module):
         attn = self.cross_attention(visual, audio, present)
         av = visual + attn
         out = self.backbone(av)
+        # model.sequence_head "frame_pool": temporal average pooling of the view-fused frame logits
+        seq_logits = out.frame_logits.mean(dim=1) if out.seq_logits is None else out.seq_logits
         return ModelOutput(
             view_frame_logits=out.view_frame_logits,
             frame_logits=out.frame_logits,
-            seq_logits=out.seq_logits,
+            seq_logits=seq_logits,
             visual=visual,
             audio=audio,
             attn=attn,

@@ -36,8 +36,10 @@ from vicokd.data.synthetic import SynthOptions, generate_home
 from vicokd.data.synthetic.generate import MANIFEST
 from vicokd.data.synthetic.scene import build_home
 from vicokd.engine.data import person_scores_path
+from vicokd.engine.grad_share import format_shares
 from vicokd.engine.run import model_from_checkpoint
 from vicokd.errors import VicokdError
+from vicokd.methods import method_label
 from vicokd.pipeline.grid import (
     Cell,
     EnvData,
@@ -52,7 +54,7 @@ from vicokd.pipeline.steps import StepLog
 from vicokd.report._io import write_csv, write_text
 from vicokd.report.attention import attention_maps, plot_attention_grid
 from vicokd.report.curves import plot_curves, plot_grouped_bars, read_last_epoch, read_metric_curve
-from vicokd.report.tables import METHOD_NAMES, RunResult, markdown_table, table_markdown, write_tables
+from vicokd.report.tables import RunResult, markdown_table, table_markdown, write_tables
 
 DEMO_ENV = "synthetic-home"
 DEMO_METHODS = ("teacher", "student", "logitkd", "cokd", "vicokd")
@@ -175,6 +177,22 @@ def loss_terms_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) ->
             + markdown_table(["run", *names], rows))
 
 
+def grad_share_section(summaries: dict[Cell, dict[str, Any]]) -> str:
+    """Each run's mean gradient share per weighted term; terms under 1 % are called out as inert."""
+    shares = {cell: summary.get("grad_share", {}) for cell, summary in summaries.items()}
+    names = list(dict.fromkeys(t for s in shares.values() for t in s.get("share", {})))
+    if not names:
+        return ""
+    rows = [[cell.name, *(f"{100 * s['share'][n]:.2f}" if n in s.get("share", {}) else "" for n in names)]
+            for cell, s in shares.items()]
+    inert = [f"- {cell.name}: {line}" for cell, s in shares.items() for line in format_shares(s)[1:]]
+    return ("## Gradient share of each loss term\n\n"
+            "Mean over the measured steps of ‖∂(w·L_k)/∂θ‖ / Σ_j ‖∂(w·L_j)/∂θ‖ on the trainable parameters, "
+            "in percent (`train.grad_share_every`; per parameter group in each run's `summary.json`). "
+            "A term under 1 % is present but does not train the model.\n\n"
+            + markdown_table(["run", *names], rows) + "\n" + ("\n".join(inert) + "\n" if inert else ""))
+
+
 def curves_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plots: Path) -> str:
     """Fig. 3-style: validation sequence mAP per epoch of each student method, per supervision."""
     out = plan.out
@@ -188,7 +206,7 @@ def curves_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plots:
         for method in plan.methods:
             cell = _cell(plan, method, sup)
             if method != "teacher" and cell in summaries:
-                curves[METHOD_NAMES[method]] = read_metric_curve(out / "runs" / cell.name / "metrics.csv")
+                curves[method_label(method)] = read_metric_curve(out / "runs" / cell.name / "metrics.csv")
         png, csv = plot_curves(curves, plots / f"fig3-curves-{sup}.png", reference=reference,
                                title=f"{DEMO_ENV}, {plan.backbones[0]}, AV_F → {tag}: validation sequence mAP",
                                ylabel="val sequence mAP [%]")
@@ -278,6 +296,7 @@ def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dic
         per_class_section(plan, summaries, plots),
         curves_section(plan, summaries, plots),
         loss_terms_section(plan, summaries),
+        grad_share_section(summaries),
         attention_section(plan, summaries, plots),
         floorplan_section(options, plots),
         "## Steps and times\n",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vicokd.errors import VicokdError
+from vicokd.methods import method_label
 from vicokd.report._io import write_csv, write_text
 
 Metric = Literal["seq_map", "frame_map"]
@@ -32,12 +33,6 @@ MISSING = "—"
 
 BACKBONE_NAMES = {"multitrans": "MultiTrans", "multiasl": "MultiASL", "multitsf": "MultiTSF"}
 SUPERVISION_NAMES = {"frame": "V_F", "sequence": "V_S"}
-METHOD_NAMES = {
-    "teacher": "Teacher", "teacher-vc": "Teacher + VC", "student": "Student", "logitkd": "LogitKD",
-    "modalkd": "ModalKD", "dualkd": "DualKD", "cokd": "CoKD", "vicokd": "ViCoKD",
-    "vicokd-no-confw": "w/o ConfW", "vicokd-no-mask": "w/o Mask", "vicokd-kl": "JS→KL",
-    "vicokd-no-fd": "w/o FD", "vicokd-no-ld": "w/o LD",
-}
 
 
 @dataclass(frozen=True)
@@ -226,6 +221,7 @@ def table_csv_rows(table: ComputedTable) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------ the paper's layouts
 
 TABLE1_METHODS = ("teacher", "student", "logitkd", "modalkd", "dualkd", "cokd", "vicokd")
+TABLE1_EXTRA_METHODS = ("vicokd-ml",)  # rows beyond the paper, run when asked for (--methods)
 TABLE4_METHODS = ("vicokd", "vicokd-no-confw", "vicokd-no-mask", "vicokd-kl", "vicokd-no-fd", "vicokd-no-ld")
 SUPERVISIONS = ("frame", "sequence")
 
@@ -248,7 +244,7 @@ def table1_layout(env: str, backbones: Sequence[str], methods: Sequence[str] = T
                 baselines[(r, c)] = CellKey(env, backbone, sup, "student")
     return TableLayout(
         name=f"table1-{env}", title=f"Table 1 — {env}: mAP (difference to the non-distilled student)",
-        corner=env, rows=tuple(METHOD_NAMES.get(m, m) for m in methods),
+        corner=env, rows=tuple(method_label(m) for m in methods),
         columns=tuple(f"{BACKBONE_NAMES.get(b, b)} {SUPERVISION_NAMES[s]}" for b, s in columns),
         cells=cells, baselines=baselines,
         ranked_rows=frozenset(r for r, m in enumerate(methods) if not m.startswith("teacher")))
@@ -280,7 +276,7 @@ def table3_layout(envs: Sequence[str], backbones: Sequence[str]) -> TableLayout:
     return TableLayout(
         name="table3", title="Table 3 — view-aware consistency added to the teacher (difference to the teacher)",
         corner="backbone", rows=tuple(BACKBONE_NAMES.get(b, b) for b in backbones),
-        columns=tuple(f"{e} {METHOD_NAMES[m]}" for e, m in columns), cells=cells, baselines=baselines,
+        columns=tuple(f"{e} {method_label(m)}" for e, m in columns), cells=cells, baselines=baselines,
         ranked_rows=frozenset())
 
 
@@ -296,7 +292,7 @@ def table4_layout(envs: Sequence[str], backbone: str = "multiasl", methods: Sequ
                 baselines[(r, c)] = CellKey(env, backbone, sup, "vicokd")
     return TableLayout(
         name="table4", title=f"Table 4 — ablations, {BACKBONE_NAMES.get(backbone, backbone)} (difference to ViCoKD)",
-        corner="variant", rows=tuple(METHOD_NAMES.get(m, m) for m in methods), columns=labels, cells=cells,
+        corner="variant", rows=tuple(method_label(m) for m in methods), columns=labels, cells=cells,
         baselines=baselines, ranked_rows=frozenset(range(len(methods))))
 
 

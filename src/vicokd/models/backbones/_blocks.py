@@ -41,14 +41,14 @@ class BackboneOutput:
     fusion: F^Fusion (B, V, T, D), per-view temporal features (Eq. 4).
     view_frame_logits: (B, V, T, C) from F^Fusion, one row per view and frame.
     frame_logits: (B, T, C) fused over views.
-    seq_logits: (B, C).
+    seq_logits: (B, C), or None when the backbone was built without its sequence head.
     extras: backbone-specific tensors (human_logits, cas, cas_top, actionness, topk_mask, ...).
     """
 
     fusion: Tensor
     view_frame_logits: Tensor
     frame_logits: Tensor
-    seq_logits: Tensor
+    seq_logits: Tensor | None
     extras: dict[str, Tensor] = field(default_factory=dict)
 
 

@@ -36,7 +36,9 @@ __all__ = ["MultiASL"]
 class MultiASL(nn.Module):
     """Per-view temporal Transformer with a learnable token, max-over-views heads, ASL branch."""
 
-    def __init__(self, dim: int, num_classes: int, config: MultiASLConfig) -> None:
+    head_modules = ("frame_head", "seq_head", "cas_head", "actionness_raw", "actionness_temporal")
+
+    def __init__(self, dim: int, num_classes: int, config: MultiASLConfig, *, sequence_head: bool = True) -> None:
         super().__init__()
         self.topk_divisor = config.topk_divisor
         self.token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -44,7 +46,7 @@ class MultiASL(nn.Module):
         self.temporal = Encoder(dim, config.temporal_layers, config.temporal_heads, int(dim * config.mlp_ratio),
                                 head_dim=config.head_dim, dropout=config.dropout)
         self.frame_head = nn.Linear(dim, num_classes)
-        self.seq_head = nn.Linear(dim, num_classes)
+        self.seq_head = nn.Linear(dim, num_classes) if sequence_head else None
         self.cas_head = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Dropout(config.dropout),
                                       nn.Linear(dim, num_classes))
         self.actionness_raw = nn.Linear(dim, 1)
@@ -56,7 +58,7 @@ class MultiASL(nn.Module):
         out = from_over_time(self.temporal(tokens), b)  # (B, V, T+1, D)
         fusion = out[:, :, 1:]
         view_frame_logits = self.frame_head(fusion)
-        seq_logits = self.seq_head(out[:, :, 0].amax(1))
+        seq_logits = self.seq_head(out[:, :, 0].amax(1)) if self.seq_head is not None else None
 
         raw, temporal = av.amax(1), fusion.amax(1)
         cas = self.cas_head(torch.cat([raw, temporal], dim=-1))

@@ -40,7 +40,9 @@ __all__ = ["MultiTrans"]
 class MultiTrans(nn.Module):
     """Cross-view Transformer with sensor embeddings, then a temporal Transformer (see module doc)."""
 
-    def __init__(self, dim: int, num_classes: int, config: MultiTransConfig) -> None:
+    head_modules = ("frame_head", "attention_head")
+
+    def __init__(self, dim: int, num_classes: int, config: MultiTransConfig, *, sequence_head: bool = True) -> None:
         super().__init__()
         check_heads(dim, config.heads, "model.multitrans.heads")
         self.max_views = config.max_views
@@ -52,7 +54,9 @@ class MultiTrans(nn.Module):
         self.sensor = Encoder(dim, config.layers, config.heads, ffn, dropout=config.dropout, final_norm=False)
         self.temporal = Encoder(dim, config.temporal_layers, config.heads, ffn, dropout=config.dropout)
         self.frame_head = nn.Linear(dim, num_classes)
-        self.attention_head = nn.Linear(dim, num_classes) if config.pooling == "attention" else None
+        self.sequence_head = sequence_head
+        self.attention_head = (nn.Linear(dim, num_classes) if sequence_head and config.pooling == "attention"
+                               else None)
 
     def forward(self, av: Tensor) -> BackboneOutput:
         b, v, t, d = av.shape
@@ -64,9 +68,10 @@ class MultiTrans(nn.Module):
         fusion = from_over_time(self.temporal(h), b)
         view_frame_logits = self.frame_head(fusion)
         frame_logits = pool(view_frame_logits, self.view_pooling, 1)
+        seq_logits = None
         if self.attention_head is not None:
             weights = self.attention_head(fusion.mean(1)).softmax(dim=1)
             seq_logits = (weights * frame_logits).sum(1)
-        else:
+        elif self.sequence_head:
             seq_logits = pool(frame_logits, self.pooling, 1)
         return BackboneOutput(fusion, view_frame_logits, frame_logits, seq_logits)

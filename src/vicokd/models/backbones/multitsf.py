@@ -43,7 +43,9 @@ __all__ = ["MultiTSF"]
 class MultiTSF(nn.Module):
     """Per-view temporal Transformer + cross-view Transformer + human head (see module docstring)."""
 
-    def __init__(self, dim: int, num_classes: int, config: MultiTSFConfig) -> None:
+    head_modules = ("frame_head", "seq_norm", "seq_head", "human_head")  # the "heads" parameter group
+
+    def __init__(self, dim: int, num_classes: int, config: MultiTSFConfig, *, sequence_head: bool = True) -> None:
         super().__init__()
         check_heads(dim, config.temporal_heads, "model.multitsf.temporal_heads")
         check_heads(dim, config.view_heads, "model.multitsf.view_heads")
@@ -54,10 +56,12 @@ class MultiTSF(nn.Module):
         self.temporal = Encoder(dim, config.temporal_layers, config.temporal_heads, int(dim * config.mlp_ratio),
                                 dropout=config.dropout, drop_path=config.drop_path)
         self.frame_head = nn.Linear(dim, num_classes)
-        self.view_encoder = Encoder(dim, config.view_layers, config.view_heads, config.view_ffn,
-                                    dropout=config.dropout, final_norm=False)
-        self.seq_norm = nn.LayerNorm(dim)
-        self.seq_head = nn.Linear(dim, num_classes)
+        self.view_encoder = self.seq_norm = self.seq_head = None
+        if sequence_head:
+            self.view_encoder = Encoder(dim, config.view_layers, config.view_heads, config.view_ffn,
+                                        dropout=config.dropout, final_norm=False)
+            self.seq_norm = nn.LayerNorm(dim)
+            self.seq_head = nn.Linear(dim, num_classes)
         self.human_head = (nn.Conv1d(dim, 1, config.human_kernel, padding=config.human_kernel // 2)
                            if config.human_head else None)
 
@@ -67,8 +71,10 @@ class MultiTSF(nn.Module):
         tokens = tokens + sinusoidal_encoding(t + 1, d, device=av.device, dtype=av.dtype)
         fusion = from_over_time(self.temporal(tokens)[:, 1:], b)
         view_frame_logits = self.frame_head(fusion)
-        views = from_over_views(self.view_encoder(over_views(fusion)), b)
-        seq_logits = self.seq_head(self.seq_norm(views.mean(dim=(1, 2))))
+        seq_logits = None
+        if self.seq_head is not None:
+            views = from_over_views(self.view_encoder(over_views(fusion)), b)
+            seq_logits = self.seq_head(self.seq_norm(views.mean(dim=(1, 2))))
         extras = {}
         if self.human_head is not None:
             extras["human_logits"] = self.human_head(over_time(av).transpose(1, 2)).reshape(b, v, t)
