@@ -13,7 +13,7 @@ from vicokd.cli import main
 from vicokd.config import load_config
 from vicokd.data.cache import prepare, read_index
 from vicokd.data.person_scores import write_person_scores
-from vicokd.engine.checkpoint import read_meta
+from vicokd.engine.checkpoint import load_state_dict, read_meta
 from vicokd.engine.run import fit
 from vicokd.errors import VicokdError
 
@@ -122,6 +122,23 @@ def test_distill_logs_gradient_shares_and_calls_out_an_inert_term(teacher, works
     assert summary["share"]["vc"] < 1e-6 < summary["share"]["ld"]
     assert "vicokd-shares: gradient share: " in out
     assert "vicokd-shares: vc: " in out and "of the gradient: inert" in out
+
+
+def test_measuring_gradient_shares_leaves_training_unchanged(workspace):
+    base, overrides = workspace
+    weights = {}
+    for every in (0, 1):
+        config = load_config(CONFIGS / "teacher.yaml", [*overrides, "optim.epochs=1", f"train.grad_share_every={every}",
+                                                       f"train.name=teacher-every{every}"])
+        summary = fit(config, progress=False)
+        assert summary["grad_share"]["steps"] == (0 if every == 0 else summary_steps(config))
+        weights[every] = load_state_dict(base / "runs" / f"teacher-every{every}" / "checkpoints" / "last.safetensors")
+    assert weights[0].keys() == weights[1].keys() and weights[0]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def summary_steps(config) -> int:
+    return read_meta(Path(config.train.out_dir) / config.train.name / "checkpoints" / "last.safetensors")["step"]
 
 
 def test_teacher_is_frozen_during_distillation(teacher, workspace):

@@ -237,6 +237,11 @@ def run_plan(plan: GridPlan, log: StepLog, progress: bool = True) -> dict[Cell, 
     """Prepare every environment, then run every cell (reuse / resume / start); summaries by cell."""
     for env in plan.envs:
         prepare_env(plan, env, log, progress)
+    return run_cells(plan, log, progress)
+
+
+def run_cells(plan: GridPlan, log: StepLog, progress: bool = True) -> dict[Cell, dict[str, Any]]:
+    """Run every cell of a plan whose environments are prepared; summaries by cell."""
     summaries: dict[Cell, dict[str, Any]] = {}
     for cell in plan.cells:
         teacher = None
