@@ -64,17 +64,21 @@ def main() -> None:
 
 
 def write_table(results: Path, out: Path) -> None:
+    """Shares in percent: of all trainable parameters, and of the heads and backbone groups."""
     records = [json.loads(line) for line in results.read_text().splitlines()]
-    lines = ["| option | sup | LD share % | VC share % | VC share of heads % | FD share % | L_S share % | "
-             "L_F share % |", "|---|---|---|---|---|---|---|---|"]
+    header = ["option", "sup", "LD", "VC", "LD on heads", "VC on heads", "LD on backbone", "VC on backbone", "FD",
+              "L_S", "L_F"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.2f}"
+
     for r in records:
-        share, heads = r["grad_share"]["share"], r["grad_share"]["share_by_group"].get("heads", {})
-
-        def pct(value: float | None) -> str:
-            return "—" if value is None else f"{100 * value:.2f}"
-
+        share, by_group = r["grad_share"]["share"], r["grad_share"]["share_by_group"]
+        heads, backbone = by_group.get("heads", {}), by_group.get("backbone", {})
         lines.append(f"| {r['option']} | {'V_F' if r['supervision'] == 'frame' else 'V_S'} | {pct(share.get('ld'))} | "
-                     f"{pct(share.get('vc'))} | {pct(heads.get('vc'))} | {pct(share.get('fd'))} | "
+                     f"{pct(share.get('vc'))} | {pct(heads.get('ld'))} | {pct(heads.get('vc'))} | "
+                     f"{pct(backbone.get('ld'))} | {pct(backbone.get('vc'))} | {pct(share.get('fd'))} | "
                      f"{pct(share.get('seq'))} | {pct(share.get('frame'))} |")
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
