@@ -418,6 +418,48 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "pretrain", "pretrain the visual encoder without action labels on a separate synthetic "
+                     "home (what the simulator knows per frame: actor location, visibility, posture, props, "
+                     "scene state); the encoder, frame size and normalisation are those of --config (default "
+                     "configs/demo/student.yaml); writes OUT/encoder.safetensors for model.visual.pretrained "
+                     "(re-running reuses finished steps)",
+                     "vicokd pretrain pretrain/ --data-seed 0\n"
+                     "  vicokd demo --out demo --set model.visual.pretrained=pretrain/encoder.safetensors\n"
+                     "  vicokd pretrain pt-loc --home pretrain/home --targets visible,mask --epochs 4")
+    parser.add_argument("out", type=Path, help="output folder (encoder.safetensors, pretrain.json, home/)")
+    parser.add_argument("--data-seed", type=int, default=0,
+                        help="seed of the demo home this encoder is for; the pretraining home uses generator seed "
+                             "SEED + 1000000, so it never holds the demo's clips (default 0)")
+    parser.add_argument("--clips", type=int, default=None, help="clips in the pretraining home (default 60)")
+    parser.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default 6)")
+    parser.add_argument("--views", type=int, default=5, help="cameras of the pretraining home (default 5)")
+    parser.add_argument("--duration", default=None, help="clip length in seconds, MIN-MAX (default 20-40, as the demo)")
+    parser.add_argument("--targets", default=None,
+                        help="comma list of visible, mask, pose, hand_mouth, props, state (default: all)")
+    parser.add_argument("--mask-head", choices=["tokens", "pooled"], default="tokens",
+                        help="actor mask predicted per patch token (default) or from the pooled feature")
+    parser.add_argument("--home", type=Path, default=None,
+                        help="where the pretraining home and its frames live (default OUT/home); share it between runs")
+    parser.add_argument("--workers", type=int, default=2, help="processes rendering and decoding clips (default 2)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (the step list is still printed)")
+    _add_config_args(parser)
+    parser.set_defaults(func=_run_pretrain)
+
+
+def _run_pretrain(args: argparse.Namespace) -> int:
+    from vicokd.pipeline.pretrain import PretrainOptions, run_pretrain
+
+    given = {"clips": args.clips, "epochs": args.epochs, "config": args.config, "home": args.home,
+             "duration": args.duration and _parse_range(args.duration, "--duration"),
+             "targets": None if args.targets is None else tuple(_comma_list(args.targets) or ())}
+    options = PretrainOptions(out=args.out, data_seed=args.data_seed, views=args.views, mask_head=args.mask_head,
+                              overrides=tuple(args.overrides), workers=args.workers,
+                              **{k: v for k, v in given.items() if v is not None})
+    run_pretrain(options, progress=not args.quiet)
+    return 0
+
+
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     parser = _parser(sub, "reproduce", "run a grid of the paper's tables (skipping finished runs) and write "
                      "them as Markdown and CSV",
@@ -586,6 +628,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_evaluate,
     _add_methods,
     _add_demo,
+    _add_pretrain,
     _add_reproduce,
     _add_predict,
     _add_export,

@@ -1,0 +1,373 @@
+"""`vicokd pretrain`: a visual encoder pretrained without action labels on a separate synthetic home.
+
+The demo's encoders start from scratch; the paper's start from ImageNet. This is the CPU-scale
+analogue: a second synthetic home, never the demo's, supervises the encoder per frame with
+what the simulator knows (:mod:`vicokd.data.synthetic.targets`: where the actor is on the patch
+grid, whether a camera sees them, their posture, the prop in hand, the scene's lamp, curtains
+and air conditioner). Action labels are never read.
+
+Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
+
+1. synthesise the pretraining home into ``HOME/data`` (default ``HOME = OUT/home``): the demo's
+   generator options (:meth:`vicokd.pipeline.demo.DemoOptions.synth_options`) with the
+   generator seed :func:`pretrain_seed` of the data seed, so its clips are never the demo's;
+2. decode every view's grid frames at ``data.image_size`` and compute the per-frame targets,
+   one file per clip in ``HOME/frames-<W>x<H>-grid<gh>x<gw>/``;
+3. train the encoder of ``model.visual`` (:mod:`vicokd.engine.pretrain_encoder`), resumable per
+   epoch (``OUT/train-state.safetensors``);
+4. write ``OUT/encoder.safetensors`` (the timm model's state dict: set
+   ``model.visual.pretrained`` to it) and ``OUT/pretrain.json`` (request, targets, losses, times).
+
+Several pretraining runs can share one home (``--home``): only steps 3-4 depend on the
+training options.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from vicokd.config import Config, config_to_dict, load_config
+from vicokd.data.annotations import parse_record
+from vicokd.data.media import read_grid_frames
+from vicokd.data.person_scores import read_person_scores
+from vicokd.data.split import write_json_atomic
+from vicokd.data.synthetic import SynthOptions, generate_home, plan_dataset
+from vicokd.data.synthetic.actor import PROPS
+from vicokd.data.synthetic.generate import MANIFEST, VISIBILITY
+from vicokd.data.synthetic.scene import STATE_CHANNELS
+from vicokd.data.synthetic.targets import POSE_TARGETS, clip_targets
+from vicokd.engine.pretrain_encoder import (
+    PretrainData,
+    PretrainSettings,
+    TargetGroup,
+    build_encoder_net,
+    patch_grid,
+    pretrain_encoder,
+    save_encoder,
+)
+from vicokd.errors import VicokdError
+from vicokd.pipeline.demo import DemoOptions
+from vicokd.pipeline.steps import StepLog
+
+PRETRAIN_SEED_OFFSET = 1_000_000  # generator seed of the pretraining home = data seed + this
+TARGETS = ("visible", "mask", "pose", "hand_mouth", "props", "state")
+DEFAULT_TARGETS = ("visible", "mask", "pose", "hand_mouth", "props", "state")
+DEFAULT_CLIPS = 60
+DEFAULT_EPOCHS = 6
+ENCODER_FILE = "encoder.safetensors"
+REPORT_FILE = "pretrain.json"
+STATE_FILE = "train-state.safetensors"
+VAL_EVERY = 10  # clips i with i % VAL_EVERY == VAL_EVERY - 1 are held out (pretraining losses only)
+FRAMES_VERSION = 1
+
+
+def pretrain_seed(data_seed: int) -> int:
+    """The generator seed of the pretraining home made for a demo home of seed `data_seed`."""
+    return data_seed + PRETRAIN_SEED_OFFSET
+
+
+@dataclass(frozen=True)
+class PretrainOptions:
+    """What `vicokd pretrain` makes."""
+
+    out: Path = Path("pretrain")
+    home: Path | None = None  # default OUT/home
+    data_seed: int = 0
+    clips: int = DEFAULT_CLIPS
+    epochs: int = DEFAULT_EPOCHS
+    views: int = 5
+    duration: tuple[float, float] = (20.0, 40.0)
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    mask_head: str = "tokens"
+    batch_size: int = 128
+    lr: float = 2e-3
+    config: Path | None = None  # default configs/demo/student.yaml of the source tree
+    overrides: tuple[str, ...] = field(default_factory=tuple)
+    workers: int = 2
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home if self.home is not None else self.out / "home"
+
+    def validate(self) -> None:
+        unknown = [t for t in self.targets if t not in TARGETS]
+        if unknown or not self.targets:
+            raise VicokdError(f"--targets: unknown target {unknown[0]!r} (known: {', '.join(TARGETS)})" if unknown
+                              else f"--targets: name at least one of {', '.join(TARGETS)}")
+        if len(set(self.targets)) != len(self.targets):
+            raise VicokdError(f"--targets: a target is listed twice ({','.join(self.targets)})")
+        if self.data_seed < 0:
+            raise VicokdError(f"--data-seed {self.data_seed}: must be >= 0")
+        if self.clips < 2:
+            raise VicokdError(f"--clips {self.clips}: need at least 2 clips (one is held out)")
+        if self.epochs < 1:
+            raise VicokdError(f"--epochs {self.epochs}: need at least 1")
+        if self.workers < 1:
+            raise VicokdError(f"--workers {self.workers}: need at least 1")
+        self.synth_options().validate()
+
+    def synth_options(self) -> SynthOptions:
+        """The demo's generator options with the pretraining seed, clip count, views and duration."""
+        demo = DemoOptions(clips=self.clips, views=self.views, seed=pretrain_seed(self.data_seed)).synth_options()
+        return SynthOptions(**{**demo.__dict__, "duration": self.duration})
+
+    def load_config(self) -> Config:
+        path = self.config
+        if path is None:
+            from vicokd.pipeline.grid import preset_dir
+
+            path = preset_dir("demo") / "student.yaml"
+        return load_config(path, list(self.overrides))
+
+
+# ------------------------------------------------------------------------ home, frames, targets
+
+
+def synthesise_home(options: PretrainOptions, log: StepLog, progress: bool = True) -> None:
+    """Step: the pretraining home in ``HOME/data`` (reused when finished with the same options)."""
+    synth = options.synth_options()
+    data = options.home_dir / "data"
+    with log.step(f"synthesise the pretraining home ({synth.clips} clips, {synth.views} views, "
+                  f"generator seed {synth.seed})") as step:
+        manifest = data / MANIFEST
+        if manifest.is_file():
+            made = json.loads(manifest.read_text()).get("options")
+            if made != synth.to_json():
+                differing = [k for k, v in synth.to_json().items() if made is None or made.get(k) != v]
+                raise VicokdError(f"{data}: made with other generator options ({', '.join(differing)}); "
+                                  "choose another OUT or --home, or delete it")
+            if (data / "README.md").is_file() and (data / "test.json").is_file():
+                step.status = "reused"
+                return
+        elif data.exists() and any(data.iterdir()):
+            raise VicokdError(f"{data}: exists and was not made by `vicokd pretrain`; choose another OUT or --home")
+        summary = generate_home(data, synth, workers=options.workers, progress=progress)
+        step.detail = f"{summary.clips} clips, {summary.seconds / 60:.1f} min of video per view"
+
+
+
+
+def frames_dir(home: Path, image_size: tuple[int, int], grid: tuple[int, int]) -> Path:
+    height, width = image_size
+    return home / f"frames-{width}x{height}-grid{grid[0]}x{grid[1]}"
+
+
+def _clip_frames_and_targets(synth: SynthOptions, index: int, data: Path, image_size: tuple[int, int],
+                             fps: float, grid: tuple[int, int], target: Path) -> str:
+    """Decode one clip's grid frames and compute its targets into `target` (.npz, atomic)."""
+    home, jobs = _planned(synth)
+    job = jobs[index]
+    frames = np.stack([read_grid_frames(data / video, image_size, fps).transpose(0, 3, 1, 2)
+                       for video in job.videos])  # (V, L, 3, H, W)
+    targets = clip_targets(home, job.script, synth.size, synth.fps, grid)
+    length = min(frames.shape[1], targets["mask"].shape[1])
+    arrays = {"frames": frames[:, :length]}
+    for name, value in targets.items():
+        arrays[name] = value[:, :length] if name == "mask" else value[:length]
+    tmp = target.with_name(f".{target.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(target)
+    return target.name
+
+
+_PLANS: dict[str, tuple[Any, list[Any]]] = {}
+
+
+def _planned(synth: SynthOptions) -> tuple[Any, list[Any]]:
+    """The home and clip scripts of `synth`, planned once per process."""
+    key = json.dumps(synth.to_json(), sort_keys=True)
+    if key not in _PLANS:
+        _PLANS.clear()
+        _PLANS[key] = plan_dataset(synth)
+    return _PLANS[key]
+
+
+def _run_clips(synth: SynthOptions, todo: list[tuple[int, Path]], data: Path, image_size: tuple[int, int],
+               fps: float, grid: tuple[int, int], workers: int) -> Iterator[str]:
+    if workers <= 1 or len(todo) <= 1:
+        for index, target in todo:
+            yield _clip_frames_and_targets(synth, index, data, image_size, fps, grid, target)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
+        futures = [pool.submit(_clip_frames_and_targets, synth, index, data, image_size, fps, grid, target)
+                   for index, target in todo]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def clip_keys(synth: SynthOptions, data: Path) -> list[str]:
+    """The clip keys of the home, in clip order (as in ``visibility.npz`` and the cache)."""
+    _, jobs = _planned(synth)
+    return [parse_record(job.record(), data, f"clip {job.index}").key for job in jobs]
+
+
+def make_frames(options: PretrainOptions, config: Config, grid: tuple[int, int], log: StepLog,
+                progress: bool = True) -> Path:
+    """Step: every clip's frames and targets in ``HOME/frames-…`` (clips already there are kept)."""
+    synth = options.synth_options()
+    data = options.home_dir / "data"
+    directory = frames_dir(options.home_dir, config.data.image_size, grid)
+    settings = {"version": FRAMES_VERSION, "synth": synth.to_json(), "image_size": list(config.data.image_size),
+                "fps": config.data.fps, "grid": list(grid)}
+    with log.step(f"frames and targets ({synth.clips} clips, {config.data.image_size[1]}x"
+                  f"{config.data.image_size[0]}, patch grid {grid[0]}x{grid[1]})") as step:
+        manifest = directory / "frames.json"
+        if manifest.is_file() and json.loads(manifest.read_text()) != settings:
+            raise VicokdError(f"{directory}: made from another home or with other settings; delete it or choose "
+                              "another --home")
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(manifest, settings)
+        keys = clip_keys(synth, data)
+        todo = [(i, directory / f"{key}.npz") for i, key in enumerate(keys) if not (directory / f"{key}.npz").is_file()]
+        if not todo:
+            step.status = "reused"
+            return directory
+        started = time.perf_counter()
+        with tqdm(total=len(keys), initial=len(keys) - len(todo), desc="frames+targets", unit="clip",
+                  disable=not progress, file=sys.stderr) as bar:
+            for _ in _run_clips(synth, todo, data, config.data.image_size, config.data.fps, grid, options.workers):
+                bar.update()
+        step.detail = f"{len(todo)} clips in {time.perf_counter() - started:.1f} s"
+    return directory
+
+
+def _flat(values: np.ndarray, views: int) -> np.ndarray:
+    """(L, k) per clip → (V·L, k) per frame, view-major like the frames."""
+    return np.broadcast_to(values[None], (views, *values.shape)).reshape(-1, *values.shape[1:])
+
+
+def load_pretrain_data(options: PretrainOptions, directory: Path) -> tuple[PretrainData, dict[str, Any]]:
+    """All frames of the home with the chosen target groups; constant columns are dropped."""
+    synth = options.synth_options()
+    data = options.home_dir / "data"
+    keys = clip_keys(synth, data)
+    visibility, _ = read_person_scores(data / VISIBILITY)
+    frames, val, columns = [], [], {name: [] for name in options.targets}
+    for i, key in enumerate(keys):
+        with np.load(directory / f"{key}.npz", allow_pickle=False) as clip:
+            arrays = {name: clip[name] for name in clip.files}
+        views, length = arrays["frames"].shape[:2]
+        frames.append(arrays["frames"].reshape(views * length, *arrays["frames"].shape[2:]))
+        val.append(np.full(views * length, i % VAL_EVERY == VAL_EVERY - 1))
+        visible = visibility[key][:, :length].reshape(-1, 1).astype(np.float32)
+        per_frame = {
+            "visible": visible,
+            "mask": arrays["mask"].reshape(views * length, -1),
+            "pose": _flat(arrays["pose"], views),
+            "hand_mouth": _flat(arrays["hand_mouth"][:, None], views),
+            "props": _flat(arrays["props"], views),
+            "state": _flat(arrays["state"], views),
+        }
+        for name in options.targets:
+            columns[name].append((per_frame[name], visible[:, 0]))
+    names = {"visible": ("visible",), "pose": POSE_TARGETS, "hand_mouth": ("hand_mouth",), "props": PROPS,
+             "state": STATE_CHANNELS}
+    groups, dropped = [], {}
+    is_val = np.concatenate(val)
+    for name in options.targets:
+        values = np.concatenate([v for v, _ in columns[name]]).astype(np.float32)
+        seen = np.concatenate([w for _, w in columns[name]]).astype(np.float32)
+        # what a camera cannot see it cannot be asked about: pose and props count where the actor is visible
+        weight = seen if name in ("pose", "hand_mouth", "props") else np.ones(len(values), np.float32)
+        labels = names.get(name) or tuple(f"cell{k}" for k in range(values.shape[1]))
+        train = (~is_val) & (weight > 0)
+        keep = values[train].std(axis=0) > 0 if train.any() else np.zeros(values.shape[1], bool)
+        if name == "mask":
+            keep[:] = True  # the head is per patch: keep every cell
+        dropped.update({f"{name}.{c}": "constant in the training frames" for c, k in zip(labels, keep) if not k})
+        if not keep.any():
+            continue
+        groups.append(TargetGroup(name, np.ascontiguousarray(values[:, keep]), weight,
+                                  tuple(c for c, k in zip(labels, keep) if k)))
+    if not groups:
+        raise VicokdError(f"--targets {','.join(options.targets)}: every target is constant in this home")
+    all_frames = np.concatenate(frames)
+    info = {"frames": len(all_frames), "val_frames": int(is_val.sum()), "clips": len(keys),
+            "val_clips": sum(1 for i in range(len(keys)) if i % VAL_EVERY == VAL_EVERY - 1),
+            "targets": {g.name: list(g.columns) for g in groups}, "dropped": dropped,
+            "positive_share": {g.name: [round(float(x), 4) for x in
+                                        (g.values[(~is_val) & (g.weight > 0)] > 0.5).mean(axis=0)] for g in groups}}
+    return PretrainData(all_frames, tuple(groups), is_val), info
+
+
+# ------------------------------------------------------------------------------------- run
+
+
+def request(options: PretrainOptions, config: Config) -> dict[str, Any]:
+    """What decides the encoder's weights (compared on re-runs)."""
+    model = config_to_dict(config.model)
+    return {"synth": options.synth_options().to_json(), "targets": list(options.targets),
+            "mask_head": options.mask_head, "epochs": options.epochs, "batch_size": options.batch_size,
+            "lr": options.lr, "seed": config.train.seed, "visual": model["visual"],
+            "image_size": list(config.data.image_size), "mean": list(config.data.mean), "std": list(config.data.std)}
+
+
+def _difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            return f"{key}: {old.get(key)!r} → {new.get(key)!r}"
+    return None
+
+
+def run_pretrain(options: PretrainOptions, progress: bool = True) -> dict[str, Any]:
+    """Every step (see the module docstring); returns the report written to ``OUT/pretrain.json``."""
+    options.validate()
+    config = options.load_config()
+    wanted = request(options, config)
+    report_path = options.out / REPORT_FILE
+    encoder_path = options.out / ENCODER_FILE
+    if report_path.is_file():
+        difference = _difference(json.loads(report_path.read_text()).get("request", {}), wanted)
+        if difference:
+            raise VicokdError(f"{options.out}: pretrained with other options ({difference}); choose another OUT, "
+                              "or delete it")
+    options.out.mkdir(parents=True, exist_ok=True)
+    log = StepLog(options.out / "steps.json", 4)
+    synthesise_home(options, log, progress)
+    grid = patch_grid(build_encoder_net(config.model.visual), config.data.image_size)
+    directory = make_frames(options, config, grid, log, progress)
+    with log.step(f"pretrain the encoder ({options.epochs} epochs, targets {','.join(options.targets)})") as step:
+        if report_path.is_file() and encoder_path.is_file():
+            report = json.loads(report_path.read_text())
+            step.status, step.seconds = "reused", report["train_seconds"]
+            net = None
+        else:
+            data, info = load_pretrain_data(options, directory)
+            settings = PretrainSettings(epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
+                                        seed=config.train.seed, mask_head=options.mask_head,
+                                        mean=config.data.mean, std=config.data.std)
+            net, history = pretrain_encoder(config.model.visual, data, settings, options.out / STATE_FILE,
+                                            progress=progress, echo=log.echo)
+            step.detail = f"{info['frames']} frames, final train loss {history['epochs'][-1]['train']['loss']:.3f}"
+    with log.step("write the encoder and the report") as step:
+        if net is None:
+            step.status = "reused"
+            print(f"encoder: {encoder_path} (reused)")
+            return report
+        save_encoder(net, encoder_path)
+        steps = {name: rec.get("seconds") for name, rec in log.records.items()}
+        report = {"request": wanted, "encoder": str(encoder_path), "generator_seed": pretrain_seed(options.data_seed),
+                  "data_seed": options.data_seed, "home": str(options.home_dir), "patch_grid": list(grid),
+                  **info, "epochs": history["epochs"], "train_seconds": history["seconds"],
+                  "step_seconds": steps,
+                  "usage": f"--set model.visual.pretrained={encoder_path}"}
+        write_json_atomic(report_path, report)
+        step.detail = str(encoder_path)
+    print(f"encoder: {encoder_path}; use it with --set model.visual.pretrained={encoder_path}")
+    return report
