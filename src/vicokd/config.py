@@ -200,7 +200,7 @@ class TrainConfig:
     # Every K optimizer steps, the norm of each weighted loss term's gradient on the trainable
     # parameter groups is logged (grad/<term>/<group>); 0 = never. Each measurement costs about
     # one extra backward pass per term (see vicokd.engine.grad_share).
-    grad_share_every: int = 25
+    grad_share_every: int = 60
 
 
 @dataclass(frozen=True)
