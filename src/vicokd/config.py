@@ -53,6 +53,10 @@ class DataConfig:
     person_threshold: float = 0.5  # mask m = score > threshold
     features: str | None = None  # cached frozen-encoder features (`vicokd prepare --features DIR`)
     num_workers: int = 2
+    # Video paths in the annotation JSON that are absolute or leave `root` (``../x.mp4``) are an
+    # error unless this is true (for videos kept elsewhere). Checked on the path as written:
+    # symbolic links inside the root are followed either way.
+    allow_outside_root: bool = False
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,12 @@ Each annotation file is a JSON list with one record per multi-view clip::
      "tricks": [{"start": 3.25, "end": 6.13, "labels": ["Sitdown"]}, …]}
 
 Paths are relative to the dataset root, times in seconds. Views are ordered by the index k of
-``video_url_k``. Split files: Home-1 ``train.json``/``test.json``, Home-2
+``video_url_k``. A path that is absolute or leaves the root (``../x.mp4``, ``01/../../x.mp4``)
+is rejected, naming the record, unless ``allow_outside_root`` is set (``data.allow_outside_root``
+in a config): an annotation file must not make `prepare` open arbitrary files. The check is on
+the path as written (after collapsing ``..``), not on where symbolic links lead: a link inside
+the root was placed there by whoever owns the root (e.g. a session folder linked to another
+disk) and is followed. Split files: Home-1 ``train.json``/``test.json``, Home-2
 ``train_data.json``/``test_data.json``, and ``val.json``/``val_data.json`` where a validation
 split is defined. Classes are the sorted union of every label of every segment over all split
 files of the root (so train and test index classes identically), unless a list is given.
@@ -18,6 +23,7 @@ inclusive of each of its classes are 1, clipped to the grid length L.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +70,7 @@ class Clip:
     videos: list[Path] = field(hash=False)
     segments: tuple[Segment, ...]
     source: str  # "<file>[<index>]" for error messages
+    urls: tuple[str, ...] = ()  # the video paths as the record writes them (relative to the root)
 
     @property
     def num_views(self) -> int:
@@ -143,8 +150,27 @@ def parse_segments(tricks: Any, where: str) -> tuple[Segment, ...]:
     return tuple(segments)
 
 
-def parse_record(record: Any, root: Path, where: str) -> Clip:
-    """One JSON record → :class:`Clip` (views ordered by their ``video_url_k`` index)."""
+def video_path(root: Path, url: str, where: str, allow_outside_root: bool = False) -> Path:
+    """``root / url``; an absolute `url` or one that leaves `root` is a :class:`DataError` naming `where`.
+
+    The check is lexical (module docstring): ``..`` is collapsed, symbolic links are not resolved.
+    """
+    if "\0" in url:
+        raise DataError(f"{where}: video path {url!r} contains a NUL character")
+    if not allow_outside_root:
+        hint = f"video paths must stay inside the dataset root {root} (set data.allow_outside_root=true to allow it)"
+        if os.path.isabs(url):
+            raise DataError(f"{where}: absolute video path {url!r}; {hint}")
+        if os.path.normpath(url).split(os.sep)[0] == os.pardir:
+            raise DataError(f"{where}: video path {url!r} leaves the dataset root; {hint}")
+    return root / url
+
+
+def parse_record(record: Any, root: Path, where: str, *, allow_outside_root: bool = False) -> Clip:
+    """One JSON record → :class:`Clip` (views ordered by their ``video_url_k`` index).
+
+    Video paths must stay inside `root` unless `allow_outside_root` (module docstring).
+    """
     if not isinstance(record, Mapping):
         raise DataError(f"{where}: expected an object with video_url_k and tricks")
     views = sorted((int(m[1]), key) for key in record if (m := _VIEW_KEY.match(str(key))))
@@ -159,20 +185,22 @@ def parse_record(record: Any, root: Path, where: str) -> Clip:
         if not isinstance(url, str) or not url:
             raise DataError(f"{where}.{key}: expected a relative video path")
         urls.append(url)
+    videos = [video_path(root, url, f"{where}.{key}", allow_outside_root) for url, (_, key) in zip(urls, views)]
     if "tricks" not in record:
         raise DataError(f"{where}: missing field 'tricks'")
     segments = parse_segments(record["tricks"], where)
     key, session, clip_id, part = _identity(urls[0], where)
-    return Clip(key, session, clip_id, part, [root / u for u in urls], segments, where)
+    return Clip(key, session, clip_id, part, videos, segments, where, tuple(urls))
 
 
-def read_clips(path: Path, root: Path | None = None) -> list[Clip]:
-    """All records of one annotation file, with unique keys."""
+def read_clips(path: Path, root: Path | None = None, *, allow_outside_root: bool = False) -> list[Clip]:
+    """All records of one annotation file, with unique keys (video paths checked as :func:`parse_record`)."""
     root = path.parent if root is None else root
     records = read_json(path)
     if not isinstance(records, list):
         raise DataError(f"{path}: expected a JSON list of clip records")
-    clips = [parse_record(r, root, f"{path.name}[{i}]") for i, r in enumerate(records)]
+    clips = [parse_record(r, root, f"{path.name}[{i}]", allow_outside_root=allow_outside_root)
+             for i, r in enumerate(records)]
     seen: dict[str, str] = {}
     for clip in clips:
         if clip.key in seen:
@@ -198,17 +226,19 @@ def check_labels(clips: Iterable[Clip], classes: Sequence[str]) -> None:
 
 
 def load_annotations(
-    root: str | Path, split: str, classes: Sequence[str] | None = None
+    root: str | Path, split: str, classes: Sequence[str] | None = None, *, allow_outside_root: bool = False
 ) -> tuple[list[Clip], list[str]]:
     """Read the clips of `split` ("train", "test", or "val" where defined) under `root`.
 
     Returns ``(clips, classes)``; classes are `classes` when given (labels outside it are an
-    error), else the sorted union over all split files of `root`.
+    error), else the sorted union over all split files of `root`. Video paths that are absolute
+    or leave `root` are an error unless `allow_outside_root` (module docstring).
     """
     root = Path(root)
-    clips = read_clips(split_file(root, split), root)
+    clips = read_clips(split_file(root, split), root, allow_outside_root=allow_outside_root)
     if classes is None:
-        every = [clips if s == split else read_clips(split_file(root, s), root) for s in available_splits(root)]
+        every = [clips if s == split else read_clips(split_file(root, s), root, allow_outside_root=allow_outside_root)
+                 for s in available_splits(root)]
         class_list = collect_classes(c for group in every for c in group)
     else:
         class_list = list(classes)
@@ -223,39 +253,50 @@ def _segment_fields(segment: Any) -> tuple[float, float, Sequence[str]]:
     return float(segment["start"]), float(segment["end"]), [labels] if isinstance(labels, str) else labels
 
 
+def _unknown_label(name: str, classes: Sequence[str], where: str | None, segment: int) -> DataError:
+    known = ", ".join(classes) if len(classes) <= 20 else f"{len(classes)} classes"
+    at = f"{where}.tricks[{segment}].labels: " if where else ""
+    return DataError(f"{at}segment label {name!r} is not in the class list ({known})")
+
+
 def frame_labels(
     segments: Iterable[Mapping[str, Any] | Segment],
     num_grid_frames: int,
     classes: Sequence[str],
     fps: float = 2.5,
+    *,
+    where: str | None = None,
 ) -> np.ndarray:
     """Multi-hot frame labels (L, C) float32 on the grid.
 
     Row j stands for time j/fps. For each segment and each of its labels c, rows
     ``round(start·fps) … round(end·fps)`` (inclusive, clipped to [0, L−1]) are set to 1.
-    `segments` is a clip's ``tricks`` list (dicts) or :class:`Segment` records.
+    `segments` is a clip's ``tricks`` list (dicts) or :class:`Segment` records. A label outside
+    `classes` is a :class:`DataError`; `where` (e.g. ``"train.json[3] (clip 01_00_Part1)"``)
+    names the annotation record in its message.
     """
     index = {name: i for i, name in enumerate(classes)}
     labels = np.zeros((num_grid_frames, len(classes)), dtype=np.float32)
-    for segment in segments:
+    for number, segment in enumerate(segments):
         start, end, names = _segment_fields(segment)
         first = max(0, round(start * fps))
         last = min(num_grid_frames - 1, round(end * fps))
         for name in names:
             if name not in index:
-                raise DataError(f"segment label {name!r} is not in the class list")
+                raise _unknown_label(name, classes, where, number)
             if first <= last:
                 labels[first : last + 1, index[name]] = 1.0
     return labels
 
 
-def sequence_labels(segments: Iterable[Mapping[str, Any] | Segment], classes: Sequence[str]) -> np.ndarray:
-    """Multi-hot clip label (C,) float32: every label of every segment."""
+def sequence_labels(segments: Iterable[Mapping[str, Any] | Segment], classes: Sequence[str], *,
+                    where: str | None = None) -> np.ndarray:
+    """Multi-hot clip label (C,) float32: every label of every segment (`where` as :func:`frame_labels`)."""
     index = {name: i for i, name in enumerate(classes)}
     labels = np.zeros(len(classes), dtype=np.float32)
-    for segment in segments:
+    for number, segment in enumerate(segments):
         for name in _segment_fields(segment)[2]:
             if name not in index:
-                raise DataError(f"segment label {name!r} is not in the class list")
+                raise _unknown_label(name, classes, where, number)
             labels[index[name]] = 1.0
     return labels
