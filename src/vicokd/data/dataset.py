@@ -44,7 +44,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from vicokd.data.annotations import frame_labels, sequence_labels
-from vicokd.data.cache import CacheIndex, load_fbank, load_frames, read_index
+from vicokd.data.cache import CacheIndex, check_sources, load_fbank, load_frames, read_index
 from vicokd.data.features import load_features, read_feature_index
 from vicokd.data.person_scores import read_person_scores
 from vicokd.data.sampling import sample_indices
@@ -56,6 +56,12 @@ from vicokd.errors import DataError
 MAX_OPEN_MAPS = 256
 
 
+def _where(index: CacheIndex, key: str) -> str:
+    """The annotation record of a cached clip, for error messages: ``train.json[3] (clip 01_00_Part1)``."""
+    source = index.clips[key].source
+    return f"{source} (clip {key})" if source else f"clip {key}"
+
+
 def split_keys(index: CacheIndex, split: str, val_fraction: float, seed: int) -> list[str]:
     """Clip keys of `split`; "train"/"val" are carved from the train split when no val exists."""
     if split in index.splits and (split != "train" or "val" in index.splits):
@@ -65,7 +71,7 @@ def split_keys(index: CacheIndex, split: str, val_fraction: float, seed: int) ->
     train = list(index.splits["train"])
     labels = np.zeros((len(train), len(index.classes)), dtype=np.float32)
     for row, key in enumerate(train):
-        labels[row] = sequence_labels(index.clips[key].segments, index.classes)
+        labels[row] = sequence_labels(index.clips[key].segments, index.classes, where=_where(index, key))
     fit, val = stratified_split(labels, val_fraction, seed)
     return [train[i] for i in (fit if split == "train" else val)]
 
@@ -88,6 +94,7 @@ class MultiViewClips(Dataset):
         features: str | Path | None = None,
     ) -> None:
         self.index = read_index(cache_dir)
+        check_sources(self.index)  # annotations or videos changed after `prepare`: refuse stale labels
         self.cache_dir = Path(cache_dir)
         self.keys = split_keys(self.index, split, val_fraction, split_seed)
         self.split = split
@@ -135,9 +142,9 @@ class MultiViewClips(Dataset):
         frames_at = self.sample(index, epoch)
         item: dict[str, Any] = {
             "audio_present": torch.tensor(meta.audio_present, dtype=torch.bool),
-            "frame_labels": torch.from_numpy(frame_labels(meta.segments, meta.length, self.classes,
-                                                          self.index.fps)[frames_at]),
-            "labels": torch.from_numpy(sequence_labels(meta.segments, self.classes)),
+            "frame_labels": torch.from_numpy(frame_labels(meta.segments, meta.length, self.classes, self.index.fps,
+                                                          where=_where(self.index, key))[frames_at]),
+            "labels": torch.from_numpy(sequence_labels(meta.segments, self.classes, where=_where(self.index, key))),
             "frame_index": torch.from_numpy(frames_at),
             "index": index,
             "key": key,

@@ -11,12 +11,24 @@ window, 10 ms shift, DC offset removed, pre-emphasis 0.97, 512-point power spect
 triangular mel filters (Kaldi mel scale, 20 Hz – Nyquist), ``log(max(x, ε))``, no dither,
 no energy, snip edges: ``1 + (n − 400) // 160`` rows for n samples (38 for a 0.4 s chunk).
 Normalised as the AST feature extractor does: ``(x + 4.2677393) / (2 · 4.5689974)``.
+:func:`iter_grid_fbank` computes the same values :data:`FBANK_GROUP` chunks at a time from a
+stream of decoded samples, so memory does not grow with the length of a track.
+
+Nothing is filled in silently. Frames and audio samples are counted as they are decoded and
+compared with what the container's header declares: a video (or audio track) that ends early is
+a warning naming the file and both lengths when it lacks at most :data:`SHORT_TOLERANCE_S`
+seconds (the grid frames past its end repeat its last frame; the audio is padded with silence so
+chunk j still covers grid frame j), and a :class:`~vicokd.errors.DataError` beyond that. A
+decode error is a ``DataError`` naming the file and the frame it stopped at. Decoding uses slice
+threading only: FFmpeg's frame threading (PyAV ``thread_type="AUTO"``) swallows the error of a
+truncated packet and just stops, which is how a half-cut file used to pass as a whole one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import warnings as _warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +42,29 @@ from vicokd.errors import DataError
 AST_MEAN = -4.2677393
 AST_STD = 4.5689974
 _LOG_FLOOR = float(np.finfo(np.float32).eps)
+# A video or audio track may end this much earlier than its header says with a warning (the
+# grid frames past its end repeat its last frame; missing audio is silence); more is an error.
+# Headers and streams of sound files disagree by a frame or two (edit lists, encoder delay);
+# half a second is more than that and less than two 2.5-FPS grid frames of made-up data.
+SHORT_TOLERANCE_S = 0.5
+# An audio track up to this much shorter than its video is padded with silence without a
+# warning: AAC works in frames of 1024 samples (64 ms at 16 kHz), so tracks end on a frame edge.
+AUDIO_SLACK_S = 0.1
+# grid chunks per fbank computation in :func:`iter_grid_fbank` (64 chunks = 25.6 s at 2.5 FPS,
+# a few MB of intermediates however long the track is)
+FBANK_GROUP = 64
+
+
+class ShortMediaWarning(UserWarning):
+    """A video or audio track ends before its header says, within :data:`SHORT_TOLERANCE_S`."""
+
+
+def _warn(message: str, warnings: list[str] | None) -> None:
+    """Append `message` to `warnings`, or issue it as a :class:`ShortMediaWarning` when None."""
+    if warnings is None:
+        _warnings.warn(message, ShortMediaWarning, stacklevel=3)
+    else:
+        warnings.append(message)
 
 
 @dataclass(frozen=True)
@@ -84,18 +119,107 @@ def _frame_index(frame: av.VideoFrame, stream: av.video.stream.VideoStream, fps:
     return round(float((frame.pts - start) * stream.time_base) * fps)
 
 
+def _short_video(path: Path, info: VideoInfo, decoded: int, repeated: int, warnings: list[str] | None) -> None:
+    """`path` decoded `decoded` of the frames its header declares: a warning, or an error beyond the tolerance."""
+    missing = info.num_frames - decoded
+    tolerance = max(2, math.ceil(SHORT_TOLERANCE_S * info.fps))
+    lengths = (f"decoded {decoded} of the {info.num_frames} frames its header declares "
+               f"({decoded / info.fps:.2f} s of {info.num_frames / info.fps:.2f} s)")
+    if missing > tolerance:
+        raise DataError(f"{path}: truncated or damaged video: {lengths}; more than {SHORT_TOLERANCE_S:g} s is "
+                        "missing, replace or re-encode the file")
+    effect = (f"the last {repeated} grid frame(s) repeat its last frame" if repeated
+              else "no grid frame is affected")
+    _warn(f"{path}: video ends early: {lengths}; {effect}", warnings)
+
+
+def _decode_targets(path: Path, info: VideoInfo, targets: list[int], image: Callable[[av.VideoFrame], np.ndarray],
+                    to_end: bool, warnings: list[str] | None) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode `path` front to back; yield (target, image) for each wanted source index, in order.
+
+    A target gets the first frame at or after it. Decoding stops after the last target unless
+    `to_end`; then every frame is decoded and counted, and a video shorter than its header is
+    judged by :func:`_short_video`. Targets past the last decoded frame get that frame.
+    """
+    pending = list(targets)
+    count, last, ended = 0, None, False
+    try:
+        with _open(path) as container:
+            stream = _video_stream(container, path)
+            for frame in container.decode(stream):
+                count += 1
+                index = _frame_index(frame, stream, info.fps)
+                converted = None
+                while pending and index >= pending[0]:
+                    converted = image(frame) if converted is None else converted
+                    yield pending.pop(0), converted
+                last = frame
+                if not pending and not to_end:
+                    break
+            else:
+                ended = True
+    except av.error.FFmpegError as exc:
+        raise DataError(f"{path}: corrupt video: decoding failed after {count} of {info.num_frames} frames "
+                        f"({exc})") from None
+    if last is None:
+        raise DataError(f"{path}: no decodable frames")
+    if ended and count < info.num_frames:
+        _short_video(path, info, count, sum(1 for t in pending if t < info.num_frames), warnings)
+    if pending:
+        converted = image(last)
+        for target in pending:
+            yield target, converted
+
+
+def iter_grid_frames(
+    path: str | Path,
+    size: tuple[int, int],
+    grid_fps: float = 2.5,
+    length: int | None = None,
+    *,
+    info: VideoInfo | None = None,
+    warnings: list[str] | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield the first `length` grid frames of a video in order, uint8 RGB (H, W, 3), `size` = (H, W).
+
+    One sequential decode with one frame in memory at a time (plus the one being yielded): what
+    `prepare` writes to disk as it goes. `length` defaults to the grid length of the header;
+    `info` is the video's :func:`probe_video` when the caller has it. A video shorter than its
+    header is a warning appended to `warnings` (issued as a :class:`ShortMediaWarning` when
+    None) or a :class:`DataError` (module docstring); decode errors are ``DataError``.
+    """
+    path = Path(path)
+    info = probe_video(path) if info is None else info
+    height, width = size
+    interval = grid_interval(info.fps, grid_fps)
+    total = info.grid_length(grid_fps) if length is None else length
+    targets = [i * interval for i in range(total)]
+    to_end = not targets or targets[-1] + interval >= info.num_frames
+
+    def image(frame: av.VideoFrame) -> np.ndarray:
+        return frame.to_ndarray(format="rgb24", width=width, height=height)
+
+    for _, frame in _decode_targets(path, info, targets, image, to_end, warnings):
+        yield frame
+
+
 def read_grid_frames(
     path: str | Path,
     size: tuple[int, int],
     grid_fps: float = 2.5,
     indices: np.ndarray | list[int] | None = None,
     length: int | None = None,
+    *,
+    warnings: list[str] | None = None,
 ) -> np.ndarray:
     """Decode grid frames of a video as uint8 RGB (N, H, W, 3), `size` = (H, W).
 
     `indices` are grid indices (all of the first `length` grid frames when None). Few indices
     (under a quarter of the grid) are read by seeking to the key frame before each one; otherwise
-    the video is decoded once, front to back. A grid frame past the end repeats the last frame.
+    the video is decoded once, front to back. A grid frame past the end the header declares
+    repeats the last frame. A video that ends before its header says is a warning appended to
+    `warnings` (a :class:`ShortMediaWarning` when None) within :data:`SHORT_TOLERANCE_S`, and a
+    :class:`DataError` beyond; decode errors are ``DataError`` (module docstring).
     """
     path = Path(path)
     height, width = size
@@ -109,40 +233,69 @@ def read_grid_frames(
     def image(frame: av.VideoFrame) -> np.ndarray:
         return frame.to_ndarray(format="rgb24", width=width, height=height)
 
-    def take(frames: Iterator[av.VideoFrame], wanted_sources: list[int]) -> None:
-        """Store the first frame at or after each wanted source index; past the end, the last."""
-        pending = list(wanted_sources)
-        last = None
-        for frame in frames:
-            index = _frame_index(frame, stream, info.fps)
-            while pending and index >= pending[0]:
-                found[pending.pop(0)] = image(frame)
-            if not pending:
-                return
-            last = frame
-        if last is not None:
-            for target in pending:
-                found[target] = image(last)
-
-    try:
-        with _open(path) as container:
-            stream = _video_stream(container, path)
-            stream.thread_type = "AUTO"
-            if len(targets) * 4 < info.grid_length(grid_fps):
-                for target in targets:  # seek to the key frame before each target
-                    offset = int(target / info.fps / stream.time_base) + (stream.start_time or 0)
-                    container.seek(offset, stream=stream)
-                    take(container.decode(stream), [target])
-            else:
-                take(container.decode(stream), targets)
-    except av.error.FFmpegError as exc:
-        raise DataError(f"{path}: corrupt video ({exc})") from None
-    if len(found) < len(targets):
-        raise DataError(f"{path}: no decodable frames")
+    seeking = bool(targets) and len(targets) * 4 < info.grid_length(grid_fps)
+    if seeking:
+        found = _seek_targets(path, info, targets, image)
+    if len(found) < len(targets):  # many targets, or a seek found the file shorter than its header
+        to_end = seeking or targets[-1] + interval >= info.num_frames
+        found = dict(_decode_targets(path, info, targets, image, to_end, warnings))
     out = np.empty((len(wanted), height, width, 3), dtype=np.uint8)
     for row, i in enumerate(wanted):
         out[row] = found[int(i) * interval]
     return out
+
+
+def _seek_targets(path: Path, info: VideoInfo, targets: list[int],
+                  image: Callable[[av.VideoFrame], np.ndarray]) -> dict[int, np.ndarray]:
+    """Seek to the key frame before each target and decode up to it.
+
+    Targets past the declared end get the last frame; a target the header promises but the
+    file does not reach is left out (the caller then decodes the whole file, which counts).
+    """
+    found: dict[int, np.ndarray] = {}
+    try:
+        with _open(path) as container:
+            stream = _video_stream(container, path)
+            for target in targets:
+                offset = int(target / info.fps / stream.time_base) + (stream.start_time or 0)
+                container.seek(offset, stream=stream)
+                last = None
+                for frame in container.decode(stream):
+                    if _frame_index(frame, stream, info.fps) >= target:
+                        found[target] = image(frame)
+                        break
+                    last = frame
+                else:
+                    if last is not None and target >= info.num_frames:
+                        found[target] = image(last)
+    except av.error.FFmpegError as exc:
+        raise DataError(f"{path}: corrupt video ({exc})") from None
+    return found
+
+
+def iter_audio(path: str | Path, sample_rate: int = 16000) -> Iterator[np.ndarray]:
+    """The file's first audio track as mono float32 blocks in [-1, 1] at `sample_rate`, in order.
+
+    A file without an audio track is a :class:`DataError` (see :func:`probe_video`'s
+    ``has_audio``); so is a decode error.
+    """
+    path = Path(path)
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise DataError(f"{path}: no audio track")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        seconds = 0.0
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    block = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    seconds += block.size / sample_rate
+                    yield block
+            for out in resampler.resample(None):
+                yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+        except av.error.FFmpegError as exc:
+            raise DataError(f"{path}: corrupt audio track: decoding failed after {seconds:.2f} s ({exc})") from None
 
 
 def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray | None:
@@ -151,18 +304,37 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray | None:
     with _open(path) as container:
         if not container.streams.audio:
             return None
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        pieces = []
-        try:
-            for frame in container.decode(stream):
-                pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-            pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
-        except av.error.FFmpegError as exc:
-            raise DataError(f"{path}: corrupt audio track ({exc})") from None
+    pieces = list(iter_audio(path, sample_rate))
     if not pieces:
         return np.zeros(0, dtype=np.float32)
     return np.concatenate(pieces).astype(np.float32)
+
+
+def audio_for_video(path: str | Path, samples: int, sample_rate: int = 16000, *,
+                    warnings: list[str] | None = None) -> Iterator[np.ndarray]:
+    """The audio blocks of :func:`iter_audio`, cut to the `samples` the video's duration covers.
+
+    A track that ends early by more than :data:`AUDIO_SLACK_S` is a warning naming the file and
+    both durations (appended to `warnings`; a :class:`ShortMediaWarning` when None), by more than
+    :data:`SHORT_TOLERANCE_S` a :class:`DataError`; the caller pads the rest with silence (as
+    :func:`iter_grid_fbank` does), so the audio stays aligned with the frames.
+    """
+    path = Path(path)
+    count = 0
+    for block in iter_audio(path, sample_rate):
+        block = block[: samples - count]
+        count += block.size
+        if block.size:
+            yield block
+        if count >= samples:
+            return
+    missing = (samples - count) / sample_rate
+    if missing > AUDIO_SLACK_S:
+        lengths = f"decoded {count / sample_rate:.2f} s of audio for {samples / sample_rate:.2f} s of video"
+        if missing > SHORT_TOLERANCE_S:
+            raise DataError(f"{path}: truncated or damaged audio track: {lengths}; more than {SHORT_TOLERANCE_S:g} s "
+                            "is missing, replace or re-encode the file")
+        _warn(f"{path}: audio track ends early: {lengths}; the rest is silence", warnings)
 
 
 def kaldi_mel_banks(num_bins: int = 128, fft_size: int = 512, sample_rate: int = 16000,
@@ -242,3 +414,56 @@ def grid_fbank(waveform: np.ndarray, num_chunks: int, sample_rate: int = 16000, 
     chunks = audio_chunks(waveform, num_chunks)
     fbank = log_mel_fbank(chunks, sample_rate, num_mel_bins, frame_length_ms, frame_shift_ms)
     return normalize_fbank(fbank).numpy()
+
+
+def fbank_rows(samples: int, sample_rate: int = 16000, frame_length_ms: float = 25.0,
+               frame_shift_ms: float = 10.0) -> int:
+    """Rows of :func:`log_mel_fbank` for `samples` samples: ``1 + (n − window) // shift``, 0 when short."""
+    window = int(sample_rate * frame_length_ms / 1000)
+    shift = int(sample_rate * frame_shift_ms / 1000)
+    return 0 if samples < window else 1 + (samples - window) // shift
+
+
+def iter_grid_fbank(blocks: Iterable[np.ndarray], total: int, num_chunks: int, sample_rate: int = 16000,
+                    num_mel_bins: int = 128, frame_length_ms: float = 25.0, frame_shift_ms: float = 10.0,
+                    group: int | None = None) -> Iterator[np.ndarray]:
+    """:func:`grid_fbank` of a waveform of `total` samples given as a stream of `blocks`, `group` chunks at a time.
+
+    Yields float32 (g, rows, num_mel_bins) for consecutive groups of grid chunks (g ≤ `group`);
+    stacked, they equal ``grid_fbank(waveform, num_chunks, ...)`` of the whole waveform cut or
+    padded with zeros to `total` samples. Only the samples of one group are held at a time;
+    `group` defaults to :data:`FBANK_GROUP`.
+    """
+    group = FBANK_GROUP if group is None else group
+    if group < 1:
+        raise ValueError(f"group must be at least 1, got {group}")
+    size = total // num_chunks
+    starts = (np.arange(num_chunks, dtype=np.int64) * total) // num_chunks
+    stream = iter(blocks)
+    pending: list[np.ndarray] = []  # received blocks from sample `held_from` on, not yet joined
+    held = np.zeros(0, np.float32)
+    held_from = received = 0
+    for first in range(0, num_chunks, group):
+        chunk_starts = starts[first : first + group]
+        needed = int(chunk_starts[-1]) + size  # samples up to the end of this group's last chunk
+        while received < needed:
+            block = next(stream, None)
+            if block is None:
+                break
+            block = np.asarray(block, dtype=np.float32)[: total - received]
+            pending.append(block)
+            received += block.size
+        if pending:
+            held = np.concatenate([held, *pending])
+            pending = []
+        if held_from + held.size < needed:  # the stream ended early: silence
+            held = np.concatenate([held, np.zeros(needed - held_from - held.size, np.float32)])
+        if size == 0:
+            chunks = np.zeros((len(chunk_starts), 0), np.float32)
+        else:
+            chunks = held[(chunk_starts - held_from)[:, None] + np.arange(size)[None, :]]
+        fbank = log_mel_fbank(chunks, sample_rate, num_mel_bins, frame_length_ms, frame_shift_ms)
+        yield normalize_fbank(fbank).numpy()
+        if first + group < num_chunks:  # keep the samples from the next group's first chunk on
+            drop = int(starts[first + group]) - held_from
+            held, held_from = held[drop:], held_from + drop
