@@ -1,5 +1,6 @@
 """`vicokd demo` on a tiny setting: every step runs, the report and plots appear; re-runs reuse or resume."""
 
+import hashlib
 import json
 
 import pytest
@@ -7,13 +8,15 @@ import pytest
 from vicokd.cli import main
 
 TINY = ["--set", "data.num_frames=4", "--set", "data.val_fraction=0.3", "--set", "optim.batch_size=2"]
-RUNS = ["teacher-s0"] + [f"{m}-{s}-s0" for m in ("student", "logitkd", "cokd", "vicokd") for s in ("frame", "sequence")]
+STUDENTS = ("student", "logitkd", "modalkd", "dualkd", "cokd", "vicokd", "vicokd-ml")
+RUNS = [f"teacher-s{seed}" for seed in (0, 1)] + [
+    f"{m}-{s}-s{seed}" for m in STUDENTS for s in ("frame", "sequence") for seed in (0, 1)]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
-    args = ["demo", "--out", str(out), "--clips", "8", "--epochs", "1", "--workers", "1", "--quiet", *TINY]
+    args = ["demo", "--out", str(out), "--fast", "--clips", "8", "--epochs", "1", "--workers", "1", "--quiet", *TINY]
     assert main(args) == 0
     return out, args
 
@@ -23,20 +26,45 @@ def test_demo_writes_report_tables_and_plots(demo):
     out, _ = demo
     report = (out / "report.md").read_text()
     for heading in ("## What the runs measured", "## Table 1", "## Per-class AP", "## mAP per epoch",
-                    "## Attention maps", "## The synthetic home", "## Steps and times", "## Configs used"):
+                    "## Gradient share of each loss term", "## Attention maps", "## The synthetic home",
+                    "## Steps and times", "## Configs used"):
         assert heading in report, heading
     assert "groundtruth" in report and "sequence mAP" in report and "frame mAP" in report
+    assert "ViCoKD-ML (beyond the paper)" in report and "seeds 0, 1" in report
+    # Table 1 cells are mean ± std over the two seeds; the findings compare them against the spread
+    assert " ± " in (out / "tables" / "table1.md").read_text()
+    assert "ViCoKD " in report and ("no difference" in report or "by more than the larger std" in report)
+    # frozen encoders: every run trained from the cached features of the pretrained visual encoder
+    encoder = out / "pretrain" / "encoder.safetensors"
+    config = json.loads((out / "runs" / "synthetic-home-multitsf-vicokd-frame-s1" / "summary.json").read_text())
+    assert encoder.is_file() and (out / "features").is_dir() and config["grad_share"]["every"] > 0
     for name in RUNS:
         assert (out / "runs" / f"synthetic-home-multitsf-{name}" / "summary.json").is_file(), name
     for stem in ("fig3-curves-frame", "fig3-curves-sequence", "per-class-ap", "floorplan"):
         assert (out / "plots" / f"{stem}.png").is_file() and (out / "plots" / f"{stem}.csv").is_file(), stem
-    attention = sorted((out / "plots").glob("fig4-attention-*.png"))
-    assert attention and all(p.with_suffix(".csv").is_file() for p in attention)
+    assert not list((out / "plots").glob("fig4-attention-*.png"))  # frozen encoders: left out, and said so
+    assert "Left out: with frozen encoders" in report
     for link in ("tables/table1.md", "plots/floorplan.png", "data/README.md"):
         assert link in report and (out / link).is_file(), link
     table = (out / "tables" / "table1.md").read_text()
-    teacher = json.loads((out / "runs" / "synthetic-home-multitsf-teacher-s0" / "summary.json").read_text())
-    assert f"{teacher['test']['seq_map']:.2f}" in table and f"{teacher['test']['seq_map']:.2f}" in report
+    teachers = [json.loads((out / "runs" / f"synthetic-home-multitsf-teacher-s{seed}" / "summary.json").read_text())
+                for seed in (0, 1)]
+    mean = sum(t["test"]["seq_map"] for t in teachers) / 2
+    assert f"{mean:.2f}" in table and f"{mean:.2f}" in report
+
+
+@pytest.mark.slow
+def test_demo_pretraining_never_reads_the_demo_clips(demo):
+    out, _ = demo
+
+    def digests(root):
+        return {hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*.mp4")}
+
+    demo_videos, pretrain_videos = digests(out / "data"), digests(out / "pretrain" / "home")
+    assert demo_videos and pretrain_videos and not demo_videos & pretrain_videos
+    made = json.loads((out / "pretrain" / "pretrain.json").read_text())
+    assert made["generator_seed"] != json.loads((out / "data" / "synth.json").read_text())["options"]["seed"]
+    assert str(out / "pretrain" / "home") in made["home"] and str(out / "data") not in made["home"]
 
 
 @pytest.mark.slow
@@ -49,7 +77,8 @@ def test_demo_rerun_reuses_and_resumes(demo, capsys):
     (run / "summary.json").unlink()  # as if killed after its last checkpoint
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert printed.count(": reused") == 3 + len(RUNS) - 1  # synth, prepare, person scores + finished runs
+    # synth, pretrain (and its own 4 steps), prepare, person scores, features + finished runs
+    assert printed.count(": reused") == 5 + 4 + len(RUNS) - 1
     assert "vicokd-sequence-s0: resumed" in printed
     assert (run / "summary.json").is_file() and kept.stat().st_mtime_ns == before
     steps = json.loads((out / "steps.json").read_text())["steps"]
@@ -59,19 +88,28 @@ def test_demo_rerun_reuses_and_resumes(demo, capsys):
 @pytest.mark.slow
 def test_demo_refuses_other_generator_options(demo, capsys):
     _, args = demo
-    assert main([*args[:3], "--clips", "9", *args[5:]]) == 2
+    clips = args.index("--clips") + 1
+    assert main([*args[:clips], "9", *args[clips + 1:]]) == 2
     assert "--out" in capsys.readouterr().err
 
 
 def test_demo_options_fast_and_explicit(tmp_path):
-    from vicokd.pipeline.demo import DEFAULT_CLIPS, FAST_CLIPS, FAST_EPOCHS, DemoOptions
+    from vicokd.pipeline.demo import DEFAULT_CLIPS, DEFAULT_SEEDS, FAST_CLIPS, FAST_EPOCHS, FAST_SEEDS, DemoOptions
 
-    assert DemoOptions().num_clips == DEFAULT_CLIPS and DemoOptions().num_epochs is None
+    default = DemoOptions()
+    assert default.num_clips == DEFAULT_CLIPS and default.num_epochs is None and default.num_seeds == DEFAULT_SEEDS
+    assert len(default.plan().cells) == DEFAULT_SEEDS * (1 + 2 * len(STUDENTS))
     fast = DemoOptions(out=tmp_path, fast=True)
-    assert fast.num_clips == FAST_CLIPS and fast.num_epochs == FAST_EPOCHS
+    assert fast.num_clips == FAST_CLIPS and fast.num_epochs == FAST_EPOCHS and fast.num_seeds == FAST_SEEDS
     assert f"optim.epochs={FAST_EPOCHS}" in fast.plan().overrides
-    explicit = DemoOptions(out=tmp_path, fast=True, clips=30, epochs=7, backbone="multiasl")
-    assert explicit.synth_options().clips == 30 and "optim.epochs=7" in explicit.plan().overrides
+    assert f"data.features={tmp_path / 'features'}" in fast.plan().overrides
+    assert f"model.visual.pretrained={tmp_path / 'pretrain' / 'encoder.safetensors'}" in fast.plan().overrides
+    explicit = DemoOptions(out=tmp_path, fast=True, clips=30, epochs=7, seeds=1, backbone="multiasl", data_seed=4,
+                           finetune=True)
+    assert explicit.synth_options().clips == 30 and explicit.synth_options().seed == 4
+    assert explicit.pretrain_options().data_seed == 4
+    assert "optim.epochs=7" in explicit.plan().overrides
+    assert not any(o.startswith("data.features=") for o in explicit.plan().overrides)  # --finetune: end to end
     plan = explicit.plan()
     assert plan.backbones == ["multiasl"] and plan.cells[0].name == "synthetic-home-multiasl-teacher-s0"
-    assert len(plan.cells) == 9
+    assert len(plan.cells) == 1 + 2 * len(STUDENTS)

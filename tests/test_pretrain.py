@@ -19,8 +19,15 @@ from vicokd.data.synthetic.targets import clip_targets
 from vicokd.engine.pretrain_encoder import PretrainData, PretrainSettings, TargetGroup, pretrain_encoder
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
-from vicokd.pipeline.demo import DemoOptions
-from vicokd.pipeline.pretrain import ENCODER_FILE, REPORT_FILE, PretrainOptions, pretrain_seed, run_pretrain
+from vicokd.pipeline.home import demo_synth_options
+from vicokd.pipeline.pretrain import (
+    ENCODER_FILE,
+    REPORT_FILE,
+    PretrainOptions,
+    foreground_cells,
+    pretrain_seed,
+    run_pretrain,
+)
 
 TINY = {"clips": 3, "views": 2, "duration": (6.0, 8.0), "epochs": 1, "workers": 1}
 CLI_TINY = ["--clips", "3", "--views", "2", "--duration", "6-8", "--epochs", "1", "--workers", "1", "--quiet"]
@@ -39,7 +46,7 @@ def _digests(root: Path) -> set[str]:
 
 def test_pretrain_home_never_shares_clips_with_the_demo_home(pretrained: PretrainOptions, tmp_path: Path) -> None:
     pretrain = pretrained.synth_options()
-    demo = DemoOptions(clips=pretrain.clips, views=pretrain.views, seed=pretrained.data_seed).synth_options()
+    demo = demo_synth_options(pretrain.clips, pretrain.views, pretrained.data_seed)
     demo = SynthOptions(**{**demo.__dict__, "duration": pretrain.duration})
     assert pretrain.seed == pretrain_seed(pretrained.data_seed) != demo.seed
     # the same generator options apart from the seed: what differs is the clips, not the format
@@ -157,3 +164,14 @@ def test_pretraining_resumes_to_the_same_weights(pretrained: PretrainOptions, tm
     assert len(history["epochs"]) == 2
     for name, value in straight.state_dict().items():
         assert torch.equal(resumed.state_dict()[name], value), name
+
+
+def test_foreground_cells_find_what_moves() -> None:
+    frames = np.full((2, 9, 3, 12, 12), 90, dtype=np.uint8)
+    for j in range(9):  # a bright 4x4 square moving along the top rows of view 0
+        frames[0, j, :, 0:4, j:j + 4] = 250
+    cells = foreground_cells(frames, (3, 3))
+    assert cells.shape == (2, 9, 3, 3)
+    assert np.all(cells[1] == 0)  # a still view has no foreground
+    assert cells[0, 0, 0, 0] == 1.0 and cells[0, 8, 0, 2] == 1.0  # the square, where it is
+    assert np.all(cells[0, :, 1:] == 0)

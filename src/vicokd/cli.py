@@ -394,13 +394,18 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                      "(re-running reuses finished steps)",
                      "vicokd demo --out demo\n"
                      "  vicokd demo --out demo-fast --fast          # a few minutes, numbers mean little\n"
-                     "  vicokd demo --out demo-asl --backbone multiasl --epochs 20")
+                     "  vicokd demo --out demo-d1 --data-seed 1     # another synthetic home, same recipe\n"
+                     "  vicokd demo --out demo-asl --backbone multiasl --epochs 20 --seeds 5")
     parser.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default: demo)")
-    parser.add_argument("--clips", type=int, default=None, help="clips to synthesise (default 100; --fast 16)")
+    parser.add_argument("--clips", type=int, default=None, help="clips to synthesise (default 300; --fast 16)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs of every run (default: configs/demo; --fast 2)")
+    parser.add_argument("--seeds", type=int, default=None, help="training seeds per run (default 3; --fast 2)")
+    parser.add_argument("--data-seed", type=int, default=0, help="generator seed of the synthetic home (default 0)")
     parser.add_argument("--backbone", choices=["multitrans", "multiasl", "multitsf"], default="multitsf")
-    parser.add_argument("--fast", action="store_true", help="a smoke run: few clips, 2 epochs")
+    parser.add_argument("--finetune", action="store_true",
+                        help="train the encoders end to end (slower) instead of from cached frozen features")
+    parser.add_argument("--fast", action="store_true", help="a smoke run: few clips, 2 epochs, 2 seeds")
     parser.add_argument("--workers", type=int, default=2, help="processes rendering and decoding clips (default 2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (the step list is still printed)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -412,8 +417,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     _passive_openmp_threads()
     from vicokd.pipeline.demo import DemoOptions, run_demo
 
-    run_demo(DemoOptions(out=args.out, clips=args.clips, epochs=args.epochs, backbone=args.backbone,
-                         fast=args.fast, workers=args.workers, overrides=tuple(args.overrides)),
+    run_demo(DemoOptions(out=args.out, clips=args.clips, epochs=args.epochs, seeds=args.seeds,
+                         backbone=args.backbone, fast=args.fast, finetune=args.finetune, data_seed=args.data_seed,
+                         workers=args.workers, overrides=tuple(args.overrides)),
              progress=not args.quiet)
     return 0
 
@@ -436,7 +442,9 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--views", type=int, default=5, help="cameras of the pretraining home (default 5)")
     parser.add_argument("--duration", default=None, help="clip length in seconds, MIN-MAX (default 20-40, as the demo)")
     parser.add_argument("--targets", default=None,
-                        help="comma list of visible, mask, pose, hand_mouth, props, state (default: all)")
+                        help="comma list of simulator targets visible, mask, pose, hand_mouth, props, state "
+                             "(the default: all six) and the self-supervised foreground (pixels that differ from "
+                             "the clip's median frame)")
     parser.add_argument("--mask-head", choices=["tokens", "pooled"], default="tokens",
                         help="actor mask predicted per patch token (default) or from the pooled feature")
     parser.add_argument("--home", type=Path, default=None,

@@ -6,9 +6,9 @@ small heads on top of it predict per-frame target groups, each a matrix (N, k) o
 
 * a **pooled** group (``visible``, ``pose``, ``props``, ...) is predicted by ``Linear(width → k)``
   from the pooled feature, the feature a frozen encoder hands to the model downstream;
-* the **patch** group ``mask`` (k = patches) is predicted per patch token by ``Linear(width → 1)``
-  (``mask_head="tokens"``, ViT-style encoders only) or from the pooled feature by
-  ``Linear(width → k)`` (``mask_head="pooled"``).
+* a **patch** group (``mask``, ``foreground``: k = patches) is predicted per patch token by
+  ``Linear(width → 1)`` (``mask_head="tokens"``, ViT-style encoders only) or from the pooled
+  feature by ``Linear(width → k)`` (``mask_head="pooled"``).
 
 Loss: per group the weighted mean over frames and columns of the binary cross-entropy with
 logits against the (soft) targets; the total is the plain sum over groups. AdamW, linear
@@ -46,7 +46,7 @@ from vicokd.engine.checkpoint import load_tree, save_tree
 from vicokd.errors import VicokdError
 from vicokd.models.encoders import build_visual_encoder
 
-MASK = "mask"
+PATCH_GROUPS = ("mask", "foreground")  # one column per patch, predicted per patch token with mask_head="tokens"
 STATE_VERSION = 1
 
 
@@ -107,7 +107,7 @@ class PretrainHeads(nn.Module):
         self.mask_head = mask_head
         self.heads = nn.ModuleDict()
         for group in groups:
-            tokens = group.name == MASK and mask_head == "tokens"
+            tokens = group.name in PATCH_GROUPS and mask_head == "tokens"
             self.heads[group.name] = nn.Linear(width, 1 if tokens else group.values.shape[1])
 
     def forward(self, net: nn.Module, images: Tensor) -> dict[str, Tensor]:
@@ -116,7 +116,7 @@ class PretrainHeads(nn.Module):
         pooled = net.forward_head(tokens, pre_logits=True)
         out = {}
         for name, head in self.heads.items():
-            if name == MASK and self.mask_head == "tokens":
+            if name in PATCH_GROUPS and self.mask_head == "tokens":
                 out[name] = head(tokens[:, net.num_prefix_tokens:]).squeeze(-1)
             else:
                 out[name] = head(pooled)

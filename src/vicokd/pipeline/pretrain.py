@@ -9,7 +9,7 @@ and air conditioner). Action labels are never read.
 Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
 
 1. synthesise the pretraining home into ``HOME/data`` (default ``HOME = OUT/home``): the demo's
-   generator options (:meth:`vicokd.pipeline.demo.DemoOptions.synth_options`) with the
+   generator options (:func:`vicokd.pipeline.home.demo_synth_options`) with the
    generator seed :func:`pretrain_seed` of the data seed, so its clips are never the demo's;
 2. decode every view's grid frames at ``data.image_size`` and compute the per-frame targets,
    one file per clip in ``HOME/frames-<W>x<H>-grid<gh>x<gw>/``;
@@ -57,11 +57,11 @@ from vicokd.engine.pretrain_encoder import (
     save_encoder,
 )
 from vicokd.errors import VicokdError
-from vicokd.pipeline.demo import DemoOptions
+from vicokd.pipeline.home import demo_synth_options
 from vicokd.pipeline.steps import StepLog
 
 PRETRAIN_SEED_OFFSET = 1_000_000  # generator seed of the pretraining home = data seed + this
-TARGETS = ("visible", "mask", "pose", "hand_mouth", "props", "state")
+TARGETS = ("visible", "mask", "pose", "hand_mouth", "props", "state", "foreground")
 DEFAULT_TARGETS = ("visible", "mask", "pose", "hand_mouth", "props", "state")
 DEFAULT_CLIPS = 60
 DEFAULT_EPOCHS = 6
@@ -119,7 +119,7 @@ class PretrainOptions:
 
     def synth_options(self) -> SynthOptions:
         """The demo's generator options with the pretraining seed, clip count, views and duration."""
-        demo = DemoOptions(clips=self.clips, views=self.views, seed=pretrain_seed(self.data_seed)).synth_options()
+        demo = demo_synth_options(self.clips, self.views, pretrain_seed(self.data_seed))
         return SynthOptions(**{**demo.__dict__, "duration": self.duration})
 
     def load_config(self) -> Config:
@@ -247,6 +247,28 @@ def make_frames(options: PretrainOptions, config: Config, grid: tuple[int, int],
     return directory
 
 
+FOREGROUND_THRESHOLD = 12  # uint8 levels (max over RGB) from the clip's median frame that count as foreground
+
+
+def _cell_matrix(pixels: int, cells: int) -> np.ndarray:
+    """(cells, pixels) averaging matrix: pixel p belongs to cell ⌊p · cells / pixels⌋."""
+    owner = np.arange(pixels) * cells // pixels
+    matrix = (owner[None] == np.arange(cells)[:, None]).astype(np.float32)
+    return matrix / matrix.sum(axis=1, keepdims=True)
+
+
+def foreground_cells(frames: np.ndarray, grid: tuple[int, int], threshold: int = FOREGROUND_THRESHOLD
+                     ) -> np.ndarray:
+    """Self-supervised stand-in for the actor mask, from pixels alone: (V, L, 3, H, W) uint8 →
+    (V, L, gh, gw), the share of each cell's pixels that differ from the view's median frame over
+    the clip by more than `threshold` in some channel (what moves or appears, i.e. the actor)."""
+    signed = frames.astype(np.int16)
+    background = np.median(signed, axis=1, keepdims=True).astype(np.int16)
+    moving = (np.abs(signed - background).max(axis=2) > threshold).astype(np.float32)  # (V, L, H, W)
+    rows, cols = _cell_matrix(moving.shape[2], grid[0]), _cell_matrix(moving.shape[3], grid[1])
+    return np.einsum("ah,vlhw,bw->vlab", rows, moving, cols)
+
+
 def _flat(values: np.ndarray, views: int) -> np.ndarray:
     """(L, k) per clip → (V·L, k) per frame, view-major like the frames."""
     return np.broadcast_to(values[None], (views, *values.shape)).reshape(-1, *values.shape[1:])
@@ -267,6 +289,8 @@ def load_pretrain_data(options: PretrainOptions, directory: Path) -> tuple[Pretr
         val.append(np.full(views * length, i % VAL_EVERY == VAL_EVERY - 1))
         visible = visibility[key][:, :length].reshape(-1, 1).astype(np.float32)
         per_frame = {
+            "foreground": foreground_cells(arrays["frames"], arrays["mask"].shape[2:]).reshape(views * length, -1)
+            if "foreground" in options.targets else None,
             "visible": visible,
             "mask": arrays["mask"].reshape(views * length, -1),
             "pose": _flat(arrays["pose"], views),
@@ -288,7 +312,7 @@ def load_pretrain_data(options: PretrainOptions, directory: Path) -> tuple[Pretr
         labels = names.get(name) or tuple(f"cell{k}" for k in range(values.shape[1]))
         train = (~is_val) & (weight > 0)
         keep = values[train].std(axis=0) > 0 if train.any() else np.zeros(values.shape[1], bool)
-        if name == "mask":
+        if name in ("mask", "foreground"):
             keep[:] = True  # the head is per patch: keep every cell
         dropped.update({f"{name}.{c}": "constant in the training frames" for c, k in zip(labels, keep) if not k})
         if not keep.any():
