@@ -30,7 +30,6 @@ few clips, fewer classes leave more examples per class.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -45,14 +44,12 @@ from vicokd.data.annotations import frame_labels
 from vicokd.data.cache import load_images, read_index
 from vicokd.data.features import feature_path
 from vicokd.data.person_scores import read_person_scores
-from vicokd.data.synthetic import SynthOptions, generate_home
-from vicokd.data.synthetic.generate import MANIFEST
+from vicokd.data.synthetic import SynthOptions
 from vicokd.data.synthetic.scene import build_home
 from vicokd.engine.data import person_scores_path
 from vicokd.engine.features import compute_features
 from vicokd.engine.grad_share import format_shares
 from vicokd.engine.run import model_from_checkpoint
-from vicokd.errors import VicokdError
 from vicokd.methods import method_label
 from vicokd.pipeline.grid import (
     Cell,
@@ -65,7 +62,7 @@ from vicokd.pipeline.grid import (
     run_cells,
     step_count,
 )
-from vicokd.pipeline.home import demo_synth_options
+from vicokd.pipeline.home import demo_synth_options, synthesise_or_reuse
 from vicokd.pipeline.pretrain import ENCODER_FILE, REPORT_FILE, PretrainOptions, run_pretrain
 from vicokd.pipeline.steps import StepLog
 from vicokd.report._io import write_csv, write_text
@@ -154,19 +151,10 @@ def synthesise(options: DemoOptions, log: StepLog, progress: bool = True) -> Non
     data = options.out / "data"
     synth = options.synth_options()
     with log.step(f"synthesise the home ({synth.clips} clips, {synth.views} views)") as step:
-        manifest = data / MANIFEST
-        if manifest.is_file():
-            made = json.loads(manifest.read_text()).get("options")
-            if made != synth.to_json():
-                differing = [k for k, v in synth.to_json().items() if made is None or made.get(k) != v]
-                raise VicokdError(f"{data}: made with other generator options ({', '.join(differing)}); "
-                                  "choose another --out, or delete it")
-            if (data / "README.md").is_file() and (data / "test.json").is_file():
-                step.status = "reused"
-                return
-        elif data.exists() and any(data.iterdir()):
-            raise VicokdError(f"{data}: exists and was not made by the demo; choose another --out")
-        summary = generate_home(data, synth, workers=options.workers, progress=progress)
+        summary = synthesise_or_reuse(data, synth, step, retry_hint="choose another --out, or delete it",
+                                      workers=options.workers, progress=progress)
+        if summary is None:
+            return
         step.detail = f"{summary.train} train / {summary.test} test clips, {summary.seconds / 60:.1f} min per view"
 
 

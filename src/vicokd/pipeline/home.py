@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from vicokd.data.synthetic import SynthOptions
+import json
+from pathlib import Path
+
+from vicokd.data.synthetic import SynthOptions, generate_home
+from vicokd.data.synthetic.generate import MANIFEST, SynthSummary
+from vicokd.errors import VicokdError
+from vicokd.pipeline.steps import Step
 
 # The look-alike pairs whose sound tells them apart, plus Sitdown and Standup: with few clips,
 # fewer classes leave more examples per class.
@@ -15,3 +21,24 @@ def demo_synth_options(clips: int, views: int, seed: int) -> SynthOptions:
     """The generator's options of a demo home: small frames at the 2.5-FPS grid rate, 20-40 s clips."""
     return SynthOptions(clips=clips, views=views, seed=seed, size=DEMO_FRAME_SIZE, fps=2.5, duration=DEMO_DURATION,
                         classes=DEMO_CLASSES, supersample=1)
+
+
+def synthesise_or_reuse(data: Path, synth: SynthOptions, step: Step, *, retry_hint: str, workers: int,
+                        progress: bool) -> SynthSummary | None:
+    """Render the home `synth` into `data`, or reuse it (``step.status = "reused"``, returns None).
+
+    A folder made with other generator options, or not made by the generator at all, is refused
+    with one line that ends with `retry_hint` (e.g. "choose another --out, or delete it").
+    """
+    manifest = data / MANIFEST
+    if manifest.is_file():
+        made = json.loads(manifest.read_text()).get("options")
+        if made != synth.to_json():
+            differing = [k for k, v in synth.to_json().items() if made is None or made.get(k) != v]
+            raise VicokdError(f"{data}: made with other generator options ({', '.join(differing)}); {retry_hint}")
+        if (data / "README.md").is_file() and (data / "test.json").is_file():
+            step.status = "reused"
+            return None
+    elif data.exists() and any(data.iterdir()):
+        raise VicokdError(f"{data}: exists and was not made by the generator; {retry_hint}")
+    return generate_home(data, synth, workers=workers, progress=progress)

@@ -42,9 +42,9 @@ from vicokd.data.annotations import parse_record
 from vicokd.data.media import read_grid_frames
 from vicokd.data.person_scores import read_person_scores
 from vicokd.data.split import write_json_atomic
-from vicokd.data.synthetic import SynthOptions, generate_home, plan_dataset
+from vicokd.data.synthetic import SynthOptions, plan_dataset
 from vicokd.data.synthetic.actor import PROPS
-from vicokd.data.synthetic.generate import MANIFEST, VISIBILITY
+from vicokd.data.synthetic.generate import VISIBILITY
 from vicokd.data.synthetic.scene import STATE_CHANNELS
 from vicokd.data.synthetic.targets import POSE_TARGETS, clip_targets
 from vicokd.engine.pretrain_encoder import (
@@ -57,7 +57,7 @@ from vicokd.engine.pretrain_encoder import (
     save_encoder,
 )
 from vicokd.errors import VicokdError
-from vicokd.pipeline.home import demo_synth_options
+from vicokd.pipeline.home import demo_synth_options, synthesise_or_reuse
 from vicokd.pipeline.steps import StepLog
 
 PRETRAIN_SEED_OFFSET = 1_000_000  # generator seed of the pretraining home = data seed + this
@@ -140,19 +140,10 @@ def synthesise_home(options: PretrainOptions, log: StepLog, progress: bool = Tru
     data = options.home_dir / "data"
     with log.step(f"synthesise the pretraining home ({synth.clips} clips, {synth.views} views, "
                   f"generator seed {synth.seed})") as step:
-        manifest = data / MANIFEST
-        if manifest.is_file():
-            made = json.loads(manifest.read_text()).get("options")
-            if made != synth.to_json():
-                differing = [k for k, v in synth.to_json().items() if made is None or made.get(k) != v]
-                raise VicokdError(f"{data}: made with other generator options ({', '.join(differing)}); "
-                                  "choose another OUT or --home, or delete it")
-            if (data / "README.md").is_file() and (data / "test.json").is_file():
-                step.status = "reused"
-                return
-        elif data.exists() and any(data.iterdir()):
-            raise VicokdError(f"{data}: exists and was not made by `vicokd pretrain`; choose another OUT or --home")
-        summary = generate_home(data, synth, workers=options.workers, progress=progress)
+        summary = synthesise_or_reuse(data, synth, step, retry_hint="choose another OUT or --home, or delete it",
+                                      workers=options.workers, progress=progress)
+        if summary is None:
+            return
         step.detail = f"{summary.clips} clips, {summary.seconds / 60:.1f} min of video per view"
 
 
