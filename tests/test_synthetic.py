@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+import vicokd.data.synthetic.generate as generator
 from vicokd.cli import main
 from vicokd.config import DataConfig
 from vicokd.data.annotations import frame_labels, load_annotations, read_clips
@@ -23,6 +25,7 @@ from vicokd.data.synthetic.generate import clip_visibility
 from vicokd.data.synthetic.render import ViewRenderer, render_view
 from vicokd.data.synthetic.scene import floor_coverage, route
 from vicokd.data.synthetic.script import plan_clip
+from vicokd.data.synthetic.view_quality import QUALITY_FILE, read_view_quality, visible_shares
 from vicokd.errors import ConfigError, DataError
 
 TINY = SynthOptions(clips=3, views=3, seed=0, size=(64, 48), duration=(8.0, 12.0), sessions=2)
@@ -83,6 +86,39 @@ def test_output_loads_without_special_cases(tiny: Path, tmp_path: Path) -> None:
     index = prepare(tiny, tmp_path / "cache", DataConfig(image_size=(48, 64)), workers=1, progress=False)
     key = sorted(index.clips)[0]
     assert load_frames(tmp_path / "cache", key).shape[:2] == (TINY.views, index.clips[key].length)
+
+
+def test_readme_reports_vc_moments_from_view_quality(tiny: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (tiny / "README.md").read_text()
+    assert "## Views that see the action well or poorly (VC moments)" in readme
+    header = ("| class | labelled time | seen by ≥ 2 views | VC moments (of the ≥ 2-view time) | far/small | "
+              "partly hidden | both |")
+    assert header in readme and "\n| all | " in readme
+    rows = [line for line in readme.splitlines() if line.startswith("| all | ")]
+    assert len(rows) == 1 and len(rows[0].split("|")) == 9
+    scores, _ = read_person_scores(tiny / "visibility.npz")
+    quality = read_view_quality(tiny / QUALITY_FILE)
+    assert quality.keys() == scores.keys()
+    for key, vis in scores.items():
+        assert quality[key].shape == (4, *vis.shape)
+        assert np.array_equal(visible_shares(quality[key]) >= 0.25, vis > 0.5)
+
+    # a home made before view_quality.npz existed, with one video lost: a re-run renders that clip
+    # (its measures saved as it goes) and measures the others without rendering
+    copy = tmp_path / "old"
+    shutil.copytree(tiny, copy)
+    (copy / QUALITY_FILE).unlink()
+    next(copy.glob("*/*-View2-Part1.mp4")).unlink()
+    monkeypatch.setattr(generator, "QUALITY_SAVE_SECONDS", -1.0)
+    summary = generate_home(copy, TINY, workers=1, progress=False)
+    assert summary.rendered == 1 and summary.view_quality is not None
+    assert (copy / "README.md").read_text() == readme
+    again = read_view_quality(copy / QUALITY_FILE)
+    assert all(np.array_equal(again[k], quality[k]) for k in quality)
+    counts = summary.view_quality.overall
+    assert counts.labelled >= counts.multi >= counts.vc == counts.far + counts.hidden + counts.both
+    assert "VC moments" in summary.describe()
 
 
 def test_same_seed_same_bytes_and_frames_any_workers(tiny: Path, tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ Layout of the output directory::
     OUT/train.json, test.json    7:3 split by iterative stratification (vicokd.data.split)
     OUT/visibility.npz           ground truth per clip (V, L): 1 where the actor is visible at grid
                                  frame j (time j / 2.5 s), in the person-score format
+    OUT/view_quality.npz         per clip (4, V, L): how much of the body each view sees and how
+                                 large it appears (:mod:`.view_quality`, the README's VC moments)
     OUT/floorplan.png, README.md the room, the cameras' fields of view, classes and coverage
     OUT/synth.json               the options; re-running with the same options resumes
 
@@ -22,6 +24,7 @@ import dataclasses
 import functools
 import json
 import multiprocessing
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -36,20 +39,24 @@ from vicokd.data.person_scores import read_person_scores, write_person_scores
 from vicokd.data.split import stratified_split, write_json_atomic
 from vicokd.data.synthetic.actor import random_outfit
 from vicokd.data.synthetic.audio import SAMPLE_RATE, microphone_audio
-from vicokd.data.synthetic.render import (
-    GRID_FPS,
-    VISIBLE_SHARE,
-    ViewRenderer,
-    grid_visibility,
-    render_view,
-)
+from vicokd.data.synthetic.render import GRID_FPS, VISIBLE_SHARE, ViewRenderer, render_view
 from vicokd.data.synthetic.scene import MAX_VIEWS, Home, build_home, floor_coverage
 from vicokd.data.synthetic.script import CLASSES, ClipScript, plan_clip
+from vicokd.data.synthetic.view_quality import (
+    QUALITY_FILE,
+    ViewQualityStats,
+    clip_view_measures,
+    quality_stats,
+    read_view_quality,
+    visible_shares,
+    write_view_quality,
+)
 from vicokd.data.video_io import write_mp4
 from vicokd.errors import ConfigError, DataError
 
 MANIFEST = "synth.json"
 VISIBILITY = "visibility.npz"
+QUALITY_SAVE_SECONDS = 60.0  # view_quality.npz is saved at most this often while clips are made
 FORMAT_VERSION = 1
 
 
@@ -119,7 +126,9 @@ class ClipJob:
 class SynthSummary:
     """What a run made. Coverage per view: `floor_coverage` is the share of the open floor in
     view; `action_visibility` the share of labelled grid frames in which the actor is visible;
-    `seen_by[n]` the share of labelled grid frames in which exactly n views see the actor."""
+    `seen_by[n]` the share of labelled grid frames in which exactly n views see the actor;
+    `view_quality` the VC moments (two views see the actor, one clear and one poor) and how well
+    each view sees it (:mod:`.view_quality`)."""
 
     out: Path
     clips: int
@@ -131,6 +140,7 @@ class SynthSummary:
     action_visibility: tuple[float, ...]
     seen_by: tuple[float, ...]
     segments: dict[str, int]
+    view_quality: ViewQualityStats | None = None
 
     def describe(self) -> str:
         """A short report for the terminal."""
@@ -141,6 +151,13 @@ class SynthSummary:
             lines.append(f"View{k + 1}  {100 * floor:9.0f} %   {100 * action:9.0f} %")
         lines.append("labelled time seen by 0, 1, 2, … views: "
                      + ", ".join(f"{100 * s:.0f} %" for s in self.seen_by))
+        if self.view_quality is not None:
+            counts = self.view_quality.overall
+            reasons = counts.reason_shares()
+            lines.append(f"labelled time seen by >= 2 views: {100 * counts.multi_share:.0f} %; of it with one view "
+                         f"clear and one poor (VC moments): {100 * counts.vc_share:.0f} % (far/small "
+                         f"{100 * reasons['far']:.0f} %, partly hidden {100 * reasons['hidden']:.0f} %, "
+                         f"both {100 * reasons['both']:.0f} %)")
         return "\n".join(lines)
 
 
@@ -171,24 +188,36 @@ def _renderers(home: Home, size: tuple[int, int], supersample: int) -> tuple[Vie
     return tuple(ViewRenderer(home, camera, size, supersample) for camera in home.cameras)
 
 
+def clip_measures(home: Home, script: ClipScript, options: SynthOptions) -> np.ndarray:
+    """View-quality measures (4, V, L) float32 of one clip (:func:`.view_quality.clip_view_measures`)."""
+    return clip_view_measures(_renderers(home, options.size, options.supersample), script, options.fps)
+
+
+def visibility_from_measures(measures: np.ndarray) -> np.ndarray:
+    """Ground-truth visibility (V, L) float32 from measures (4, V, L): 1 where at least
+    VISIBLE_SHARE of the body is seen (the same shares as :func:`.render.grid_visibility`)."""
+    return (visible_shares(measures) >= VISIBLE_SHARE).astype(np.float32)
+
+
 def clip_visibility(home: Home, script: ClipScript, options: SynthOptions) -> np.ndarray:
     """Ground-truth visibility (V, L) float32: 1 where at least VISIBLE_SHARE of the body is seen."""
-    renderers = _renderers(home, options.size, options.supersample)
-    shares = np.stack([grid_visibility(r, script, options.fps) for r in renderers])
-    return (shares >= VISIBLE_SHARE).astype(np.float32)
+    return visibility_from_measures(clip_measures(home, script, options))
 
 
-def make_clip(home: Home, options: SynthOptions, job: ClipJob, out: Path) -> tuple[int, np.ndarray]:
-    """Render and write every view of one clip; returns (clip index, visibility (V, L))."""
+def make_clip(home: Home, options: SynthOptions, job: ClipJob, out: Path
+              ) -> tuple[int, np.ndarray, np.ndarray]:
+    """Render and write every view of one clip; returns (clip index, visibility (V, L),
+    view-quality measures (4, V, L)), both from one pass over the visibility grid."""
     audio = microphone_audio(home, job.script, job.audio_seed, SAMPLE_RATE)
     for renderer, video, track in zip(_renderers(home, options.size, options.supersample), job.videos, audio):
         frames = render_view(renderer, job.script, options.fps)
         write_mp4(out / video, frames, options.fps, track, SAMPLE_RATE)
-    return job.index, clip_visibility(home, job.script, options)
+    measures = clip_measures(home, job.script, options)
+    return job.index, visibility_from_measures(measures), measures
 
 
 def _make_clips(home: Home, options: SynthOptions, jobs: list[ClipJob], out: Path, workers: int
-                ) -> Iterator[tuple[int, np.ndarray]]:
+                ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Make clips in this process or in `workers` processes, yielding each as it finishes."""
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
@@ -244,23 +273,34 @@ def generate_home(out: str | Path, options: SynthOptions = SynthOptions(), *, wo
     resume = _check_out(out, options, force)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / MANIFEST, {"version": FORMAT_VERSION, "options": options.to_json()})
-    scores_path = out / VISIBILITY
+    scores_path, quality_path = out / VISIBILITY, out / QUALITY_FILE
     visibility: dict[str, np.ndarray] = {}
+    quality: dict[str, np.ndarray] = {}
     keys = [parse_record(job.record(), out, f"clip {job.index}").key for job in jobs]
     if resume and scores_path.is_file():
         stored, _ = read_person_scores(scores_path)
         visibility = {k: v for k, v in stored.items() if k in set(keys)}
+        quality = {k: v for k, v in read_view_quality(quality_path).items() if k in visibility}
     else:
         scores_path.unlink(missing_ok=True)
+        quality_path.unlink(missing_ok=True)
     todo = [job for job, key in zip(jobs, keys)
             if key not in visibility or not all((out / v).is_file() for v in job.videos)]
     meta = {"detector": "groundtruth", "threshold": VISIBLE_SHARE}
+    saved = time.monotonic()
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="synth", unit="clip",
               disable=not progress) as bar:
-        for index, vis in _make_clips(home, options, todo, out, workers):
+        for index, vis, measures in _make_clips(home, options, todo, out, workers):
             visibility[keys[index]] = vis
+            quality[keys[index]] = measures
             write_person_scores(scores_path, {keys[index]: vis}, **meta)  # kept if interrupted
+            if time.monotonic() - saved > QUALITY_SAVE_SECONDS:  # each save rewrites the file: not per clip
+                write_view_quality(quality_path, quality, merge=False, compress=False)
+                saved = time.monotonic()
             bar.update()
+    missing = [(job, key) for job, key in zip(jobs, keys) if key not in quality]
+    for job, key in tqdm(missing, desc="view quality", unit="clip", disable=not progress or not missing):
+        quality[key] = clip_measures(home, job.script, options)  # unsaved before an interruption, or an older home
 
     records = [job.record() for job in jobs]
     labels = np.stack([sequence_labels(r["tricks"], options.classes) for r in records])
@@ -270,22 +310,25 @@ def generate_home(out: str | Path, options: SynthOptions = SynthOptions(), *, wo
     write_json_atomic(out / "test.json", [records[i] for i in test])
     scores_path.unlink(missing_ok=True)  # rewrite in clip order
     write_person_scores(scores_path, {k: visibility[k] for k in keys}, **meta)
+    write_view_quality(quality_path, {k: quality[k] for k in keys}, merge=False)  # clip order, this home only
 
     summary = _summarise(out, home, options, jobs, [visibility[k] for k in keys], len(train), len(test),
-                         len(todo))
+                         len(todo), [quality[k] for k in keys])
     draw_floor_plan(out / "floorplan.png", home, options.size)
     write_readme(out / "README.md", home, options, summary)
     return summary
 
 
 def _summarise(out: Path, home: Home, options: SynthOptions, jobs: list[ClipJob], visibility: list[np.ndarray],
-               train: int, test: int, rendered: int) -> SynthSummary:
+               train: int, test: int, rendered: int, measures: list[np.ndarray]) -> SynthSummary:
     seen = np.zeros(options.views)
     counts = np.zeros(options.views + 1)
     labelled_total = 0
     segments = {c: 0 for c in options.classes}
+    labels = []
     for job, vis in zip(jobs, visibility):
-        labelled = frame_labels(job.script.tricks(), vis.shape[1], options.classes, GRID_FPS).any(axis=1)
+        labels.append(frame_labels(job.script.tricks(), vis.shape[1], options.classes, GRID_FPS))
+        labelled = labels[-1].any(axis=1)
         seen += vis[:, labelled].sum(axis=1)
         counts += np.bincount(vis[:, labelled].sum(axis=0).astype(int), minlength=options.views + 1)
         labelled_total += int(labelled.sum())
@@ -299,4 +342,5 @@ def _summarise(out: Path, home: Home, options: SynthOptions, jobs: list[ClipJob]
         action_visibility=tuple(float(s) for s in seen / total),
         seen_by=tuple(float(c) for c in counts / total),
         segments=segments,
+        view_quality=quality_stats(measures, labels, options.classes),
     )

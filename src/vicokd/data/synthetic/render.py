@@ -332,11 +332,23 @@ class ViewRenderer:
 
     def visible_share(self, caps: Capsules, door: float) -> float:
         """Share of the actor's projected area (one frame) that this camera sees (0..1)."""
+        seen, _, total = self.body_cells(caps, door)
+        return seen / total if total else 0.0
+
+    def body_cells(self, caps: Capsules, door: float) -> tuple[int, int, int]:
+        """Cells of the visibility grid (``vis_size``, :data:`VIS_WIDTH` columns) that the actor's
+        body covers in one frame: ``(seen, in_image, total)``.
+
+        ``total`` counts the body's projection on the image plane extended to three times the
+        image each way (the body may reach past the edges), ``in_image`` the part inside the
+        image, ``seen`` the part inside and in front of the static scene (door open by `door`).
+        ``seen / total`` is :meth:`visible_share`. All zero when the actor is not drawn.
+        """
         width, height = self.vis_size
         limits = (-height, 2 * height, -width, 2 * width)  # the body may extend past the image
         box = _bbox(self.camera, caps, self.vis_size, limits)
         if box is None:
-            return 0.0
+            return 0, 0, 0
         r0, r1, c0, c1 = box
         rows, cols = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
         rows, cols = rows.ravel(), cols.ravel()
@@ -345,11 +357,11 @@ class ViewRenderer:
         body = np.isfinite(t)
         total = int(body.sum())
         if total == 0:
-            return 0.0
+            return 0, 0, 0
         inside = body & (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
         idx = np.clip(rows, 0, height - 1) * width + np.clip(cols, 0, width - 1)
         seen = inside & (t < self.coarse.depth(idx, door))
-        return float(seen.sum()) / total
+        return int(seen.sum()), int(inside.sum()), total
 
 
 # ------------------------------------------------------------------------------- clips

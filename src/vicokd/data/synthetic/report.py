@@ -11,6 +11,16 @@ import numpy as np
 from vicokd.data.synthetic.render import VIS_WIDTH, VISIBLE_SHARE
 from vicokd.data.synthetic.scene import Home, floor_visibility
 from vicokd.data.synthetic.script import CLASS_SCRIPTS
+from vicokd.data.synthetic.view_quality import (
+    BODY_HEIGHT,
+    CLEAR_HEIGHT,
+    CLEAR_SHARE,
+    POOR_HEIGHT,
+    POOR_SHARE,
+    QUALITY_FILE,
+    MomentCounts,
+    ViewQualityStats,
+)
 
 if TYPE_CHECKING:
     from vicokd.data.synthetic.generate import SynthOptions, SynthSummary
@@ -134,6 +144,9 @@ def write_readme(path: Path, home: Home, options: SynthOptions, summary: SynthSu
         "(detector `groundtruth`): per clip key an array (views, grid frames), 1 where at least "
         f"{100 * VISIBLE_SHARE:.0f} % of the actor's projected body is inside the image and not hidden "
         f"(measured on a {VIS_WIDTH}-pixel-wide grid); grid frame j is time j / 2.5 s.",
+        f"- `{QUALITY_FILE}`: per clip key an array (4, views, grid frames): body cells seen, inside the "
+        "image and in all on the same grid, and the apparent height of the actor (see *Views that see "
+        "the action well or poorly*).",
         "- `floorplan.png`: the room from above with each camera's field of view and how many cameras see "
         "each spot of the floor.",
         "- `synth.json`: the options (a re-run with the same options resumes an interrupted one).",
@@ -165,6 +178,10 @@ def write_readme(path: Path, home: Home, options: SynthOptions, summary: SynthSu
         + ", ".join(f"{100 * s:.0f} %" for s in summary.seen_by) + ".",
         "An action can be heard at every microphone while it is seen in only some views (or none).",
         "",
+    ]
+    if summary.view_quality is not None:
+        lines += _view_quality_lines(summary.view_quality, options.size)
+    lines += [
         "## Classes",
         "",
         "Each class is a script of place, body motion, change in the room and sound. Clips last "
@@ -185,6 +202,77 @@ def write_readme(path: Path, home: Home, options: SynthOptions, summary: SynthSu
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.0f} %"
+
+
+def _moment_row(name: str, counts: MomentCounts) -> str:
+    """A table row: labelled time, ≥ 2-view share, VC share of it, VC moments by reason ("-" for 0/0)."""
+    multi = _pct(counts.multi_share) if counts.labelled else "-"
+    vc = _pct(counts.vc_share) if counts.multi else "-"
+    reasons = [_pct(v) for v in counts.reason_shares().values()] if counts.vc else ["-"] * 3
+    return f"| {name} | {counts.labelled / 2.5:.0f} s | {multi} | {vc} | " + " | ".join(reasons) + " |"
+
+
+def _view_quality_lines(stats: ViewQualityStats, size: tuple[int, int]) -> list[str]:
+    """The README section on VC moments (rule, thresholds, measured shares, table by class)."""
+    kinds = stats.view_frames
+    visible = sum(kinds[k] for k in ("clear", "between", "far", "hidden", "both"))
+    poor_share = kinds["hidden"] + kinds["both"]
+    overall = stats.overall
+    reasons = overall.reason_shares()
+    height_px = POOR_HEIGHT * size[1]
+    lines = [
+        "## Views that see the action well or poorly (VC moments)",
+        "",
+        "ViCoKD's view-aware consistency loss (VC) aligns the predictions of the views in which a person "
+        "is detected; it is meant for moments when the actor is visible in two views but the action is "
+        "clear in one and poor in the other. For each labelled grid frame and view that sees the actor "
+        "(as in `visibility.npz`), the simulator measures the *seen share* of the body (inside the image "
+        f"and not hidden, on the same {VIS_WIDTH}-column grid) and the *apparent height*: the height of the "
+        f"upright body ({BODY_HEIGHT:g} m) at the torso's distance from the camera, as a share of the image "
+        f"height (posture and occlusion left out; at {size[0]}×{size[1]} an apparent height of "
+        f"{POOR_HEIGHT:g} is a {height_px:.0f}-pixel-tall person). A view is **clear** when it sees at "
+        f"least {_pct(CLEAR_SHARE)} of the body and the apparent height is at least {CLEAR_HEIGHT:g}; "
+        "**poor** when it sees less than "
+        f"{_pct(POOR_SHARE)} (*partly hidden*: by furniture, walls or the image edge) or the apparent "
+        f"height is below {POOR_HEIGHT:g} (*far/small*); in between otherwise. A *VC moment* is a "
+        "labelled grid frame in which at least two views see the actor, one of them clear and one poor; "
+        "its reason is that of its poor views (*both* when they differ or one view is poor by both).",
+        "",
+    ]
+    if visible and stats.share_q and stats.height_q:
+        q = dict(zip((10, 25, 50, 75, 90), stats.share_q))
+        h = dict(zip((10, 25, 50, 75, 90), stats.height_q))
+        lines += [
+            f"Over the {visible} (view, labelled frame) pairs in which a view sees the actor, the seen share "
+            f"has median {_pct(q[50])} (10th-90th percentile {_pct(q[10])}-{_pct(q[90])}) and the apparent "
+            f"height median {h[50]:.2f} ({h[10]:.2f}-{h[90]:.2f}); {_pct(kinds['clear'] / visible)} of them "
+            f"are clear, {_pct(kinds['between'] / visible)} in between and "
+            f"{_pct((kinds['far'] + poor_share) / visible)} poor ({_pct(kinds['far'] / visible)} by size "
+            f"only, {_pct(kinds['hidden'] / visible)} by share only, {_pct(kinds['both'] / visible)} by both). "
+            + (f"Of the views poor by share, {_pct(kinds['hidden_edge'] / poor_share)} lose more of the body "
+               "past the image edge than behind furniture." if poor_share else ""),
+            "",
+        ]
+    lines += [
+        f"Labelled time seen by at least two views: {_pct(overall.multi_share)}; of that, VC moments: "
+        f"{_pct(overall.vc_share)} (far/small {_pct(reasons['far'])}, partly hidden "
+        f"{_pct(reasons['hidden'])}, both {_pct(reasons['both'])}). Per-frame measures: `{QUALITY_FILE}`.",
+        "",
+        "| class | labelled time | seen by ≥ 2 views | VC moments (of the ≥ 2-view time) | far/small | "
+        "partly hidden | both |",
+        "|---|---|---|---|---|---|---|",
+        _moment_row("all", overall),
+        *(_moment_row(name, counts) for name, counts in stats.by_class.items()),
+        "",
+        "A frame can carry two labels, so the class rows add up to more than *all*. The last three columns "
+        "split the VC moments by reason.",
+        "",
+    ]
+    return lines
 
 
 def _span(duration: tuple[float, float]) -> str:
