@@ -438,7 +438,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                         help="seed of the demo home this encoder is for; the pretraining home uses generator seed "
                              "SEED + 1000000, so it never holds the demo's clips (default 0)")
     parser.add_argument("--clips", type=int, default=None, help="clips in the pretraining home (default 60)")
-    parser.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default 6)")
+    parser.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default 10)")
     parser.add_argument("--views", type=int, default=5, help="cameras of the pretraining home (default 5)")
     parser.add_argument("--duration", default=None, help="clip length in seconds, MIN-MAX (default 20-40, as the demo)")
     parser.add_argument("--targets", default=None,

@@ -80,7 +80,7 @@ class PretrainData:
 class PretrainSettings:
     """Optimisation of :func:`pretrain_encoder`."""
 
-    epochs: int = 6
+    epochs: int = 10
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05

@@ -64,7 +64,7 @@ PRETRAIN_SEED_OFFSET = 1_000_000  # generator seed of the pretraining home = dat
 TARGETS = ("visible", "mask", "pose", "hand_mouth", "props", "state", "foreground")
 DEFAULT_TARGETS = ("visible", "mask", "pose", "hand_mouth", "props", "state")
 DEFAULT_CLIPS = 60
-DEFAULT_EPOCHS = 6
+DEFAULT_EPOCHS = 10  # validation mAP above 6 epochs on three demo-like homes (docs/experiments/pretrain.md)
 ENCODER_FILE = "encoder.safetensors"
 REPORT_FILE = "pretrain.json"
 STATE_FILE = "train-state.safetensors"
