@@ -27,10 +27,9 @@ whose annotation record changed (segments, position in the file, root) gets a ne
 only. :func:`check_sources` (called by the dataset) refuses a cache whose annotation files or
 videos changed after it was prepared, when they are still there to compare.
 
-Workers end with `prepare`: each asks the kernel for SIGKILL when its parent dies
-(``PR_SET_PDEATHSIG`` on Linux) and also checks every second that its parent is alive; Ctrl-C
-is left to the parent, which stops the workers and removes their unfinished folders (a killed
-run's are removed by the next run).
+Workers end with `prepare` (:mod:`vicokd.data.workers`: the kernel's parent-death signal, a
+watch thread, SIGINT blocked from birth); on Ctrl-C the parent stops them and removes their
+unfinished folders (a killed run's are removed by the next run).
 
 Version 2 stores frames channel-first (version 1 stored (V, L, H, W, 3)); a cache of another
 version is refused with a one-line error, and is prepared again into a new folder.
@@ -38,30 +37,23 @@ version is refused with a one-line error, and is prepared again into a new folde
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import dataclasses
 import hashlib
 import itertools
 import json
-import multiprocessing
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from vicokd.config import DataConfig
@@ -76,6 +68,7 @@ from vicokd.data.media import (
 )
 from vicokd.data.sampling import grid_interval
 from vicokd.data.split import write_json_atomic
+from vicokd.data.workers import run_in_workers
 from vicokd.errors import DataError
 
 CACHE_VERSION = 2  # 2: frames (V, L, 3, H, W); 1: frames (V, L, H, W, 3)
@@ -435,50 +428,6 @@ def _check_existing(cache_dir: Path, settings: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------ workers
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-PARENT_CHECK_S = 1.0  # how often a worker checks that its parent is alive (where prctl is missing)
-
-
-def _die_with_parent(parent: int) -> None:
-    """End this process when `parent` dies: PR_SET_PDEATHSIG (Linux) and a watch thread (everywhere).
-
-    The kernel sends the signal when the parent *thread* that started this process ends; the
-    pool's workers are started by the thread that iterates :func:`_run_parallel`, which
-    outlives them.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):  # no prctl: the watch thread below still works
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(PARENT_CHECK_S)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="vicokd-parent-watch", daemon=True).start()
-
-
-def _worker_init(parent: int) -> None:
-    torch.set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers
-    _die_with_parent(parent)
-
-
-def _stop_workers(pool: ProcessPoolExecutor, processes: list[multiprocessing.Process]) -> None:
-    """Cancel what has not started and end the workers now (their unfinished clip folders stay behind)."""
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
-            process.join()
-
 
 def _run_parallel(clips: list[Clip], config: DataConfig, cache_dir: Path, workers: int
                   ) -> Iterator[list[str] | DataError]:
@@ -487,39 +436,23 @@ def _run_parallel(clips: list[Clip], config: DataConfig, cache_dir: Path, worker
     When the caller stops (an exception, Ctrl-C, closing this generator), the workers are
     ended and their unfinished folders removed before the exception goes on.
     """
-    if workers <= 1:
-        for clip in clips:
-            try:
-                yield _prepare_clip(clip, config, cache_dir)
-            except DataError as exc:
-                yield exc
-        return
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
-                               initargs=(os.getpid(),))
-    processes: list[multiprocessing.Process] = []
+    results = run_in_workers(_prepare_clip, [(clip, config, cache_dir) for clip in clips], workers)
     try:
-        futures: dict[Future, Clip] = {}
-        for clip in clips:
-            futures[pool.submit(_prepare_clip, clip, config, cache_dir)] = clip
-            # CPython's executor keeps its workers in `_processes`; kept here to end them on the way out
-            processes.extend(p for p in getattr(pool, "_processes", {}).values() if p not in processes)
-        for future in as_completed(futures):
+        for index, future in results:
             try:
                 outcome: list[str] | DataError = future.result()
             except DataError as exc:
                 outcome = exc
             except BrokenProcessPool:
-                clip = futures[future]
+                clip = clips[index]
                 raise DataError(f"{clip.source}: a prepare worker died while decoding clip {clip.key!r} (out of "
                                 "memory?); the finished clips are kept, re-run with fewer --workers to resume"
                                 ) from None
             yield outcome
     except BaseException:
-        _stop_workers(pool, processes)
+        results.close()  # the workers end before their folders go
         remove_stale_temps(cache_dir)
         raise
-    pool.shutdown(wait=True)
 
 
 # ------------------------------------------------------------------------------ freshness

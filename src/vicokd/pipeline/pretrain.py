@@ -25,11 +25,9 @@ training options.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +45,7 @@ from vicokd.data.synthetic.actor import PROPS
 from vicokd.data.synthetic.generate import VISIBILITY
 from vicokd.data.synthetic.scene import STATE_CHANNELS
 from vicokd.data.synthetic.targets import POSE_TARGETS, clip_targets
+from vicokd.data.workers import run_in_workers
 from vicokd.engine.pretrain_encoder import (
     PretrainData,
     PretrainSettings,
@@ -186,20 +185,9 @@ def _planned(synth: SynthOptions) -> tuple[Any, list[Any]]:
 
 def _run_clips(synth: SynthOptions, todo: list[tuple[int, Path]], data: Path, image_size: tuple[int, int],
                fps: float, grid: tuple[int, int], workers: int) -> Iterator[str]:
-    if workers <= 1 or len(todo) <= 1:
-        for index, target in todo:
-            yield _clip_frames_and_targets(synth, index, data, image_size, fps, grid, target)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-        futures = [pool.submit(_clip_frames_and_targets, synth, index, data, image_size, fps, grid, target)
-                   for index, target in todo]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+    jobs = [(synth, index, data, image_size, fps, grid, target) for index, target in todo]
+    for _, future in run_in_workers(_clip_frames_and_targets, jobs, workers):
+        yield future.result()
 
 
 def clip_keys(synth: SynthOptions, data: Path) -> list[str]:

@@ -23,10 +23,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import multiprocessing
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +50,7 @@ from vicokd.data.synthetic.view_quality import (
     write_view_quality,
 )
 from vicokd.data.video_io import write_mp4
+from vicokd.data.workers import run_in_workers
 from vicokd.errors import ConfigError, DataError
 
 MANIFEST = "synth.json"
@@ -219,19 +218,8 @@ def make_clip(home: Home, options: SynthOptions, job: ClipJob, out: Path
 def _make_clips(home: Home, options: SynthOptions, jobs: list[ClipJob], out: Path, workers: int
                 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Make clips in this process or in `workers` processes, yielding each as it finishes."""
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield make_clip(home, options, job, out)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        futures = [pool.submit(make_clip, home, options, job, out) for job in jobs]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+    for _, future in run_in_workers(make_clip, [(home, options, job, out) for job in jobs], workers):
+        yield future.result()
 
 
 def _check_out(out: Path, options: SynthOptions, force: bool) -> bool:
