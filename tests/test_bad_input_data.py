@@ -385,6 +385,11 @@ def test_outside_paths_allowed_by_the_switch_and_symlinks_inside_followed(tmp_pa
                        "--set", "data.allow_outside_root=true"], capsys)
     assert code == 0
     assert read_index(tmp_path / "c").clips["01_05_Part1"].videos[1] == str(elsewhere / "view.mp4")
+    from vicokd.detect.run import dataset_clips  # `detect` reads the same records under the same switch
+
+    with pytest.raises(DataError, match=r"test.json\[0\].video_url_2: absolute video path"):
+        dataset_clips(root)
+    assert "01_05_Part1" in {clip.key for clip in dataset_clips(root, allow_outside_root=True)}
 
 
 def test_inner_dotdot_that_stays_inside_is_fine(tmp_path):

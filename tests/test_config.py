@@ -1,5 +1,7 @@
 """Typed YAML configs: defaults, overrides, inheritance and one-line errors."""
 
+import re
+
 import pytest
 
 from vicokd.cli import main
@@ -63,3 +65,36 @@ def test_cli_config_show_and_validate(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "train.nmae: unknown key (did you mean 'name'?)" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("optim.batch_size=0", "optim.batch_size: must be at least 1, got 0"),
+    ("optim.epochs=0", "optim.epochs: must be at least 1, got 0"),
+    ("optim.lr=0", "optim.lr: must be greater than 0, got 0.0"),
+    ("data.num_frames=0", "data.num_frames: must be at least 1, got 0"),
+    ("data.val_fraction=1.5", "data.val_fraction: must be in [0, 1), got 1.5"),
+    ("data.val_fraction=1", "data.val_fraction: must be in [0, 1), got 1.0"),
+    ("data.image_size=[48,0]", "data.image_size: must be at least 1, got (48, 0)"),
+    ("data.person_threshold=-0.1", "data.person_threshold: must be in [0, 1], got -0.1"),
+    ("distill.tau=0", "distill.tau: must be greater than 0, got 0.0"),
+    ("distill.vc_tau=-1", "distill.vc_tau: must be greater than 0, got -1.0"),
+    ("distill.weight_vc=-1", "distill.weight_vc: must be at least 0, got -1.0"),
+    ("train.grad_share_every=-1", "train.grad_share_every: must be at least 0, got -1"),
+])
+def test_out_of_range_values_name_the_key(override, message, capsys):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, [override])
+    assert main(["config", "validate", "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_edges_of_the_ranges_are_allowed():
+    config = load_config(None, ["data.val_fraction=0", "data.person_threshold=1", "distill.weight_vc=0",
+                                "train.grad_share_every=0", "optim.grad_clip=null", "optim.epochs=1"])
+    assert config.data.val_fraction == 0 and config.optim.grad_clip is None
+
+
+def test_a_zero_frame_size_is_refused(tmp_path, capsys):
+    assert main(["prepare", str(tmp_path), "--out", str(tmp_path / "c"), "--size", "0x0"]) == 2
+    assert "--size '0x0': width and height must be at least 1 pixel" in capsys.readouterr().err

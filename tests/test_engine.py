@@ -233,6 +233,11 @@ def test_clear_errors(teacher, workspace, tmp_path, capsys):
                  "--set", f"data.person_scores={tmp_path / 'none.npz'}", "--set", "train.name=z"]) == 2
     err = capsys.readouterr().err
     assert "needs person scores; make them with `vicokd detect" in err and "Traceback" not in err
+    # a class list other than the cache's
+    assert main(["train", "--config", str(CONFIGS / "teacher.yaml"), *sets, "--set", "data.classes=[Sitdown]",
+                 "--set", "train.name=w"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: data.classes: ['Sitdown'] differs from [") and len(err.splitlines()) == 1, err
     # missing checkpoint
     assert main(["evaluate", "--ckpt", str(tmp_path / "nope.safetensors")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
@@ -287,3 +292,135 @@ def test_two_process_gloo_matches_single_process(teacher, workspace, tmp_path):
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (base / "runs" / "ddp" / "summary.json").is_file()
+    assert done.stdout.count("ddp: vicokd best epoch") == 1, done.stdout  # rank 0 alone speaks for the run
+
+
+def test_checkpoints_need_no_pretrained_file(workspace, tmp_path, capsys):
+    """Teacher and student trained from pretrained weights still evaluate, teach and predict once the
+    weights are gone: the sidecar records the architecture (here an AST whose qkv_bias only its
+    config.json sets) and rebuilding reads no file."""
+    import shutil
+
+    import timm
+    from safetensors.torch import save_file
+    from transformers import ASTConfig, ASTModel
+
+    from vicokd.engine.run import model_from_checkpoint
+
+    base, overrides = workspace
+    teacher_config = load_config(CONFIGS / "teacher.yaml", overrides)
+    visual, audio = teacher_config.model.visual, teacher_config.model.audio
+    vit = timm.create_model(visual.name, num_classes=0, **visual.timm_kwargs)
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, tmp_path / "vit.safetensors")
+    ast_dir = tmp_path / "ast"
+    ast_dir.mkdir()
+    ast_config = ASTConfig(**audio.ast_kwargs, max_length=audio.max_rows, num_mel_bins=audio.num_mel_bins,
+                           qkv_bias=False)
+    save_file({k: v.contiguous() for k, v in ASTModel(ast_config).state_dict().items()},
+              ast_dir / "model.safetensors")
+    ast_config.to_json_file(str(ast_dir / "config.json"))
+    weights = [f"model.visual.pretrained={tmp_path / 'vit.safetensors'}", "optim.epochs=1"]
+    teacher = fit(load_config(CONFIGS / "teacher.yaml", [*overrides, *weights, f"model.audio.pretrained={ast_dir}",
+                                                         "train.name=pretrained-teacher"]), progress=False)
+    student_sets = set_args([*overrides, *weights, "train.name=pretrained-student"])
+    (tmp_path / "vit.safetensors").unlink()  # the student's own weights go later, once it has trained
+    shutil.rmtree(ast_dir)
+
+    meta = read_meta(teacher["best_checkpoint"])
+    assert meta["config"]["model"]["audio"]["ast_kwargs"]["qkv_bias"] is False
+    assert meta["pretrained"] == {"visual": str(tmp_path / "vit.safetensors"), "audio": str(ast_dir)}
+    model, _ = model_from_checkpoint(teacher["best_checkpoint"])
+    assert not model.audio_encoder.net.model.config.qkv_bias
+    assert main(["evaluate", "--ckpt", teacher["best_checkpoint"], "--split", "test"]) == 0
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, tmp_path / "vit.safetensors")
+    assert main(["distill", "--config", str(CONFIGS / "student.yaml"), "--teacher", teacher["best_checkpoint"],
+                 *student_sets]) == 0
+    (tmp_path / "vit.safetensors").unlink()
+    student = base / "runs" / "pretrained-student" / "checkpoints" / "best.safetensors"
+    videos = sorted((base / "data").rglob("*.mp4"))[:2]
+    capsys.readouterr()
+    assert main(["predict", "--ckpt", str(student), *map(str, videos), "--quiet"]) == 0, capsys.readouterr().err
+
+
+def test_a_run_folder_is_held_by_one_process(workspace, capsys):
+    """A second run on a folder in use fails at once naming the folder and its holder; the lock of a
+    killed holder blocks nothing."""
+    import signal
+    import subprocess
+    import sys
+
+    from vicokd.engine.run_lock import run_folder_lock
+
+    base, overrides = workspace
+    folder = base / "runs" / "locked"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from vicokd.engine.run_lock import run_folder_lock\n"
+         "with run_folder_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)", str(folder)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code = main(["train", "--config", str(CONFIGS / "teacher.yaml"), *set_args(overrides),
+                     "--set", "train.name=locked"])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert f"{folder}: in use by process {holder.pid} on " in err
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert f"process {holder.pid}" in (folder / ".lock").read_text()  # stale: its holder is dead
+    with run_folder_lock(folder):
+        pass
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_finished_checkpoint(workspace, monkeypatch, capsys):
+    import errno
+
+    from vicokd.engine import checkpoint as checkpoint_io
+
+    base, overrides = workspace
+    sets = [*set_args(overrides), "--set", "train.name=full-disk"]
+    assert main(["train", "--config", str(CONFIGS / "teacher.yaml"), *sets, "--set", "optim.epochs=1"]) == 0
+    last = base / "runs" / "full-disk" / "checkpoints" / "last.safetensors"
+    before = {path: path.read_bytes() for path in last.parent.iterdir()}
+
+    def no_space(tensors, filename, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", filename)
+
+    monkeypatch.setattr(checkpoint_io, "save_file", no_space)
+    capsys.readouterr()
+    assert main(["train", "--config", str(CONFIGS / "teacher.yaml"), *sets, "--set", "optim.epochs=2",
+                 "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "No space left on device; free some space and re-run the same command" in err
+    assert {path: path.read_bytes() for path in last.parent.iterdir()} == before  # no temp left, nothing lost
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("truncated weights", "unreadable safetensors file (Error while deserializing header"),
+    ("sidecar is a list", "not a vicokd checkpoint of format"),
+    ("classes is a string", "damaged checkpoint sidecar: vicokd.classes should be a list, found str"),
+    ("config missing", "damaged checkpoint sidecar: vicokd.config should be a dict, found NoneType"),
+])
+def test_a_damaged_checkpoint_is_one_line(teacher, tmp_path, capsys, damage, message):
+    import shutil
+
+    from vicokd.engine.checkpoint import sidecar_path
+
+    ckpt, _ = teacher
+    copy = tmp_path / "best.safetensors"
+    shutil.copyfile(ckpt, copy)
+    shutil.copyfile(sidecar_path(ckpt), sidecar_path(copy))
+    sidecar = json.loads(sidecar_path(copy).read_text())
+    if damage == "truncated weights":
+        copy.write_bytes(copy.read_bytes()[: copy.stat().st_size // 2])
+    elif damage == "sidecar is a list":
+        sidecar = [sidecar]
+    elif damage == "classes is a string":
+        sidecar["vicokd"]["classes"] = "Sitdown"
+    else:
+        del sidecar["vicokd"]["config"]
+    sidecar_path(copy).write_text(json.dumps(sidecar))
+    assert main(["evaluate", "--ckpt", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

@@ -105,3 +105,29 @@ def test_mismatched_encoder_settings_are_refused(setup):
         apply_feature_cache(wrong)
     with pytest.raises(VicokdError, match="no feature cache here"):
         apply_feature_cache(load_config(CONFIGS / "teacher.yaml", [*overrides, f"data.features={base / 'none'}"]))
+
+
+def test_features_of_a_clip_prepare_redid_are_refused_then_recomputed(setup, tmp_path, capsys):
+    import os
+
+    from vicokd.errors import DataError
+
+    _, overrides, _ = setup
+    make_dataset(tmp_path / "data")
+    mine = [*overrides, f"data.root={tmp_path / 'data'}", f"data.cache={tmp_path / 'cache'}"]
+    config = load_config(CONFIGS / "teacher.yaml", mine)
+    prepare(tmp_path / "data", config.data.cache, config.data, workers=1, progress=False)
+    out = tmp_path / "feats"
+    compute_features(config, out, progress=False)
+    before = {key: load_features(out, key, "visual").copy() for key in ("01_00_Part1", "01_05_Part1")}
+    video = Path(read_index(config.data.cache).clips["01_05_Part1"].videos[0])
+    video = video if video.is_absolute() else tmp_path / "data" / video
+    os.utime(video, ns=(video.stat().st_atime_ns, video.stat().st_mtime_ns + 10**9))  # a replaced video
+    prepare(tmp_path / "data", config.data.cache, config.data, workers=1, progress=False)  # redoes that clip
+    with pytest.raises(DataError, match=r"features of 1 clips \(first '01_05_Part1'\) were computed before"):
+        MultiViewClips(config.data.cache, "test", 6, features=out)
+    capsys.readouterr()
+    compute_features(config, out, progress=True)
+    assert "(1 new)" in capsys.readouterr().out
+    MultiViewClips(config.data.cache, "test", 6, features=out)  # current again
+    np.testing.assert_array_equal(load_features(out, "01_00_Part1", "visual"), before["01_00_Part1"])

@@ -205,3 +205,14 @@ def test_clear_errors(student, tmp_path, capsys):
     fails(["--ckpt", ckpt, *videos, "--stride", "0"], "--stride 0: must be at least 1")
     fails(["--ckpt", ckpt, *videos, "--batch-size", "0"], "--batch-size 0: must be at least 1")
     fails(["--ckpt", ckpt, *videos, "--device", "nonsense"], "--device nonsense:")
+
+
+def test_fewer_views_than_trained_is_a_warning(student):
+    from vicokd.engine.checkpoint import read_meta
+
+    model, meta = load_student(student.checkpoint)
+    assert read_meta(student.checkpoint)["views"] == 3
+    assert predict_clip(model, meta, student.videos).warnings == []
+    warnings = predict_clip(model, meta, student.videos[:2]).warnings
+    assert warnings == ["2 views given; the model was trained on clips of 3 views (it runs on any number, "
+                        "but was not tuned for 2)"]

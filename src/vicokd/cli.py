@@ -12,6 +12,7 @@ exception is a bug and prints its traceback only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +88,8 @@ def _parse_size(text: str, flag: str) -> tuple[int, int]:
         first, second = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise VicokdError(f"{flag} {text!r}: expected WIDTHxHEIGHT, e.g. 128x96") from None
+    if first < 1 or second < 1:
+        raise VicokdError(f"{flag} {text!r}: width and height must be at least 1 pixel")
     return first, second
 
 
@@ -186,6 +189,8 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from lightning.pytorch.utilities import rank_zero_only
+
     from vicokd.config import load_config
     from vicokd.engine.grad_share import format_shares
     from vicokd.engine.run import fit
@@ -198,6 +203,8 @@ def _run_train(args: argparse.Namespace) -> int:
         overrides.append(f"distill.supervision={args.supervision}")
     config = load_config(args.config, overrides)
     summary = fit(config, teacher_checkpoint=teacher, resume=args.resume)
+    if rank_zero_only.rank != 0:  # under torchrun every rank returns here; rank 0 speaks for the run
+        return 0
     print(f"{summary['name']}: {summary['method']} best epoch {summary['best_epoch']}; "
           f"test seq mAP {summary['test']['seq_map']:.2f}, frame mAP {summary['test']['frame_map']:.2f} "
           f"-> {summary['best_checkpoint']}")
@@ -607,7 +614,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", choices=["small", "full"], default="small",
                         help="small (default, minutes) or full (the paper's shapes, about 1.5 hours on 2 cores)")
     parser.add_argument("--only", default=None, metavar="NAMES",
-                        help="comma-separated subset of: data, train, features, predict (default: all)")
+                        help="comma-separated subset of: data, train, features, predict, prepare_memory (default: all)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
                         help="directory for the JSON results (default: benchmarks/results)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")
@@ -658,6 +665,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error_line(exc: OSError) -> str:
+    """One line for an error of the operating system: the file(s), the reason, what to do."""
+    where = ": ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = ""
+    if exc.errno == errno.ENOSPC:
+        hint = "; free some space and re-run the same command: finished steps are kept"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "; choose a folder you can write to"
+    return f"{where}: {reason}{hint}" if where else f"{reason}{hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -670,6 +689,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a permission, a file gone mid-run: the OS names the file
+        if args.debug:
+            raise
+        print(f"error: {_os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished steps are kept; re-run the same command to resume", file=sys.stderr)

@@ -357,12 +357,57 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+# Allowed values of numeric fields, as intervals ("inf" = unbounded); None is always allowed
+# where the type allows it, and every element of a tuple is checked. Types are checked above.
+RANGES: dict[str, str] = {
+    "data.fps": "(0, inf)", "data.num_frames": "[1, inf)", "data.image_size": "[1, inf)",
+    "data.sample_rate": "[1, inf)", "data.num_mel_bins": "[1, inf)", "data.frame_length_ms": "(0, inf)",
+    "data.frame_shift_ms": "(0, inf)", "data.std": "(0, inf)", "data.val_fraction": "[0, 1)",
+    "data.person_threshold": "[0, 1]", "data.num_workers": "[0, inf)",
+    "model.dim": "[1, inf)", "model.fusion.num_heads": "[1, inf)", "model.fusion.dropout": "[0, 1)",
+    "optim.lr": "(0, inf)", "optim.weight_decay": "[0, inf)", "optim.min_lr": "[0, inf)",
+    "optim.batch_size": "[1, inf)", "optim.epochs": "[1, inf)", "optim.accumulate_grad_batches": "[1, inf)",
+    "optim.grad_clip": "(0, inf)",
+    "train.num_nodes": "[1, inf)", "train.log_every_n_steps": "[1, inf)", "train.grad_share_every": "[0, inf)",
+    "distill.tau": "(0, inf)", "distill.vc_tau": "(0, inf)", "distill.lambda_seq": "[0, inf)",
+    "distill.weight_fd": "[0, inf)", "distill.weight_ld": "[0, inf)", "distill.weight_vc": "[0, inf)",
+}
+
+
+def _in_interval(value: float, interval: str) -> bool:
+    low_text, high_text = (part.strip() for part in interval[1:-1].split(","))
+    low, high = float(low_text), float(high_text)
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below
+
+
+def _describe(interval: str) -> str:
+    if interval.endswith("inf)"):
+        low = interval[1:].split(",")[0].strip()
+        return f"at least {low}" if interval[0] == "[" else f"greater than {low}"
+    return f"in {interval}"
+
+
+def check_ranges(config: Config) -> None:
+    """Refuse a value outside :data:`RANGES`, naming the key (one line)."""
+    for key, interval in RANGES.items():
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        for item in value if isinstance(value, tuple) else (value,):
+            if item is not None and not _in_interval(float(item), interval):
+                raise ConfigError(f"{key}: must be {_describe(interval)}, got {value!r}")
+
+
 def config_from_dict(values: dict[str, Any], source: str = "<dict>") -> Config:
     """Build a :class:`Config` from a nested mapping; errors are prefixed with `source`."""
     try:
-        return _build(Config, values, "")
+        config = _build(Config, values, "")
+        check_ranges(config)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    return config
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:

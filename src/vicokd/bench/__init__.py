@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "train": "vicokd.bench.train_step:run_train_benchmark",
     "features": "vicokd.bench.features:run_features_benchmark",
     "predict": "vicokd.bench.predict:run_predict_benchmark",
+    "prepare_memory": "vicokd.bench.prepare_memory:run_prepare_memory_benchmark",
 }
 
 

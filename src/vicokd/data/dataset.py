@@ -45,7 +45,7 @@ from torch.utils.data import Dataset, default_collate
 
 from vicokd.data.annotations import frame_labels, sequence_labels
 from vicokd.data.cache import CacheIndex, check_sources, load_fbank, load_frames, read_index
-from vicokd.data.features import load_features, read_feature_index
+from vicokd.data.features import check_feature_freshness, load_features, read_feature_index
 from vicokd.data.person_scores import read_person_scores
 from vicokd.data.sampling import sample_indices
 from vicokd.data.split import stratified_split
@@ -107,6 +107,7 @@ class MultiViewClips(Dataset):
         self.features = Path(features) if features is not None else None
         if self.features is not None:
             read_feature_index(self.features)
+            check_feature_freshness(self.features, self.index, self.keys)
         self._arrays: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # (key, kind) → memory map
         self.scores: dict[str, np.ndarray] | None = None
         if person_scores is not None:

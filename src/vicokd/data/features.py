@@ -13,8 +13,13 @@ Layout of a feature directory::
                                  checkpoints also work on raw video
     DIR/clips/<key>.visual.npy   float16 (V, L, W_v): visual network output per grid frame
     DIR/clips/<key>.audio.npy    float16 (V, L, W_a): audio network output (when computed)
+    DIR/clips/<key>.inputs.json  the cache clip's input fingerprint the features were computed
+                                 from (``ClipMeta.inputs``), written after the arrays
 
-Each clip file is written atomically; re-running skips clips already present.
+Each clip file is written atomically; re-running skips clips already present whose inputs are
+unchanged. When ``prepare`` redoes a clip (its videos changed), its features are stale: a
+re-run recomputes them, and a dataset reading them refuses with one line until then (a feature
+directory of an older vicokd has no ``inputs.json`` and cannot be checked).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from vicokd.data.cache import CacheIndex, ClipMeta
 from vicokd.errors import DataError
 
 FEATURES_VERSION = 1
@@ -34,6 +40,38 @@ ENCODERS_FILE = "encoders.safetensors"
 
 def feature_path(directory: str | Path, key: str, modality: str) -> Path:
     return Path(directory) / "clips" / f"{key}.{modality}.npy"
+
+
+def _stamp_path(directory: str | Path, key: str) -> Path:
+    return Path(directory) / "clips" / f"{key}.inputs.json"
+
+
+def _stamp(meta: ClipMeta) -> str:
+    return json.dumps(meta.inputs, sort_keys=True)
+
+
+def write_feature_stamp(directory: str | Path, meta: ClipMeta) -> None:
+    """Record which cache copy of clip `meta.key` the features were computed from (after the arrays)."""
+    path = _stamp_path(directory, meta.key)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(_stamp(meta))
+    tmp.replace(path)
+
+
+def features_are_current(directory: str | Path, meta: ClipMeta) -> bool:
+    """Whether the clip's features exist and were computed from the cache copy `meta` describes."""
+    path = _stamp_path(directory, meta.key)
+    return path.is_file() and path.read_text() == _stamp(meta)
+
+
+def check_feature_freshness(directory: str | Path, index: CacheIndex, keys: list[str]) -> None:
+    """Refuse features computed from an older copy of a clip that ``prepare`` has since redone."""
+    stale = [key for key in keys if _stamp_path(directory, key).is_file()
+             and not features_are_current(directory, index.clips[key])]
+    if stale:
+        raise DataError(f"{directory}: the features of {len(stale)} clips (first {stale[0]!r}) were computed before "
+                        f"`prepare` redid them from changed videos; recompute them with `vicokd prepare DATA_ROOT "
+                        f"--out {index.root} --features {directory} --config X`")
 
 
 def read_feature_index(directory: str | Path) -> dict[str, Any]:

@@ -157,14 +157,15 @@ def restore_aspect(frames: np.ndarray, aspect: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------- the run
 
 
-def dataset_clips(root: Path) -> list[Clip]:
-    """Every clip of every split file under `root`, once, in split order."""
+def dataset_clips(root: Path, allow_outside_root: bool = False) -> list[Clip]:
+    """Every clip of every split file under `root`, once, in split order (``data.allow_outside_root``
+    as in ``prepare``)."""
     splits = available_splits(root)
     if not splits:
         raise DataError(f"{root}: no annotation files (train.json/test.json or train_data.json/test_data.json)")
     unique: dict[str, Clip] = {}
     for split in splits:
-        for clip in read_clips(split_file(root, split), root):
+        for clip in read_clips(split_file(root, split), root, allow_outside_root=allow_outside_root):
             unique.setdefault(clip.key, clip)
     return list(unique.values())
 
@@ -206,7 +207,7 @@ def detect_dataset(
     config = config or Config()
     root = Path(root)
     threshold = config.data.person_threshold if threshold is None else threshold
-    clips = dataset_clips(root)
+    clips = dataset_clips(root, config.data.allow_outside_root)
     source, cache_dir = _choose_source(clips, Path(cache) if cache is not None else None, config)
     if out is None:
         if config.data.person_scores is not None:

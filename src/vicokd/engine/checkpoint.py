@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from vicokd.errors import VicokdError
@@ -111,8 +111,8 @@ def load_tree(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
         device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"
         tensors = load_file(str(path), device=str(device))
         structure = json.loads(side.read_text())
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise VicokdError(f"{path}: unreadable checkpoint ({exc})") from None
+    except (OSError, ValueError, SafetensorError) as exc:  # JSONDecodeError is a ValueError
+        raise VicokdError(_unreadable(path, exc)) from None
     try:
         return _decode(structure, tensors)
     except KeyError as exc:
@@ -126,12 +126,36 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if not side.is_file():
         raise VicokdError(f"{path}: checkpoint not found (no sidecar {side.name})")
     try:
-        meta = json.loads(side.read_text()).get("vicokd")
-    except json.JSONDecodeError as exc:
+        sidecar = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise VicokdError(f"{side}: unreadable checkpoint sidecar ({exc})") from None
+    meta = sidecar.get("vicokd") if isinstance(sidecar, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
         raise VicokdError(f"{path}: not a vicokd checkpoint of format {FORMAT_VERSION}")
+    for field, kind in _META_FIELDS.items():
+        if not isinstance(meta.get(field), kind):
+            raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.{field} should be a "
+                              f"{getattr(kind, '__name__', 'value')}, found {type(meta.get(field)).__name__}")
+    if not all(isinstance(name, str) for name in meta["classes"]):
+        raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.classes should be a list of names")
     return meta
+
+
+_META_FIELDS: dict[str, type] = {"role": str, "method": str, "config": dict, "model_hash": str, "classes": list,
+                                 "epoch": int, "metrics": dict}
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file; a damaged or truncated file is a one-line error."""
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise VicokdError(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: str | Path, exc: Exception) -> str:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{path}: unreadable safetensors file ({reason}); it may be truncated or damaged"
 
 
 def load_state_dict(path: str | Path, prefix: str = "model.") -> dict[str, torch.Tensor]:
@@ -140,9 +164,12 @@ def load_state_dict(path: str | Path, prefix: str = "model.") -> dict[str, torch
     if not path.is_file():
         raise VicokdError(f"{path}: checkpoint not found")
     head = f"/state_dict/{prefix}"
-    with safe_open(str(path), framework="pt") as handle:  # read the weights only, not optimizer states
-        return {name[len(head):]: handle.get_tensor(name) for name in handle.keys()  # noqa: SIM118
-                if name.startswith(head)}
+    try:
+        with safe_open(str(path), framework="pt") as handle:  # read the weights only, not optimizer states
+            return {name[len(head):]: handle.get_tensor(name) for name in handle.keys()  # noqa: SIM118
+                    if name.startswith(head)}
+    except (OSError, SafetensorError) as exc:
+        raise VicokdError(_unreadable(path, exc)) from None
 
 
 class SafetensorsCheckpointIO(CheckpointIO):

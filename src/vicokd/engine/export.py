@@ -41,11 +41,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from vicokd.config import Config, config_from_dict, config_to_yaml, load_config
 from vicokd.data.dataset import normalize_video
+from vicokd.engine.checkpoint import read_safetensors
 from vicokd.engine.predict import load_student
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
@@ -95,7 +96,7 @@ def load_exported(directory: str | Path) -> tuple[MultiViewActionModel, Config, 
     config = load_config(directory / "config.yaml")
     classes = json.loads((directory / "classes.json").read_text())
     model = MultiViewActionModel(config.model, len(classes))
-    model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
+    model.load_state_dict(read_safetensors(directory / "model.safetensors"), strict=True)
     return model.eval(), config, classes
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from vicokd.config import Config, config_to_dict
@@ -30,10 +30,12 @@ from vicokd.data.features import (
     FEATURES_FILE,
     FEATURES_VERSION,
     feature_path,
+    features_are_current,
     read_feature_index,
+    write_feature_stamp,
 )
 from vicokd.data.split import write_json_atomic
-from vicokd.engine.checkpoint import load_state_dict
+from vicokd.engine.checkpoint import load_state_dict, read_safetensors
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
 
@@ -60,8 +62,9 @@ def compute_features(config: Config, out: str | Path, *, encoders_from: str | Pa
                      audio: bool = True, progress: bool = True) -> dict[str, Any]:
     """Encode every grid frame of `config.data.cache` with the (frozen) encoders into `out`.
 
-    Returns the feature index. Resumes: clips whose files exist are skipped. Refuses a
-    directory made with other encoder settings.
+    Returns the feature index. Resumes: clips whose files exist and whose cache copy is
+    unchanged are skipped (a clip ``prepare`` redid is computed again). Refuses a directory made
+    with other encoder settings.
     """
     out = Path(out)
     started = time.perf_counter()
@@ -104,7 +107,7 @@ def compute_features(config: Config, out: str | Path, *, encoders_from: str | Pa
             targets = {"visual": feature_path(out, key, "visual")}
             if audio:
                 targets["audio"] = feature_path(out, key, "audio")
-            if all(p.is_file() for p in targets.values()):
+            if all(p.is_file() for p in targets.values()) and features_are_current(out, index.clips[key]):
                 continue
             frames = torch.from_numpy(np.array(load_frames(data.cache, key)))  # (V, L, 3, H, W)
             visual = model.visual_encoder.features(normalize_video(frames, data.mean, data.std))
@@ -112,6 +115,7 @@ def compute_features(config: Config, out: str | Path, *, encoders_from: str | Pa
             if audio:
                 fbank = torch.from_numpy(load_fbank(data.cache, key).astype(np.float32))
                 _save_array(targets["audio"], model.audio_encoder.features(fbank).to(torch.float16).numpy())
+            write_feature_stamp(out, index.clips[key])
             done += 1
     if progress:
         print(f"features of {len(keys)} clips ({done} new) in {out}, {time.perf_counter() - started:.1f} s")
@@ -135,7 +139,7 @@ def apply_feature_cache(config: Config) -> Config:
 
 def load_cached_encoders(model: MultiViewActionModel, directory: str | Path) -> None:
     """Put the encoder weights the features were computed with into `model`."""
-    weights = load_file(str(Path(directory) / ENCODERS_FILE))
+    weights = read_safetensors(Path(directory) / ENCODERS_FILE)
     own = set(model.state_dict())
     missing = [k for k in own if k.startswith(tuple(f"{e}.net." for e in _ENCODERS)) and k not in weights]
     if missing:

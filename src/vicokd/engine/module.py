@@ -17,14 +17,13 @@ sampler are removed, and sequence and frame mAP (of the sigmoid scores) are comp
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 
-from vicokd.config import Config, OptimConfig, config_hash, config_to_dict
+from vicokd.config import Config, OptimConfig, config_hash, config_to_dict, replace
 from vicokd.data.dataset import normalize_video
 from vicokd.engine.checkpoint import FORMAT_VERSION
 from vicokd.engine.grad_share import parameter_groups, term_gradient_norms
@@ -83,6 +82,7 @@ class ViCoKDModule(L.LightningModule):
         self.classes = list(classes)
         self.method = get_method(config.distill.method)
         self.model = MultiViewActionModel(config.model, len(self.classes))
+        self.training_views: int | None = None  # set by the runner from the cache; recorded in checkpoints
         self.condition = condition
         self.teacher_meta = teacher_meta
         self._term_names: list[str] = []  # epoch sums of the training loss and its terms (training_step)
@@ -223,9 +223,12 @@ class ViCoKDModule(L.LightningModule):
             "format": FORMAT_VERSION,
             "role": self.method.role,
             "method": self.method.name,
-            "config": config_to_dict(self.config),
+            # self-contained: rebuilding reads no pretrained file (their paths are kept below)
+            "config": config_to_dict(replace(self.config, model=self.model.architecture())),
+            "pretrained": {"visual": self.config.model.visual.pretrained, "audio": self.config.model.audio.pretrained},
             "model_hash": config_hash(self.config.model),
             "classes": self.classes,
+            "views": self.training_views,  # the most views of a training clip: predict warns with fewer
             "epoch": self.current_epoch,
             "step": self.global_step,
             "metrics": metrics,

@@ -283,10 +283,14 @@ def predict_clip(
     stride = _checked_stride(stride, config.num_frames)
     paths = [Path(v) for v in videos]
     lengths, warnings = _grid_lengths(paths, config.fps)
+    trained_views = meta.get("views")
+    if trained_views and len(paths) != trained_views:
+        warnings.append(f"{len(paths)} views given; the model was trained on clips of {trained_views} views "
+                        f"(it runs on any number, but was not tuned for {len(paths)})")
     length = min(lengths)
     bars = progress and length > config.num_frames
     frames = torch.from_numpy(np.stack([
-        read_grid_frames(path, config.image_size, config.fps, length=length)
+        read_grid_frames(path, config.image_size, config.fps, length=length, warnings=warnings)
         for path in tqdm(paths, desc="decode", unit="view", disable=not bars, leave=False)
     ])).permute(0, 1, 4, 2, 3)  # (V, L, 3, H, W) uint8
     windows = window_indices(length, config.num_frames, stride)

@@ -39,8 +39,9 @@ from vicokd.engine.data import ClipsDataModule, person_scores_path
 from vicokd.engine.features import apply_feature_cache, load_cached_encoders
 from vicokd.engine.grad_share import summarize as summarize_grad_shares
 from vicokd.engine.module import Condition, ViCoKDModule
+from vicokd.engine.run_lock import run_folder_lock
 from vicokd.errors import VicokdError
-from vicokd.methods import get_method
+from vicokd.methods import Method, get_method
 from vicokd.metrics import per_class_ap_table
 from vicokd.models import MultiViewActionModel
 
@@ -198,7 +199,13 @@ def load_teacher(path: str | Path, config: Config, classes: list[str]) -> tuple[
 
 
 def _classes(config: Config) -> list[str]:
-    return list(read_index(config.data.cache).classes)
+    """The cache's class list; ``data.classes``, when set, must be the list the cache was prepared with."""
+    cached = list(read_index(config.data.cache).classes)
+    if config.data.classes is not None and list(config.data.classes) != cached:
+        raise VicokdError(f"data.classes: {list(config.data.classes)} differs from {cached}, the classes "
+                          f"{config.data.cache} was prepared with; prepare it again with these classes "
+                          "(into another --out) or drop data.classes")
+    return cached
 
 
 def _check_person_scores(config: Config, needed: bool, method: str) -> bool:
@@ -211,15 +218,24 @@ def _check_person_scores(config: Config, needed: bool, method: str) -> bool:
 
 def fit(config: Config, *, teacher_checkpoint: str | Path | None = None, resume: bool = False,
         progress: bool = True) -> dict[str, Any]:
-    """Train `config.distill.method` (teacher, student, or a KD method with `teacher_checkpoint`)."""
+    """Train `config.distill.method` (teacher, student, or a KD method with `teacher_checkpoint`).
+
+    The run folder is locked for the whole run (:mod:`vicokd.engine.run_lock`).
+    """
     started = time.perf_counter()
-    use_training_mmap_threshold()
     method = get_method(config.distill.method)
     config = apply_feature_cache(replace(config, model=replace(config.model, mode=method.role)))
     if method.needs_teacher and teacher_checkpoint is None:
         raise VicokdError(f"method {method.name!r} distills from a teacher: pass --teacher CKPT")
     if not method.needs_teacher and teacher_checkpoint is not None and method.role == "student":
         raise VicokdError(f"method {method.name!r} uses no teacher; drop --teacher or choose a KD method")
+    with run_folder_lock(run_dir(config)):
+        return _fit_locked(config, method, teacher_checkpoint, resume, progress, started)
+
+
+def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path | None, resume: bool,
+                progress: bool, started: float) -> dict[str, Any]:
+    use_training_mmap_threshold()
     directory = run_dir(config)
     last = directory / "checkpoints" / "last.safetensors"
     if resume and not last.is_file():
@@ -235,6 +251,7 @@ def fit(config: Config, *, teacher_checkpoint: str | Path | None = None, resume:
     person = _check_person_scores(config, method.needs_person_masks, method.name) and (
         method.needs_person_masks or wants_human)
     module = ViCoKDModule(config, classes, teacher, teacher_meta)
+    module.training_views = max((clip.num_views for clip in read_index(config.data.cache).clips.values()), default=None)
     if config.data.features is not None:
         load_cached_encoders(module.model, config.data.features)
     if teacher is not None and config.distill.student_init == "teacher":

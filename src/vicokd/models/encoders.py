@@ -42,6 +42,7 @@ __all__ = [
     "ASTEncoder",
     "ChunkedEncoder",
     "FbankMLP",
+    "ast_architecture",
     "build_audio_encoder",
     "build_visual_encoder",
     "cls_attention",
@@ -336,6 +337,22 @@ def _build_ast(config: AudioEncoderConfig) -> ASTEncoder:
             raise VicokdError(f"model.audio.pretrained: {source}: does not fit ASTModel "
                               f"{config.ast_kwargs or ''}: {_mismatch(exc)}") from None
     return ASTEncoder(model, config.max_rows, config.pad_value)
+
+
+def ast_architecture(encoder: ChunkedEncoder) -> dict[str, Any]:
+    """The ``model.audio.ast_kwargs`` that rebuild this AST without its pretrained folder.
+
+    Every ``ASTConfig`` argument that differs from its default (a pretrained folder's
+    ``config.json`` may have set any of them), but ``max_length`` and ``num_mel_bins``, which
+    ``max_rows`` and ``num_mel_bins`` of the config own.
+    """
+    import inspect
+
+    from transformers import ASTConfig
+
+    built, defaults = encoder.net.model.config.to_dict(), ASTConfig().to_dict()
+    fields = set(inspect.signature(ASTConfig.__init__).parameters) - {"self", "kwargs", "max_length", "num_mel_bins"}
+    return {key: built[key] for key in sorted(fields) if key in built and built[key] != defaults.get(key)}
 
 
 def build_audio_encoder(config: AudioEncoderConfig, dim: int) -> ChunkedEncoder:

@@ -45,10 +45,10 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from vicokd.config import ModelConfig
+from vicokd.config import ModelConfig, replace
 from vicokd.errors import VicokdError
 from vicokd.models.backbones import build_backbone
-from vicokd.models.encoders import build_audio_encoder, build_visual_encoder, cls_attention
+from vicokd.models.encoders import ast_architecture, build_audio_encoder, build_visual_encoder, cls_attention
 from vicokd.models.fusion import CrossModalAdapter, CrossModalAttention
 
 __all__ = ["ModelOutput", "MultiViewActionModel"]
@@ -94,6 +94,19 @@ class MultiViewActionModel(nn.Module):
     @property
     def is_teacher(self) -> bool:
         return self.mode == "teacher"
+
+    def architecture(self) -> ModelConfig:
+        """The ``model`` config that rebuilds this architecture without reading any file.
+
+        What a checkpoint records, so that it stays usable when the pretrained weights it
+        started from are gone: the pretrained paths are dropped (the trained weights are in the
+        checkpoint), and a pretrained AST's configuration, which the ``config.json`` beside its
+        weights may have set, is spelled out in ``audio.ast_kwargs``.
+        """
+        changes: dict[str, object] = {"visual.pretrained": None, "audio.pretrained": None}
+        if self.is_teacher and self.config.audio.kind == "ast":
+            changes["audio.ast_kwargs"] = ast_architecture(self.audio_encoder)
+        return replace(self.config, **changes)
 
     def copy_shared_weights(self, other: MultiViewActionModel) -> list[str]:
         """Copy every parameter and buffer that `other` has under the same name; return their names.
