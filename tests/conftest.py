@@ -8,3 +8,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch
 
 torch.set_num_threads(2)
+
+
+import pytest  # noqa: E402
+
+from run_helpers import prepared_workspace  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_workspace(tmp_path_factory):
+    """The tiny dataset, prepared, for one test module: ``(base, overrides)`` (run_helpers)."""
+    base = tmp_path_factory.mktemp("workspace")
+    return base, prepared_workspace(base)

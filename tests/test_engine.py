@@ -9,36 +9,25 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from run_helpers import CONFIGS, set_args
 from vicokd.cli import main
 from vicokd.config import load_config
-from vicokd.data.cache import prepare, read_index
+from vicokd.data.cache import read_index
 from vicokd.data.person_scores import write_person_scores
-from vicokd.engine.checkpoint import load_state_dict, read_meta
 from vicokd.engine.run import fit
 from vicokd.errors import VicokdError
-
-from media_helpers import make_dataset
-
-CONFIGS = Path(__file__).parent.parent / "configs" / "demo"
-
-
-def set_args(overrides: list[str]) -> list[str]:
-    return [arg for item in overrides for arg in ("--set", item)]
+from vicokd.models.checkpoint import load_state_dict, read_meta
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    base = tmp_path_factory.mktemp("engine")
-    make_dataset(base / "data")
-    overrides = [f"data.root={base / 'data'}", f"data.cache={base / 'cache'}", "data.image_size=[48,64]",
-                 "data.num_frames=6", "data.val_fraction=0.5", "optim.epochs=2", "optim.batch_size=2",
-                 f"train.out_dir={base / 'runs'}", "train.log_every_n_steps=1"]
-    config = load_config(CONFIGS / "teacher.yaml", overrides)
-    index = prepare(base / "data", config.data.cache, config.data, workers=1, progress=False)
+def workspace(tiny_workspace):
+    base, overrides = tiny_workspace
+    overrides = [*overrides, "optim.epochs=2", "train.log_every_n_steps=1"]
+    index = read_index(base / "cache")
     rng = np.random.default_rng(0)
     scores = {key: (rng.random((meta.num_views, meta.length)) > 0.3).astype(np.float32)
               for key, meta in index.clips.items()}
-    write_person_scores(Path(config.data.cache) / "person_scores.npz", scores, detector="test")
+    write_person_scores(base / "cache" / "person_scores.npz", scores, detector="test")
     return base, overrides
 
 
@@ -249,7 +238,7 @@ def test_nan_loss_stops_and_names_the_term(workspace, monkeypatch, poison, messa
     from vicokd.engine import module as module_lib
 
     base, overrides = workspace
-    original = module_lib.compute_losses
+    original = module_lib.batch_objective
 
     def poisoned(*args, **kwargs):
         losses = original(*args, **kwargs)
@@ -259,7 +248,7 @@ def test_nan_loss_stops_and_names_the_term(workspace, monkeypatch, poison, messa
             losses.terms[poison] = losses.terms[poison] * float("nan")
         return losses
 
-    monkeypatch.setattr(module_lib, "compute_losses", poisoned)
+    monkeypatch.setattr(module_lib, "batch_objective", poisoned)
     config = load_config(CONFIGS / "teacher.yaml", [*overrides, f"train.name=nan-{poison}"])
     with pytest.raises(VicokdError, match=message):
         fit(config, progress=False)
@@ -305,7 +294,7 @@ def test_checkpoints_need_no_pretrained_file(workspace, tmp_path, capsys):
     from safetensors.torch import save_file
     from transformers import ASTConfig, ASTModel
 
-    from vicokd.engine.run import model_from_checkpoint
+    from vicokd.models.checkpoint import model_from_checkpoint
 
     base, overrides = workspace
     teacher_config = load_config(CONFIGS / "teacher.yaml", overrides)
@@ -375,7 +364,7 @@ def test_a_run_folder_is_held_by_one_process(workspace, capsys):
 def test_a_full_disk_is_one_line_and_keeps_the_finished_checkpoint(workspace, monkeypatch, capsys):
     import errno
 
-    from vicokd.engine import checkpoint as checkpoint_io
+    from vicokd.models import checkpoint as checkpoint_io
 
     base, overrides = workspace
     sets = [*set_args(overrides), "--set", "train.name=full-disk"]
@@ -405,7 +394,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_finished_checkpoint(workspace, mo
 def test_a_damaged_checkpoint_is_one_line(teacher, tmp_path, capsys, damage, message):
     import shutil
 
-    from vicokd.engine.checkpoint import sidecar_path
+    from vicokd.models.checkpoint import sidecar_path
 
     ckpt, _ = teacher
     copy = tmp_path / "best.safetensors"

@@ -12,14 +12,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from student_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher, train_tiny_student
+from run_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher, train_tiny_student
 from vicokd.cli import main
 from vicokd.config import load_config
 from vicokd.engine import export as export_lib
 from vicokd.engine.export import OUTPUT_NAMES, OnnxStudent, load_exported
-from vicokd.engine.run import model_from_checkpoint
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
+from vicokd.models.checkpoint import model_from_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +73,8 @@ def test_safetensors_hold_the_student_only_and_reload_identically(exported):
 @pytest.mark.parametrize("shape", [(1, 3, NUM_FRAMES), (4, 3, NUM_FRAMES), (2, 2, 9), (1, 4, 3)])
 def test_onnx_matches_pytorch_on_other_batch_views_and_frames(exported, shape):
     """Exported at (B, V, T) = (2, 3, 6): batch, views and frames are all dynamic."""
-    model, config, _ = load_exported(exported.out)
-    wrapper = OnnxStudent(model, config.data.mean, config.data.std).eval()
+    model, _, _ = load_exported(exported.out)
+    wrapper = OnnxStudent(model).eval()
     video = _video((*shape, 3, *IMAGE_SIZE), seed=sum(shape))
     session = onnxruntime.InferenceSession(str(exported.out / "model.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(list(OUTPUT_NAMES), {"video": video.numpy()})

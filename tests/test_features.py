@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from run_helpers import CONFIGS
 from vicokd.cli import main
 from vicokd.config import load_config
 from vicokd.data.cache import prepare, read_index
@@ -21,19 +22,12 @@ from vicokd.models import MultiViewActionModel
 
 from media_helpers import make_dataset
 
-CONFIGS = Path(__file__).parent.parent / "configs" / "demo"
-
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    base = tmp_path_factory.mktemp("features")
-    make_dataset(base / "data")
-    overrides = [f"data.root={base / 'data'}", f"data.cache={base / 'cache'}", "data.image_size=[48,64]",
-                 "data.num_frames=6", "data.val_fraction=0.5", "optim.epochs=1", "optim.batch_size=2",
-                 f"train.out_dir={base / 'runs'}"]
-    config = load_config(CONFIGS / "teacher.yaml", overrides)
-    prepare(base / "data", config.data.cache, config.data, workers=1, progress=False)
-    teacher = Path(fit(config, progress=False)["best_checkpoint"])
+def setup(tiny_workspace):
+    base, overrides = tiny_workspace
+    overrides = [*overrides, "optim.epochs=1"]
+    teacher = Path(fit(load_config(CONFIGS / "teacher.yaml", overrides), progress=False)["best_checkpoint"])
     return base, overrides, teacher
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from student_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher, train_tiny_student
+from run_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher, train_tiny_student
 from vicokd.cli import main
 from vicokd.data import frame_labels
 from vicokd.data.dataset import normalize_video
@@ -94,12 +94,13 @@ def test_window_indices_cover_every_grid_frame():
 class ColourModel(nn.Module):
     """Logits from each frame's mean red value: shows which grid frame sat at each window position."""
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, data: dict) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.mean, self.std = data["mean"], data["std"]  # it takes uint8 video, as every model does
 
     def forward(self, batch):
-        red = batch["video"][:, :, :, 0].mean(dim=(-1, -2))  # (B, V, T)
+        red = normalize_video(batch["video"], self.mean, self.std)[:, :, :, 0].mean(dim=(-1, -2))  # (B, V, T)
         view = red[..., None] + torch.arange(self.num_classes)  # (B, V, T, C)
         return SimpleNamespace(view_frame_logits=view, frame_logits=view[:, 0], seq_logits=view[:, 0].mean(1))
 
@@ -116,7 +117,7 @@ def test_windows_map_back_to_their_grid_frames(student, clip):
     _, meta = load_student(student.checkpoint)
     videos = getattr(student, clip)
     classes = meta["classes"]
-    prediction = predict_clip(ColourModel(len(classes)), meta, videos, batch_size=2)
+    prediction = predict_clip(ColourModel(len(classes), meta["config"]["data"]), meta, videos, batch_size=2)
     length = 10 if clip == "videos" else 3
     assert prediction.frame_probs.shape == (length, len(classes))
     assert prediction.view_frame_probs.shape == (3, length, len(classes))
@@ -208,7 +209,7 @@ def test_clear_errors(student, tmp_path, capsys):
 
 
 def test_fewer_views_than_trained_is_a_warning(student):
-    from vicokd.engine.checkpoint import read_meta
+    from vicokd.models.checkpoint import read_meta
 
     model, meta = load_student(student.checkpoint)
     assert read_meta(student.checkpoint)["views"] == 3

@@ -154,7 +154,7 @@ def test_attention_maps_and_grid(tmp_path):
     config = load_config(CONFIGS / "student.yaml")
     model = MultiViewActionModel(config.model, num_classes=3)
     frames = np.random.default_rng(0).integers(0, 255, (2, 32, 48, 3), dtype=np.uint8)
-    maps = attention_maps(model, frames, config.data.mean, config.data.std)
+    maps = attention_maps(model, frames)
     patch = config.model.visual.timm_kwargs["patch_size"]
     assert maps.shape == (2, 32 // patch, 48 // patch)
     assert np.all(maps >= 0) and np.all(maps.sum(axis=(1, 2)) <= 1 + 1e-5)

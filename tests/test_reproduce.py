@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from run_helpers import TINY_RUN, set_args
 from vicokd.cli import main
 from vicokd.data.person_scores import write_person_scores
 from vicokd.detect.run import dataset_clips
@@ -16,12 +17,7 @@ from vicokd.report.tables import MISSING
 
 from media_helpers import make_dataset
 
-TINY = ["data.num_frames=6", "data.image_size=[48,64]", "data.val_fraction=0.5", "optim.epochs=1",
-        "optim.batch_size=2", "train.log_every_n_steps=1"]
-
-
-def set_args(overrides: list[str]) -> list[str]:
-    return [arg for item in overrides for arg in ("--set", item)]
+TINY = [*TINY_RUN, "optim.epochs=1", "train.log_every_n_steps=1"]
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,10 +33,19 @@ def _parser(subparsers: argparse._SubParsersAction, name: str, help: str, exampl
 
 def _add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument("--config", "-c", type=Path, required=required, help="YAML config file")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="dotted override, parsed as YAML (repeatable), e.g. --set optim.lr=3e-4",
-    )
+    _add_set(parser, "dotted override, parsed as YAML (repeatable), e.g. --set optim.lr=3e-4")
+
+
+def _add_set(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
+def _add_quiet(parser: argparse.ArgumentParser, help: str = "no progress bars") -> None:
+    parser.add_argument("--quiet", action="store_true", help=help)
+
+
+def _add_workers(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--workers", type=int, default=2, help=help)
 
 
 # ---------------------------------------------------------------------------------- config
@@ -71,7 +81,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("root", type=Path, help="dataset root (videos + annotation JSON)")
     parser.add_argument("--out", type=Path, required=True, help="cache directory")
     parser.add_argument("--size", default=None, help="frame size WxH (default: data.image_size, 224x224)")
-    parser.add_argument("--workers", type=int, default=2, help="parallel processes over clips")
+    _add_workers(parser, "parallel processes over clips")
     parser.add_argument("--features", type=Path, default=None, metavar="DIR",
                         help="also cache frozen-encoder features of the config's encoders in DIR "
                              "(pretrained paths of the config, else random weights seeded by train.seed; "
@@ -222,8 +232,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--condition", choices=["av", "audio-missing", "visual"], default="av",
                         help="teacher only: audio as recorded, half the microphones dropped, or none")
     parser.add_argument("--out", type=Path, default=None, help="JSON report (default: <run>/eval/...)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override the checkpoint's config, e.g. --set data.cache=cache/other")
+    _add_set(parser, "override the checkpoint's config, e.g. --set data.cache=cache/other")
     parser.set_defaults(func=_run_evaluate)
 
 
@@ -351,9 +360,9 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--test", type=float, default=None, help="test share of the split (default 0.3)")
     parser.add_argument("--supersample", type=int, default=None,
                         help="anti-aliasing: samples per pixel side, 1..4 (default 2)")
-    parser.add_argument("--workers", type=int, default=2, help="parallel processes over clips (default 2)")
+    _add_workers(parser, "parallel processes over clips (default 2)")
     parser.add_argument("--force", action="store_true", help="write into a non-empty folder made otherwise")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_quiet(parser, "no progress bar")
     parser.set_defaults(func=_run_synth)
 
 
@@ -409,14 +418,14 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                         help="epochs of every run (default: configs/demo; --fast 2)")
     parser.add_argument("--seeds", type=int, default=None, help="training seeds per run (default 3; --fast 2)")
     parser.add_argument("--data-seed", type=int, default=0, help="generator seed of the synthetic home (default 0)")
-    parser.add_argument("--backbone", choices=["multitrans", "multiasl", "multitsf"], default="multitsf")
+    parser.add_argument("--backbone", default="multitsf",
+                        help="a registered backbone: multitrans, multiasl, multitsf, ... (default multitsf)")
     parser.add_argument("--finetune", action="store_true",
                         help="train the encoders end to end (slower) instead of from cached frozen features")
     parser.add_argument("--fast", action="store_true", help="a smoke run: few clips, 2 epochs, 2 seeds")
-    parser.add_argument("--workers", type=int, default=2, help="processes rendering and decoding clips (default 2)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars (the step list is still printed)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override every run's config, e.g. --set optim.lr=3e-4")
+    _add_workers(parser, "processes rendering and decoding clips (default 2)")
+    _add_quiet(parser, "no progress bars (the step list is still printed)")
+    _add_set(parser, "override every run's config, e.g. --set optim.lr=3e-4")
     parser.set_defaults(func=_run_demo)
 
 
@@ -456,8 +465,8 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                         help="actor mask predicted per patch token (default) or from the pooled feature")
     parser.add_argument("--home", type=Path, default=None,
                         help="where the pretraining home and its frames live (default OUT/home); share it between runs")
-    parser.add_argument("--workers", type=int, default=2, help="processes rendering and decoding clips (default 2)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars (the step list is still printed)")
+    _add_workers(parser, "processes rendering and decoding clips (default 2)")
+    _add_quiet(parser, "no progress bars (the step list is still printed)")
     _add_config_args(parser)
     parser.set_defaults(func=_run_pretrain)
 
@@ -493,11 +502,10 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--methods", default=None, help="comma list, a subset of the table's rows")
     parser.add_argument("--supervisions", default=None, help="comma list of frame, sequence (default both)")
     parser.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="runs and tables go here")
-    parser.add_argument("--workers", type=int, default=2, help="processes decoding clips in prepare (default 2)")
+    _add_workers(parser, "processes decoding clips in prepare (default 2)")
     parser.add_argument("--dry-run", action="store_true", help="print the steps and their state, run nothing")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override every run's config, e.g. --set optim.batch_size=6")
+    _add_quiet(parser)
+    _add_set(parser, "override every run's config, e.g. --set optim.batch_size=6")
     parser.set_defaults(func=_run_reproduce)
 
 
@@ -542,7 +550,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                         help="grid frames between window starts on clips longer than T (default T // 2)")
     parser.add_argument("--batch-size", type=int, default=4, help="windows per model call (default 4)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_quiet(parser)
     parser.set_defaults(func=_run_predict)
 
 
@@ -678,6 +686,8 @@ def _os_error_line(exc: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # weights come from local disk only
+        os.environ.setdefault(variable, "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

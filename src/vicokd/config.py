@@ -12,6 +12,7 @@ to inherit and override other files, merged in order. Command-line overrides use
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import hashlib
@@ -159,7 +160,7 @@ class ModelConfig:
     """The whole network. `mode` picks teacher (audio encoder) or student (adapter)."""
 
     mode: Literal["teacher", "student"] = "teacher"
-    backbone: Literal["multitrans", "multiasl", "multitsf"] = "multitsf"
+    backbone: str = "multitsf"  # a registered backbone (vicokd.models.backbones.BACKBONES)
     dim: int = 384  # D, width of every per-view feature
     visual: VisualEncoderConfig = field(default_factory=VisualEncoderConfig)
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
@@ -297,14 +298,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
-            try:
+            with contextlib.suppress(ConfigError):  # the next type of the union may fit
                 return _coerce(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if origin is tuple:
         args = get_args(tp)

@@ -42,7 +42,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from vicokd.config import DistillConfig, ModelConfig
+from vicokd.config import Config, DistillConfig, ModelConfig
 from vicokd.errors import VicokdError
 from vicokd.losses import (
     feature_distillation_loss,
@@ -53,7 +53,7 @@ from vicokd.losses import (
     two_way_loss,
     view_consistency_loss,
 )
-from vicokd.models import ModelOutput
+from vicokd.models import ModelOutput, MultiViewActionModel
 
 Divergence = Literal["js", "kl"]
 Distribution = Literal["softmax", "sigmoid"]
@@ -349,3 +349,21 @@ def compute_losses(
         breakdown.weights[term.name] = getattr(distill, term.weight) if term.weight else 1.0
     breakdown.total = sum(breakdown.weighted().values())  # type: ignore[assignment]
     return breakdown
+
+
+def batch_objective(method: Method, model: MultiViewActionModel, teacher: MultiViewActionModel | None,
+                    batch: dict[str, Any], config: Config) -> LossBreakdown:
+    """The training objective of one batch, for the engine and the benchmarks alike.
+
+    The model runs on `batch` (uint8 video is normalised inside it); the frozen `teacher`, when
+    given, runs in eval mode without gradients on the same batch; :func:`compute_losses` gives
+    the terms of `method` and their weighted sum.
+    """
+    output = model(batch)
+    teacher_output = None
+    if teacher is not None:
+        teacher.eval()
+        with torch.no_grad():
+            teacher_output = teacher(batch)
+    return compute_losses(method, output, batch, config.distill, config.model, teacher_output,
+                          config.data.person_threshold)

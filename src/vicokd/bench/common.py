@@ -272,13 +272,13 @@ class BenchResult:
 
         Returns the JSON path.
         """
-        from vicokd.data.split import write_json_atomic  # (imports scikit-learn: not in measured processes)
+        from vicokd.io import write_json_atomic, write_text
 
         suffix = "" if self.size == "full" else f"-{self.size}"
         path = Path(out_dir) / f"{self.name}{suffix}.json"
         self.machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         write_json_atomic(path, self.to_json())
-        path.with_suffix(".md").write_text(self.markdown())
+        write_text(path.with_suffix(".md"), self.markdown())
         return path
 
     @classmethod

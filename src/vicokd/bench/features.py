@@ -41,9 +41,9 @@ from vicokd.bench.paper import Shape, count_flops, encoder_widths, step_loss
 from vicokd.bench.train_step import StepSpec, measure_train_step, train_flops
 from vicokd.config import Config, load_config
 from vicokd.data.cache import prepare
+from vicokd.data.person_scores import person_scores_path
 from vicokd.data.synthetic import generate_home
 from vicokd.detect import detect_dataset
-from vicokd.engine.data import person_scores_path
 from vicokd.engine.features import compute_features
 from vicokd.engine.run import fit
 from vicokd.pipeline.demo import DemoOptions
@@ -119,7 +119,7 @@ def _make_home(config: Config, bench: FeatureBenchSize) -> dict[str, float]:
         generate_home(config.data.root, synth, workers=bench.workers, progress=False)
     with stopwatch() as prepared:
         prepare(config.data.root, config.data.cache, config.data, workers=bench.workers, progress=False)
-    detect_dataset(config.data.root, person_scores_path(config), config.data.cache, config=config, progress=False)
+    detect_dataset(config.data.root, person_scores_path(config.data), config.data.cache, config=config, progress=False)
     return {"synthesis_s": made.wall, "prepare_s": prepared.wall}
 
 

@@ -17,8 +17,7 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from vicokd.config import Config, DistillConfig, ModelConfig, replace
-from vicokd.data.dataset import normalize_video
-from vicokd.methods import compute_losses, get_method
+from vicokd.methods import batch_objective, get_method
 from vicokd.models import MultiViewActionModel
 
 NUM_CLASSES = 16  # Home-1
@@ -103,31 +102,15 @@ def synthetic_batch(shape: Shape, seed: int = 0, device: str = "cpu") -> dict[st
     return {key: value.to(device) for key, value in batch.items()}
 
 
-def _model_inputs(batch: dict[str, Tensor], config: Config) -> dict[str, Tensor]:
-    """The batch as the model takes it: uint8 video normalised to float (features as they are)."""
-    if "video" not in batch:
-        return batch
-    return {**batch, "video": normalize_video(batch["video"], config.data.mean, config.data.std)}
-
-
 def step_loss(config: Config, model: MultiViewActionModel, teacher: MultiViewActionModel | None,
               batch: dict[str, Tensor]) -> Tensor:
-    """The training objective of one batch, as the engine computes it (video normalised first)."""
-    inputs = _model_inputs(batch, config)
-    output = model(inputs)
-    teacher_output = None
-    if teacher is not None:
-        with torch.no_grad():
-            teacher_output = teacher(inputs)
-    method = get_method(config.distill.method)
-    return compute_losses(method, output, batch, config.distill, config.model, teacher_output,
-                          config.data.person_threshold).total
+    """The training objective of one batch, the engine's own (:func:`vicokd.methods.batch_objective`)."""
+    return batch_objective(get_method(config.distill.method), model, teacher, batch, config).total
 
 
-def forward_logits(model: MultiViewActionModel, batch: dict[str, Tensor], config: Config) -> Tensor:
-    """Inference: sequence logits of a batch (normalisation included)."""
-    inputs = _model_inputs(batch, config)
-    return model(inputs).seq_logits
+def forward_logits(model: MultiViewActionModel, batch: dict[str, Tensor]) -> Tensor:
+    """Inference: sequence logits of a batch (the model normalises uint8 video itself)."""
+    return model(batch).seq_logits
 
 
 def count_flops(config: Config, shape: Shape, run: Callable[..., object]) -> float:

@@ -76,14 +76,14 @@ def measure_predict(spec: PredictSpec) -> dict[str, Any]:
     model.eval()
     batch = synthetic_batch(spec.shape)
     with torch.inference_mode():
-        forward_logits(model, synthetic_batch(Shape(1, 1, spec.views)), config)
-        return time_against_matmul(lambda: forward_logits(model, batch, config), spec.repeats)
+        forward_logits(model, synthetic_batch(Shape(1, 1, spec.views)))
+        return time_against_matmul(lambda: forward_logits(model, batch), spec.repeats)
 
 
 def predict_flops(spec: PredictSpec, model: dict[str, Any] | None = None) -> float:
     """FLOPs of one forward pass of `spec` (meta device); `model` adds dotted model overrides."""
     config = paper_config(spec.role, model={**spec.model, **(model or {})})
-    return count_flops(config, spec.shape, lambda config, model, teacher, batch: forward_logits(model, batch, config))
+    return count_flops(config, spec.shape, lambda config, model, teacher, batch: forward_logits(model, batch))
 
 
 def _row(spec: PredictSpec, measured: dict[str, Any], flops: float) -> dict[str, Any]:

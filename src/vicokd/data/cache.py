@@ -67,9 +67,9 @@ from vicokd.data.media import (
     probe_video,
 )
 from vicokd.data.sampling import grid_interval
-from vicokd.data.split import write_json_atomic
 from vicokd.data.workers import run_in_workers
 from vicokd.errors import DataError
+from vicokd.io import write_json_atomic
 
 CACHE_VERSION = 2  # 2: frames (V, L, 3, H, W); 1: frames (V, L, H, W, 3)
 INDEX_FILE = "index.json"

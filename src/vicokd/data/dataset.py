@@ -214,9 +214,9 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-def normalize_video(video: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+def normalize_video(video: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor,
                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 (..., 3, H, W) → float ``(x/255 − mean) / std`` per channel."""
-    mean_t = torch.tensor(mean, dtype=dtype, device=video.device).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=dtype, device=video.device).view(3, 1, 1)
+    mean_t = torch.as_tensor(mean, dtype=dtype, device=video.device).view(3, 1, 1)
+    std_t = torch.as_tensor(std, dtype=dtype, device=video.device).view(3, 1, 1)
     return (video.to(dtype) / 255.0 - mean_t) / std_t

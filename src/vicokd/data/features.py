@@ -32,6 +32,7 @@ import numpy as np
 
 from vicokd.data.cache import CacheIndex, ClipMeta
 from vicokd.errors import DataError
+from vicokd.io import write_text
 
 FEATURES_VERSION = 1
 FEATURES_FILE = "features.json"
@@ -52,10 +53,7 @@ def _stamp(meta: ClipMeta) -> str:
 
 def write_feature_stamp(directory: str | Path, meta: ClipMeta) -> None:
     """Record which cache copy of clip `meta.key` the features were computed from (after the arrays)."""
-    path = _stamp_path(directory, meta.key)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(_stamp(meta))
-    tmp.replace(path)
+    write_text(_stamp_path(directory, meta.key), _stamp(meta))
 
 
 def features_are_current(directory: str | Path, meta: ClipMeta) -> bool:

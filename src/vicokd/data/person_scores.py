@@ -13,18 +13,23 @@ already on disk so that a detector run can save as it goes and resume.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vicokd.config import DataConfig
 from vicokd.errors import DataError
+from vicokd.io import atomic_path
 
 SCORES_VERSION = 1
 SCORES_FILE = "person_scores.npz"
 _META = "__meta__"
+
+
+def person_scores_path(data: DataConfig) -> Path:
+    """The configured score file (``data.person_scores``), else ``<data.cache>/person_scores.npz``."""
+    return Path(data.person_scores or Path(data.cache) / SCORES_FILE)
 
 
 def read_person_scores(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -57,12 +62,5 @@ def write_person_scores(path: str | Path, scores: dict[str, np.ndarray], **meta:
             raise ValueError(f"scores of {key!r} must be (V, L), got shape {value.shape}")
     header = {**old_meta, **meta, "version": SCORES_VERSION}
     arrays = {**merged, _META: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)

@@ -7,18 +7,14 @@ split files), by the synthetic generator (7:3), and to carve the validation set 
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
-from vicokd.data.annotations import Clip, collect_classes, read_json, sequence_labels
+from vicokd.data.annotations import collect_classes, read_json, sequence_labels
 from vicokd.errors import DataError
+from vicokd.io import write_json_atomic
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,29 +41,6 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
         order = np.random.default_rng(seed).permutation(count)
         test, train = order[:num_test], order[num_test:]
     return np.sort(train), np.sort(test)
-
-
-def split_clips(clips: Sequence[Clip], test_fraction: float, seed: int, classes: Sequence[str] | None = None
-                ) -> tuple[list[Clip], list[Clip]]:
-    """Stratified split of clips by their sequence labels."""
-    classes = list(classes) if classes is not None else collect_classes(clips)
-    labels = np.stack([sequence_labels(c.segments, classes) for c in clips]) if clips else np.zeros((0, 0))
-    train, test = stratified_split(labels, test_fraction, seed)
-    return [clips[i] for i in train], [clips[i] for i in test]
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def split_annotation_file(path: Path, out: Path, *, test: float = 0.3, val: float = 0.1, seed: int = 0

@@ -14,13 +14,13 @@ ones by a few grey levels at the default quality (``crf=18``).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+from vicokd.io import atomic_path
 
 AAC_FRAME = 1024  # samples per AAC frame (FFmpeg's native encoder)
 
@@ -74,15 +74,8 @@ def write_mp4(
     _check_inputs(frames, audio, sample_rate)
     rate = _rate(fps)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
-    os.close(fd)
-    try:
-        _encode(tmp, frames, rate, audio, sample_rate, crf, preset, keyframe_seconds, audio_bitrate)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        _encode(str(tmp), frames, rate, audio, sample_rate, crf, preset, keyframe_seconds, audio_bitrate)
 
 
 def _encode(

@@ -9,7 +9,6 @@ DataLoader workers need no shared state.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -17,7 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from vicokd.config import Config
 from vicokd.data.dataset import MultiViewClips, collate
-from vicokd.data.person_scores import SCORES_FILE
+from vicokd.data.person_scores import person_scores_path
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -44,11 +43,6 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return iter((self.epoch, i) for i in order)
 
 
-def person_scores_path(config: Config) -> Path:
-    """The configured score file, else ``<cache>/person_scores.npz``."""
-    return Path(config.data.person_scores or Path(config.data.cache) / SCORES_FILE)
-
-
 class ClipsDataModule(L.LightningDataModule):
     """Train (jittered, shuffled), validation and test (uniform) loaders over the prepared cache.
 
@@ -69,7 +63,7 @@ class ClipsDataModule(L.LightningDataModule):
         data = self.config.data
         return MultiViewClips(
             data.cache, split, data.num_frames, mode,  # type: ignore[arg-type]
-            person_scores=person_scores_path(self.config) if self.person else None,
+            person_scores=person_scores_path(self.config.data) if self.person else None,
             val_fraction=data.val_fraction, split_seed=data.split_seed, seed=self.config.train.seed,
             load_audio=self.load_audio, features=data.features,
         )

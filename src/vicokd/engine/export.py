@@ -13,7 +13,8 @@ ONNX graph (exported by ``torch.onnx.export(dynamo=True)``, i.e. via torch.expor
 `opset`, weights inside the one file):
 
 - input ``video`` uint8 (B, V, T, 3, H, W), RGB, H × W = ``data.image_size`` of the config;
-  the graph normalises ``(x / 255 − mean) / std`` with ``data.mean`` / ``data.std`` itself.
+  the graph normalises ``(x / 255 − mean) / std`` itself (the model's ``pixel_mean`` /
+  ``pixel_std``, which are ``data.mean`` / ``data.std`` of the training config).
 - outputs (sigmoid probabilities, not logits): ``frame_probs`` (B, T, C),
   ``view_frame_probs`` (B, V, T, C), ``seq_probs`` (B, C).
 - dynamic axes: B, V and T (V at most ``model.multitrans.max_views`` for MultiTrans); H and W
@@ -45,11 +46,11 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from vicokd.config import Config, config_from_dict, config_to_yaml, load_config
-from vicokd.data.dataset import normalize_video
-from vicokd.engine.checkpoint import read_safetensors
 from vicokd.engine.predict import load_student
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
+from vicokd.models.backbones import backbone_spec
+from vicokd.models.checkpoint import model_from_weights, read_safetensors
 
 __all__ = ["DEFAULT_OPSET", "OUTPUT_NAMES", "ExportResult", "OnnxStudent", "export_student", "load_exported"]
 
@@ -60,16 +61,14 @@ _ONE_CHUNK = 2**62  # visual encoder chunk size that keeps every frame in one ca
 
 
 class OnnxStudent(nn.Module):
-    """uint8 video (B, V, T, 3, H, W) → (frame_probs, view_frame_probs, seq_probs), normalisation inside."""
+    """uint8 video (B, V, T, 3, H, W) → (frame_probs, view_frame_probs, seq_probs); the model normalises."""
 
-    def __init__(self, model: MultiViewActionModel, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    def __init__(self, model: MultiViewActionModel) -> None:
         super().__init__()
         self.model = model
-        self.mean = mean
-        self.std = std
 
     def forward(self, video: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        out = self.model({"video": normalize_video(video, self.mean, self.std)})
+        out = self.model({"video": video})
         return out.frame_logits.sigmoid(), out.view_frame_logits.sigmoid(), out.seq_logits.sigmoid()
 
 
@@ -95,8 +94,7 @@ def load_exported(directory: str | Path) -> tuple[MultiViewActionModel, Config, 
             raise VicokdError(f"{directory}: not an export directory (no {name})")
     config = load_config(directory / "config.yaml")
     classes = json.loads((directory / "classes.json").read_text())
-    model = MultiViewActionModel(config.model, len(classes))
-    model.load_state_dict(read_safetensors(directory / "model.safetensors"), strict=True)
+    model = model_from_weights(config, len(classes), read_safetensors(directory / "model.safetensors"), str(directory))
     return model.eval(), config, classes
 
 
@@ -198,14 +196,14 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
     if frames < 2 or views < 2:
         raise VicokdError(f"--frames {frames} --views {views}: the traced sample needs T >= 2 and V >= 2 "
                           f"(the exported graph then accepts any T and V >= 1)")
-    max_views = config.model.multitrans.max_views if config.model.backbone == "multitrans" else None
+    max_views = backbone_spec(config.model.backbone).max_views(config.model)
     if max_views is not None and views > max_views:
         raise VicokdError(f"--views {views}: this MultiTrans student has sensor embeddings for "
                           f"model.multitrans.max_views = {max_views} views")
     h, w = config.data.image_size
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     model.visual_encoder.chunk_size = _ONE_CHUNK
-    wrapper = OnnxStudent(model, config.data.mean, config.data.std).eval()
+    wrapper = OnnxStudent(model).eval()
     sample = (2, views, frames, 3, h, w)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out_dir, prefix=".export-"))

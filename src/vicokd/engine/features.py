@@ -9,9 +9,7 @@ model, so the run's checkpoints still work on raw video (predict, export).
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +22,6 @@ from tqdm import tqdm
 
 from vicokd.config import Config, config_to_dict
 from vicokd.data.cache import load_fbank, load_frames, read_index
-from vicokd.data.dataset import normalize_video
 from vicokd.data.features import (
     ENCODERS_FILE,
     FEATURES_FILE,
@@ -34,10 +31,10 @@ from vicokd.data.features import (
     read_feature_index,
     write_feature_stamp,
 )
-from vicokd.data.split import write_json_atomic
-from vicokd.engine.checkpoint import load_state_dict, read_safetensors
 from vicokd.errors import VicokdError
+from vicokd.io import atomic_path, write_json_atomic
 from vicokd.models import MultiViewActionModel
+from vicokd.models.checkpoint import load_state_dict, read_safetensors
 
 _ENCODERS = ("visual_encoder", "audio_encoder")
 
@@ -48,14 +45,8 @@ def _encoder_sections(config: Config) -> dict[str, Any]:
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         np.save(tmp, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def compute_features(config: Config, out: str | Path, *, encoders_from: str | Path | None = None,
@@ -70,7 +61,8 @@ def compute_features(config: Config, out: str | Path, *, encoders_from: str | Pa
     started = time.perf_counter()
     index = read_index(config.data.cache)
     torch.manual_seed(config.train.seed)  # random encoders: the initial weights a run of this config starts from
-    model = MultiViewActionModel(replace(config.model, mode="teacher"), max(1, len(index.classes))).eval()
+    model = MultiViewActionModel(replace(config.model, mode="teacher"), max(1, len(index.classes)),
+                                 config.data.mean, config.data.std).eval()
     source = "config (pretrained paths or random initialisation)"
     if encoders_from is not None:
         weights = load_state_dict(encoders_from)
@@ -110,7 +102,7 @@ def compute_features(config: Config, out: str | Path, *, encoders_from: str | Pa
             if all(p.is_file() for p in targets.values()) and features_are_current(out, index.clips[key]):
                 continue
             frames = torch.from_numpy(np.array(load_frames(data.cache, key)))  # (V, L, 3, H, W)
-            visual = model.visual_encoder.features(normalize_video(frames, data.mean, data.std))
+            visual = model.visual_encoder.features(model.normalize(frames))
             _save_array(targets["visual"], visual.to(torch.float16).numpy())
             if audio:
                 fbank = torch.from_numpy(load_fbank(data.cache, key).astype(np.float32))

@@ -1,9 +1,9 @@
 """The LightningModule: one model, one method, an optional frozen teacher; honest evaluation.
 
-Training: the batch's uint8 video is normalised on the device, the model (and the frozen
-teacher, under ``no_grad`` and in eval mode) run, :func:`vicokd.methods.compute_losses` gives
-every term; each is logged as ``train/<term>``. A non-finite loss stops the run naming the term,
-before any optimizer step or checkpoint.
+Training: :func:`vicokd.methods.batch_objective` runs the model on the batch (the model
+normalises its uint8 video, on the device) and the frozen teacher (under ``no_grad``, in eval
+mode) and gives every term of the method; each is logged as ``train/<term>``. A non-finite loss
+stops the run naming the term, before any optimizer step or checkpoint.
 
 Every ``train.grad_share_every`` optimizer steps, the gradient norm of each weighted term on
 each parameter group is logged as ``grad/<term>/<group>`` (:mod:`vicokd.engine.grad_share`).
@@ -24,13 +24,12 @@ import torch
 from torch import Tensor, nn
 
 from vicokd.config import Config, OptimConfig, config_hash, config_to_dict, replace
-from vicokd.data.dataset import normalize_video
-from vicokd.engine.checkpoint import FORMAT_VERSION
 from vicokd.engine.grad_share import parameter_groups, term_gradient_norms
 from vicokd.errors import VicokdError
-from vicokd.methods import compute_losses, get_method
+from vicokd.methods import batch_objective, get_method
 from vicokd.metrics import deduplicate, frame_map, sequence_map
 from vicokd.models import ModelOutput, MultiViewActionModel
+from vicokd.models.checkpoint import FORMAT_VERSION
 
 Condition = Literal["av", "audio-missing", "visual"]
 
@@ -76,12 +75,15 @@ class ViCoKDModule(L.LightningModule):
     """Trains `config.distill.method` (teacher, student or a distillation method)."""
 
     def __init__(self, config: Config, classes: list[str], teacher: MultiViewActionModel | None = None,
-                 teacher_meta: dict[str, Any] | None = None, condition: Condition = "av") -> None:
+                 teacher_meta: dict[str, Any] | None = None, condition: Condition = "av",
+                 model: MultiViewActionModel | None = None) -> None:
         super().__init__()
         self.config = config
         self.classes = list(classes)
         self.method = get_method(config.distill.method)
-        self.model = MultiViewActionModel(config.model, len(self.classes))
+        # `model`: an already built one (evaluate's, from its checkpoint); else built from the config
+        self.model = model if model is not None else MultiViewActionModel(
+            config.model, len(self.classes), config.data.mean, config.data.std)
         self.training_views: int | None = None  # set by the runner from the cache; recorded in checkpoints
         self.condition = condition
         self.teacher_meta = teacher_meta
@@ -103,14 +105,8 @@ class ViCoKDModule(L.LightningModule):
     def teacher(self) -> MultiViewActionModel | None:
         return self._teacher[0] if self._teacher else None
 
-    def _inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
-        if "video" not in batch:  # cached frozen-encoder features
-            return batch
-        data = self.config.data
-        return {**batch, "video": normalize_video(batch["video"], data.mean, data.std)}
-
     def forward(self, batch: dict[str, Any]) -> ModelOutput:
-        return self.model(self._inputs(batch))
+        return self.model(batch)
 
     def on_fit_start(self) -> None:
         if self.teacher is not None:
@@ -118,15 +114,7 @@ class ViCoKDModule(L.LightningModule):
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        inputs = self._inputs(batch)
-        output = self.model(inputs)
-        teacher_output = None
-        if self.teacher is not None:
-            self.teacher.eval()
-            with torch.no_grad():
-                teacher_output = self.teacher(inputs)
-        losses = compute_losses(self.method, output, batch, self.config.distill, self.config.model,
-                                teacher_output, self.config.data.person_threshold)
+        losses = batch_objective(self.method, self.model, self.teacher, batch, self.config)
         terms = torch.stack([losses.total.detach(), *(value.detach() for value in losses.terms.values())])
         if not torch.isfinite(terms).all():
             name, value = next(((n, v) for n, v in losses.terms.items() if not torch.isfinite(v)),
@@ -241,8 +229,3 @@ class ViCoKDModule(L.LightningModule):
         if rng is not None:
             torch.set_rng_state(rng["torch"].to(torch.uint8))
 
-
-def student_config_for(config: Config) -> Config:
-    """The run config with the model in the role its method trains."""
-    role = get_method(config.distill.method).role
-    return replace(config, model=replace(config.model, mode=role))

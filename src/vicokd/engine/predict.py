@@ -12,8 +12,8 @@ Rules (T = the checkpoint's ``data.num_frames``, C classes, fps = ``data.fps``):
 
 1. Frames: every grid frame of each view (:func:`vicokd.data.media.read_grid_frames` at the
    checkpoint's ``data.image_size``); clip length L = min over views, with a warning when the
-   views' grid lengths differ; normalised with ``data.mean`` / ``data.std``
-   (:func:`vicokd.data.dataset.normalize_video`).
+   views' grid lengths differ; the model normalises the uint8 frames itself (its ``pixel_mean`` /
+   ``pixel_std``: ``data.mean`` / ``data.std`` of its training config).
 2. Windows (:func:`window_indices`): L ≤ T gives one window, the uniform sampling of
    evaluation ``idx_i = floor(i·L/T)`` (every grid frame appears at least once, some repeat);
    L > T gives windows of T consecutive grid frames starting at 0, s, 2s, … plus one ending at
@@ -44,14 +44,12 @@ import torch
 from tqdm import tqdm
 
 from vicokd.config import config_from_dict
-from vicokd.data.dataset import normalize_video
 from vicokd.data.media import probe_video, read_grid_frames
 from vicokd.data.sampling import sample_indices
-from vicokd.data.split import write_json_atomic
-from vicokd.engine.checkpoint import read_meta
-from vicokd.engine.run import model_from_checkpoint
 from vicokd.errors import DataError, VicokdError
+from vicokd.io import write_json_atomic
 from vicokd.models import MultiViewActionModel
+from vicokd.models.checkpoint import model_from_checkpoint, read_meta
 
 __all__ = [
     "DEFAULT_MIN_DURATION",
@@ -304,7 +302,7 @@ def predict_clip(
     for batch in tqdm(batches, desc="predict", unit="batch", disable=not bars, leave=False):
         index = torch.from_numpy(np.stack(batch))  # (B, T)
         video = torch.stack([frames[:, i] for i in index]).to(device)  # (B, V, T, 3, H, W) uint8
-        out = model({"video": normalize_video(video, config.mean, config.std)})
+        out = model({"video": video})  # the model normalises its uint8 input
         frame_p = out.frame_logits.float().sigmoid().double().cpu()  # (B, T, C)
         view_p = out.view_frame_logits.float().sigmoid().double().cpu()  # (B, V, T, C)
         for row, idx in enumerate(index):

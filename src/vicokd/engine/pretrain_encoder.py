@@ -24,9 +24,7 @@ saved as a plain timm state dict in a .safetensors file, loadable through
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,8 +40,9 @@ from tqdm import tqdm
 
 from vicokd.config import VisualEncoderConfig, replace
 from vicokd.data.dataset import normalize_video
-from vicokd.engine.checkpoint import load_tree, save_tree
 from vicokd.errors import VicokdError
+from vicokd.io import atomic_path
+from vicokd.models.checkpoint import load_tree, save_tree
 from vicokd.models.encoders import build_visual_encoder
 
 PATCH_GROUPS = ("mask", "foreground")  # one column per patch, predicted per patch token with mask_head="tokens"
@@ -158,15 +157,8 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
 def save_encoder(net: nn.Module, path: str | Path) -> Path:
     """The timm network's state dict as a .safetensors file (temporary file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
     return path
 
 

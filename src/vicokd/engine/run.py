@@ -32,18 +32,21 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from vicokd.config import Config, config_from_dict, config_hash, config_to_yaml
 from vicokd.data.cache import read_index
-from vicokd.data.split import write_json_atomic
+from vicokd.data.person_scores import person_scores_path
 from vicokd.engine.allocator import use_training_mmap_threshold
-from vicokd.engine.checkpoint import SafetensorsCheckpointIO, load_state_dict, read_meta
-from vicokd.engine.data import ClipsDataModule, person_scores_path
+from vicokd.engine.checkpoint import SafetensorsCheckpointIO
+from vicokd.engine.data import ClipsDataModule
 from vicokd.engine.features import apply_feature_cache, load_cached_encoders
 from vicokd.engine.grad_share import summarize as summarize_grad_shares
 from vicokd.engine.module import Condition, ViCoKDModule
 from vicokd.engine.run_lock import run_folder_lock
 from vicokd.errors import VicokdError
+from vicokd.io import write_json_atomic, write_text
 from vicokd.methods import Method, get_method
 from vicokd.metrics import per_class_ap_table
 from vicokd.models import MultiViewActionModel
+from vicokd.models.backbones import backbone_spec
+from vicokd.models.checkpoint import load_state_dict, model_from_checkpoint, read_meta
 
 
 class SafetensorsModelCheckpoint(ModelCheckpoint):
@@ -130,9 +133,8 @@ def _devices(config: Config) -> tuple[Any, str]:
     return (int(devices) if devices.isdigit() else devices), "auto"
 
 
-def build_trainer(config: Config, directory: Path | None, *, epochs: int, monitor_split: str = "val",
-                  progress: bool = True, resume_epoch: int | None = None
-                  ) -> tuple[L.Trainer, SafetensorsModelCheckpoint | None]:
+def build_trainer(config: Config, directory: Path | None, *, epochs: int, progress: bool = True,
+                  resume_epoch: int | None = None) -> tuple[L.Trainer, SafetensorsModelCheckpoint | None]:
     """A Lightning trainer; with a run `directory`: checkpoints, CSV and TensorBoard logs."""
     _quiet_lightning()
     devices, strategy = _devices(config)
@@ -141,7 +143,7 @@ def build_trainer(config: Config, directory: Path | None, *, epochs: int, monito
     loggers: list[Any] | bool = False
     if directory is not None:
         checkpoint = SafetensorsModelCheckpoint(
-            dirpath=directory / "checkpoints", filename="best", monitor=f"{monitor_split}/{config.train.monitor}",
+            dirpath=directory / "checkpoints", filename="best", monitor=f"val/{config.train.monitor}",
             mode="max", save_top_k=1, enable_version_counter=False)
         # `last` every epoch (Lightning's save_last only follows epochs that improved `best`)
         latest = SafetensorsModelCheckpoint(dirpath=directory / "checkpoints", filename="last", monitor=None,
@@ -160,20 +162,6 @@ def build_trainer(config: Config, directory: Path | None, *, epochs: int, monito
         enable_progress_bar=progress, enable_checkpointing=checkpoint is not None, use_distributed_sampler=True,
     )
     return trainer, checkpoint
-
-
-def model_from_checkpoint(path: str | Path, mode: str | None = None) -> tuple[MultiViewActionModel, dict[str, Any]]:
-    """Rebuild the model a checkpoint was trained with and load its weights (no unpickling)."""
-    meta = read_meta(path)
-    config = config_from_dict(meta["config"], f"{path} (sidecar config)")
-    model_config = config.model if mode is None else replace(config.model, mode=mode)  # type: ignore[arg-type]
-    model = MultiViewActionModel(model_config, len(meta["classes"]))
-    try:
-        model.load_state_dict(load_state_dict(path), strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise VicokdError(f"{path}: weights do not match the architecture in its sidecar ({first})") from None
-    return model, meta
 
 
 def load_teacher(path: str | Path, config: Config, classes: list[str]) -> tuple[MultiViewActionModel, dict[str, Any]]:
@@ -209,7 +197,7 @@ def _classes(config: Config) -> list[str]:
 
 
 def _check_person_scores(config: Config, needed: bool, method: str) -> bool:
-    path = person_scores_path(config)
+    path = person_scores_path(config.data)
     if needed and not path.is_file():
         raise VicokdError(f"{path}: method {method!r} needs person scores; make them with "
                           f"`vicokd detect {config.data.root} --cache {config.data.cache}`")
@@ -247,7 +235,7 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
     teacher = teacher_meta = None
     if teacher_checkpoint is not None:
         teacher, teacher_meta = load_teacher(teacher_checkpoint, config, classes)
-    wants_human = config.model.backbone == "multitsf" and config.model.multitsf.human_head
+    wants_human = backbone_spec(config.model.backbone).wants_person_scores(config.model)
     person = _check_person_scores(config, method.needs_person_masks, method.name) and (
         method.needs_person_masks or wants_human)
     module = ViCoKDModule(config, classes, teacher, teacher_meta)
@@ -259,10 +247,9 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
     data = ClipsDataModule(config, load_audio=config.model.mode == "teacher" or teacher is not None,
                            person=person, eval_split="test" if config.train.select_on_test else "val")
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.yaml").write_text(config_to_yaml(config))
-    monitor_split = "val"
+    write_text(directory / "config.yaml", config_to_yaml(config))
     resume_epoch = read_meta(last)["epoch"] if resume else None
-    trainer, checkpoint = build_trainer(config, directory, epochs=config.optim.epochs, monitor_split=monitor_split,
+    trainer, checkpoint = build_trainer(config, directory, epochs=config.optim.epochs,
                                         progress=progress, resume_epoch=resume_epoch)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     best = Path(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else last
@@ -311,9 +298,8 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Conditio
         raise VicokdError(f"{checkpoint}: trained on classes {classes}, but {config.data.cache} has {dataset_classes}")
     if condition != "av" and config.model.mode != "teacher":
         raise VicokdError(f"--condition {condition}: only an audio-visual teacher uses audio; this is a student")
-    model, _ = model_from_checkpoint(checkpoint)
-    module = ViCoKDModule(config, classes, condition=condition)
-    module.model.load_state_dict(model.state_dict())
+    model, _ = model_from_checkpoint(checkpoint)  # built once, from the architecture the sidecar records
+    module = ViCoKDModule(config, classes, condition=condition, model=model)
     data = ClipsDataModule(config, load_audio=config.model.mode == "teacher", person=False, test_split=split)
     trainer, _ = build_trainer(config, None, epochs=1, progress=progress)
     trainer.test(module, datamodule=data, verbose=False)

@@ -5,8 +5,9 @@ and the :class:`ModelOutput` fields and shapes).
 """
 
 from vicokd.models.backbones import BACKBONES, BackboneOutput, build_backbone
+from vicokd.models.cross_modal import CrossModalAdapter, CrossModalAttention
 from vicokd.models.encoders import ChunkedEncoder, build_audio_encoder, build_visual_encoder
-from vicokd.models.fusion import CrossModalAdapter, CrossModalAttention, sinusoidal_encoding
+from vicokd.models.layers import sinusoidal_encoding
 from vicokd.models.model import ModelOutput, MultiViewActionModel
 from vicokd.models.summary import count_parameters, model_costs
 

@@ -14,16 +14,12 @@ Both go through :class:`ChunkedEncoder`: all B·V·T items in chunks of ``chunk_
 bound), optional activation checkpointing per chunk, optional freezing.
 
 Pretrained weights are read from local disk only (a file, a directory, or a Hugging Face cache
-folder ``models--org--name``); nothing here downloads, and the hub libraries are switched to
-offline mode. A configured path that does not exist is an error naming it, never a random init.
+folder ``models--org--name``); nothing here downloads (the ``vicokd`` command also switches the
+hub libraries to offline mode). A configured path that does not exist is an error naming it, never
+a random init.
 """
 
 from __future__ import annotations
-
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from pathlib import Path
 from typing import Any

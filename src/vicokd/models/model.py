@@ -1,6 +1,6 @@
 """The ViCoKD network: teacher (audio-visual) and student (visual only) in one class.
 
-``MultiViewActionModel(config: ModelConfig, num_classes)``; ``config.mode`` picks::
+``MultiViewActionModel(config: ModelConfig, num_classes, pixel_mean, pixel_std)``; ``config.mode`` picks::
 
     teacher:  F^V = E_V(video)   F^A = E_A(audio)     F^attn = CrossAttn(F^V, F^A)   (Eq. 2)
     student:  F^V = E_V(video)   F̂^A = A_ψ(F^V)       F^attn = CrossAttn(F^V, F̂^A)   (Eq. 6)
@@ -8,7 +8,9 @@
 
 ``forward(batch)`` takes a dict:
 
-- ``"video"``  (B, V, T, 3, H, W) float, already normalised;
+- ``"video"``  (B, V, T, 3, H, W) uint8 as decoded, normalised inside (:meth:`normalize`: the
+  model's ``pixel_mean`` / ``pixel_std`` buffers, saved with its weights, as timm keeps them
+  with a model); float video is taken as already normalised;
 - ``"audio"``  (B, V, T, R, M) float log-mel chunks (teacher only; a student ignores it);
 - ``"audio_present"`` (B, V) bool (teacher only; default all True): a False view gets
   F^attn = 0, so F^AV = F^V;
@@ -41,17 +43,23 @@ reports exactly those as unexpected / missing keys.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor, nn
 
 from vicokd.config import ModelConfig, replace
+from vicokd.data.dataset import normalize_video
 from vicokd.errors import VicokdError
 from vicokd.models.backbones import build_backbone
+from vicokd.models.cross_modal import CrossModalAdapter, CrossModalAttention
 from vicokd.models.encoders import ast_architecture, build_audio_encoder, build_visual_encoder, cls_attention
-from vicokd.models.fusion import CrossModalAdapter, CrossModalAttention
 
-__all__ = ["ModelOutput", "MultiViewActionModel"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelOutput", "MultiViewActionModel"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -77,8 +85,12 @@ class MultiViewActionModel(nn.Module):
         num_classes: C.
     """
 
-    def __init__(self, config: ModelConfig, num_classes: int) -> None:
+    def __init__(self, config: ModelConfig, num_classes: int, pixel_mean: Sequence[float] = IMAGENET_MEAN,
+                 pixel_std: Sequence[float] = IMAGENET_STD) -> None:
         super().__init__()
+        # per-channel normalisation of uint8 video (``data.mean`` / ``data.std``), in the state dict
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1))
+        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1))
         self.config = config
         self.mode = config.mode
         self.num_classes = num_classes
@@ -125,6 +137,13 @@ class MultiViewActionModel(nn.Module):
         self.load_state_dict({name: theirs[name] for name in shared}, strict=False)
         return shared
 
+    def normalize(self, video: Tensor) -> Tensor:
+        """uint8 (..., 3, H, W) → float32 ``(x/255 − pixel_mean) / pixel_std`` per channel.
+
+        Float input is returned as it is (already normalised by the caller).
+        """
+        return normalize_video(video, self.pixel_mean, self.pixel_std) if video.dtype == torch.uint8 else video
+
     def encode_visual(self, video: Tensor) -> Tensor:
         """F^V (B, V, T, D) from video (B, V, T, 3, H, W); any leading axes work."""
         return self.visual_encoder(video)
@@ -140,8 +159,9 @@ class MultiViewActionModel(nn.Module):
     def visual_attention(self, frames: Tensor) -> Tensor:
         """Last-block CLS attention of the visual ViT over patches, mean over heads.
 
-        frames (..., 3, H, W) → (..., H/p, W/p); needs a ViT-style timm encoder.
+        frames (..., 3, H, W), uint8 or normalised → (..., H/p, W/p); needs a ViT-style timm encoder.
         """
+        frames = self.normalize(frames)
         lead = frames.shape[:-3]
         maps = cls_attention(self.visual_encoder.net, frames.reshape(-1, *frames.shape[-3:]))
         return maps.reshape(*lead, *maps.shape[-2:])
@@ -153,7 +173,7 @@ class MultiViewActionModel(nn.Module):
             video = batch["video"]
             if video.ndim != 6:
                 raise VicokdError(f"batch['video']: expected (B, V, T, 3, H, W), got {tuple(video.shape)}")
-            visual = self.visual_encoder(video)
+            visual = self.visual_encoder(self.normalize(video))
         present = None
         if self.is_teacher:
             if "audio_features" in batch:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from vicokd.config import ModelConfig, replace
+from vicokd.models.backbones import paper_backbones
 from vicokd.models.model import MultiViewActionModel
 
 __all__ = ["count_parameters", "model_costs"]
@@ -36,7 +37,7 @@ def model_costs(config: ModelConfig, num_classes: int, *, num_views: int, num_fr
     }
     parts: dict[str, tuple[int, float]] = {}
     totals: list[tuple[str, int, float]] = []
-    for backbone in ("multitrans", "multiasl", "multitsf"):
+    for backbone in paper_backbones():
         for mode in ("teacher", "student"):
             with torch.device("meta"):
                 model = MultiViewActionModel(replace(config, backbone=backbone, mode=mode), num_classes)
@@ -50,5 +51,5 @@ def model_costs(config: ModelConfig, num_classes: int, *, num_views: int, num_fr
                 parts[label] = (count_parameters(child), float(module_flops))
             totals.append((f"{mode} {backbone}", count_parameters(model), float(counter.get_total_flops())))
     order = ["visual encoder", "audio encoder", "adapter", "cross attention",
-             "backbone multitrans", "backbone multiasl", "backbone multitsf"]
+             *(f"backbone {backbone}" for backbone in paper_backbones())]
     return [(name, *parts[name]) for name in order] + totals

@@ -22,10 +22,11 @@ from typing import Any
 import vicokd
 from vicokd.config import Config, load_config
 from vicokd.data.cache import INDEX_FILE, cache_settings, prepare, read_index
+from vicokd.data.person_scores import person_scores_path
 from vicokd.detect import detect_dataset
-from vicokd.engine.data import person_scores_path
 from vicokd.errors import VicokdError
 from vicokd.methods import get_method
+from vicokd.models.backbones import BACKBONES, paper_backbones
 from vicokd.pipeline.steps import StepLog, run_training, training_state
 from vicokd.report.tables import (
     SUPERVISIONS,
@@ -46,7 +47,7 @@ from vicokd.report.tables import (
 )
 
 PRESETS = ("demo", "paper")
-BACKBONES = ("multitrans", "multiasl", "multitsf")
+PAPER_BACKBONES = paper_backbones()
 GRID_METHODS: dict[str, tuple[str, ...]] = {
     "table1": TABLE1_METHODS,
     "table2": ("vicokd",),
@@ -55,8 +56,8 @@ GRID_METHODS: dict[str, tuple[str, ...]] = {
 }
 # Methods a grid runs when --methods names them, beyond its default rows (the paper's).
 GRID_EXTRA_METHODS: dict[str, tuple[str, ...]] = {"table1": TABLE1_EXTRA_METHODS}
-GRID_BACKBONES: dict[str, tuple[str, ...]] = {"table1": BACKBONES, "table2": BACKBONES, "table3": BACKBONES,
-                                              "table4": ("multiasl",)}
+GRID_BACKBONES: dict[str, tuple[str, ...]] = {"table1": PAPER_BACKBONES, "table2": PAPER_BACKBONES,
+                                              "table3": PAPER_BACKBONES, "table4": ("multiasl",)}
 
 
 def preset_dir(preset: str) -> Path:
@@ -227,7 +228,7 @@ def prepare_env(plan: GridPlan, env: EnvData, log: StepLog, progress: bool = Tru
             step.detail = f"{len(index.clips)} clips into {env.cache}"
     detector = config.detect.detector
     with log.step(f"person scores {env.name} ({detector})") as step:
-        summary = detect_dataset(env.root, person_scores_path(config), env.cache, config=config, progress=progress)
+        summary = detect_dataset(env.root, person_scores_path(config.data), env.cache, config=config, progress=progress)
         step.status = "done" if summary.computed else "reused"
         step.detail = ("ground-truth visibility written by the synthetic generator, no detector run"
                        if detector == "groundtruth" else f"{detector} on {summary.clips} clips")
@@ -297,9 +298,10 @@ def describe_plan(plan: GridPlan) -> list[str]:
     for env in plan.envs:
         config = plan.env_config(env)
         prepared = "done" if (env.cache / INDEX_FILE).is_file() else "todo"
-        scored = "exists (resumes)" if person_scores_path(config).is_file() else "todo"
+        scores = person_scores_path(config.data)
+        scored = "exists (resumes)" if scores.is_file() else "todo"
         lines.append(f"prepare {env.name}: {env.root} → {env.cache} [{prepared}]")
-        lines.append(f"person scores {env.name}: {config.detect.detector} → {person_scores_path(config)} [{scored}]")
+        lines.append(f"person scores {env.name}: {config.detect.detector} → {scores} [{scored}]")
     for cell in plan.cells:
         lines.append(f"train {cell.name} [{training_state(plan.config(cell))}]")
     return lines

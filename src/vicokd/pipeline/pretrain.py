@@ -39,7 +39,6 @@ from vicokd.config import Config, config_to_dict, load_config
 from vicokd.data.annotations import parse_record
 from vicokd.data.media import read_grid_frames
 from vicokd.data.person_scores import read_person_scores
-from vicokd.data.split import write_json_atomic
 from vicokd.data.synthetic import SynthOptions, plan_dataset
 from vicokd.data.synthetic.actor import PROPS
 from vicokd.data.synthetic.generate import VISIBILITY
@@ -56,6 +55,7 @@ from vicokd.engine.pretrain_encoder import (
     save_encoder,
 )
 from vicokd.errors import VicokdError
+from vicokd.io import atomic_path, write_json_atomic
 from vicokd.pipeline.home import demo_synth_options, synthesise_or_reuse
 from vicokd.pipeline.steps import StepLog
 
@@ -165,9 +165,8 @@ def _clip_frames_and_targets(synth: SynthOptions, index: int, data: Path, image_
     arrays = {"frames": frames[:, :length]}
     for name, value in targets.items():
         arrays[name] = value[:, :length] if name == "mask" else value[:length]
-    tmp = target.with_name(f".{target.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        np.savez(tmp, **arrays)
     return target.name
 
 

@@ -15,18 +15,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vicokd.data.dataset import normalize_video
+from vicokd.io import write_csv
 from vicokd.models import MultiViewActionModel
-from vicokd.report._io import save_figure, write_csv
+from vicokd.report._io import save_figure
 
 
-def attention_maps(model: MultiViewActionModel, frames: np.ndarray, mean: Sequence[float],
-                   std: Sequence[float]) -> np.ndarray:
-    """uint8 frames (V, H, W, 3) → attention (V, H/p, W/p) of `model`'s visual encoder."""
+def attention_maps(model: MultiViewActionModel, frames: np.ndarray) -> np.ndarray:
+    """uint8 frames (V, H, W, 3) → attention (V, H/p, W/p) of `model`'s visual encoder (which normalises)."""
     video = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
     model.eval()
     with torch.no_grad():
-        maps = model.visual_attention(normalize_video(video, mean, std))
+        maps = model.visual_attention(video)
     return maps.float().cpu().numpy()
 
 

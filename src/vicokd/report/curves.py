@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from vicokd.errors import VicokdError
-from vicokd.report._io import save_figure, write_csv
+from vicokd.io import write_csv
+from vicokd.report._io import save_figure
 
 Curve = list[tuple[int, float]]
 

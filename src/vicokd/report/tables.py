@@ -24,15 +24,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vicokd.errors import VicokdError
+from vicokd.io import write_csv, write_text
 from vicokd.methods import method_label
-from vicokd.report._io import write_csv, write_text
+from vicokd.models.backbones import BACKBONES
 
 Metric = Literal["seq_map", "frame_map"]
 METRIC_NAMES: dict[str, str] = {"seq_map": "sequence mAP [%]", "frame_map": "frame mAP [%]"}
 MISSING = "—"
 
-BACKBONE_NAMES = {"multitrans": "MultiTrans", "multiasl": "MultiASL", "multitsf": "MultiTSF"}
 SUPERVISION_NAMES = {"frame": "V_F", "sequence": "V_S"}
+
+
+def backbone_label(name: str) -> str:
+    """A backbone's name in tables (its registered label; the name itself when unknown)."""
+    spec = BACKBONES.get(name)
+    return spec.label if spec else name
 
 
 @dataclass(frozen=True)
@@ -245,7 +251,7 @@ def table1_layout(env: str, backbones: Sequence[str], methods: Sequence[str] = T
     return TableLayout(
         name=f"table1-{env}", title=f"Table 1 — {env}: mAP (difference to the non-distilled student)",
         corner=env, rows=tuple(method_label(m) for m in methods),
-        columns=tuple(f"{BACKBONE_NAMES.get(b, b)} {SUPERVISION_NAMES[s]}" for b, s in columns),
+        columns=tuple(f"{backbone_label(b)} {SUPERVISION_NAMES[s]}" for b, s in columns),
         cells=cells, baselines=baselines,
         ranked_rows=frozenset(r for r, m in enumerate(methods) if not m.startswith("teacher")))
 
@@ -261,7 +267,7 @@ def table2_layout(envs: Sequence[str], backbones: Sequence[str],
     columns, labels = _env_sup_columns(envs, supervisions)
     cells = {(r, c): CellKey(e, b, s, "vicokd") for r, b in enumerate(backbones) for c, (e, s) in enumerate(columns)}
     return TableLayout(name="table2", title="Table 2 — ViCoKD, mean ± std over seeds", corner="backbone",
-                       rows=tuple(BACKBONE_NAMES.get(b, b) for b in backbones), columns=labels, cells=cells)
+                       rows=tuple(backbone_label(b) for b in backbones), columns=labels, cells=cells)
 
 
 def table3_layout(envs: Sequence[str], backbones: Sequence[str]) -> TableLayout:
@@ -275,7 +281,7 @@ def table3_layout(envs: Sequence[str], backbones: Sequence[str]) -> TableLayout:
                 baselines[(r, c)] = CellKey(env, backbone, "frame", "teacher")
     return TableLayout(
         name="table3", title="Table 3 — view-aware consistency added to the teacher (difference to the teacher)",
-        corner="backbone", rows=tuple(BACKBONE_NAMES.get(b, b) for b in backbones),
+        corner="backbone", rows=tuple(backbone_label(b) for b in backbones),
         columns=tuple(f"{e} {method_label(m)}" for e, m in columns), cells=cells, baselines=baselines,
         ranked_rows=frozenset())
 
@@ -291,7 +297,7 @@ def table4_layout(envs: Sequence[str], backbone: str = "multiasl", methods: Sequ
             if method != "vicokd":
                 baselines[(r, c)] = CellKey(env, backbone, sup, "vicokd")
     return TableLayout(
-        name="table4", title=f"Table 4 — ablations, {BACKBONE_NAMES.get(backbone, backbone)} (difference to ViCoKD)",
+        name="table4", title=f"Table 4 — ablations, {backbone_label(backbone)} (difference to ViCoKD)",
         corner="variant", rows=tuple(method_label(m) for m in methods), columns=labels, cells=cells,
         baselines=baselines, ranked_rows=frozenset(range(len(methods))))
 

@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from vicokd.errors import VicokdError
-from vicokd.report._io import save_figure, write_csv
+from vicokd.io import write_csv
+from vicokd.report._io import save_figure
 
 __all__ = ["Span", "plot_timeline"]
 

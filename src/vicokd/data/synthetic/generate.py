@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from vicokd.data.annotations import frame_labels, parse_record, sequence_labels
 from vicokd.data.person_scores import read_person_scores, write_person_scores
-from vicokd.data.split import stratified_split, write_json_atomic
+from vicokd.data.split import stratified_split
 from vicokd.data.synthetic.actor import random_outfit
 from vicokd.data.synthetic.audio import SAMPLE_RATE, microphone_audio
 from vicokd.data.synthetic.render import GRID_FPS, VISIBLE_SHARE, ViewRenderer, render_view
@@ -52,6 +52,7 @@ from vicokd.data.synthetic.view_quality import (
 from vicokd.data.video_io import write_mp4
 from vicokd.data.workers import run_in_workers
 from vicokd.errors import ConfigError, DataError
+from vicokd.io import write_json_atomic
 
 MANIFEST = "synth.json"
 VISIBILITY = "visibility.npz"

@@ -21,6 +21,7 @@ from vicokd.data.synthetic.view_quality import (
     MomentCounts,
     ViewQualityStats,
 )
+from vicokd.io import atomic_path, write_text
 
 if TYPE_CHECKING:
     from vicokd.data.synthetic.generate import SynthOptions, SynthSummary
@@ -105,8 +106,8 @@ def draw_floor_plan(path: Path, home: Home, size: tuple[int, int]) -> None:
     ax.set_title(f"Synthetic home: {width:g} × {depth:g} m, {home.num_views} cameras on the walls "
                  "(lines: horizontal fields of view)", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
 
 
@@ -201,7 +202,7 @@ def write_readme(path: Path, home: Home, options: SynthOptions, summary: SynthSu
         "passing car, the air conditioner's airflow) are not labelled.",
         "",
     ]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_text(path, "\n".join(lines))
 
 
 def _pct(value: float) -> str:

@@ -50,8 +50,6 @@ the fields and the thresholds.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -65,6 +63,7 @@ from vicokd.data.synthetic.render import GRID_FPS, VIS_WIDTH, VISIBLE_SHARE, Vie
 from vicokd.data.synthetic.scene import Camera
 from vicokd.data.synthetic.script import ClipScript
 from vicokd.errors import DataError
+from vicokd.io import atomic_path
 
 QUALITY_FILE = "view_quality.npz"
 QUALITY_VERSION = 1
@@ -287,12 +286,5 @@ def write_view_quality(path: str | Path, measures: dict[str, np.ndarray], *, mer
         if value.ndim != 3 or value.shape[0] != len(FIELDS):
             raise ValueError(f"view quality of {key!r} must be ({len(FIELDS)}, V, L), got shape {value.shape}")
     arrays = {**merged, _META: np.frombuffer(json.dumps(_meta()).encode(), dtype=np.uint8)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            (np.savez_compressed if compress else np.savez)(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        (np.savez_compressed if compress else np.savez)(handle, **arrays)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from vicokd.errors import ConfigError
-from vicokd.models.fusion import multi_head_attention
+from vicokd.models.layers import multi_head_attention
 
 __all__ = [
     "BackboneOutput",

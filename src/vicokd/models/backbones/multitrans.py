@@ -32,7 +32,7 @@ from vicokd.models.backbones._blocks import (
     over_views,
     pool,
 )
-from vicokd.models.fusion import sinusoidal_encoding
+from vicokd.models.layers import sinusoidal_encoding
 
 __all__ = ["MultiTrans"]
 

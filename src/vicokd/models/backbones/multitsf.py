@@ -35,7 +35,7 @@ from vicokd.models.backbones._blocks import (
     over_time,
     over_views,
 )
-from vicokd.models.fusion import sinusoidal_encoding
+from vicokd.models.layers import sinusoidal_encoding
 
 __all__ = ["MultiTSF"]
 

@@ -1,0 +1,194 @@
+"""Checkpoints without pickle: every tensor in ``X.safetensors``, everything else in ``X.json``.
+
+Lightning hands a checkpoint as a nested dict (weights, optimizer and scheduler states, loop
+and callback states, our own ``vicokd`` entry). :func:`save_tree` (through the engine's
+``SafetensorsCheckpointIO``) stores the tensors of that tree under path-like names in a
+safetensors file and the rest of the tree in a JSON sidecar (tensors replaced by
+``{"__tensor__": name}``; tuples and dicts with non-string keys encoded so that they come back
+exactly). Both files are written to temporary names and
+renamed, sidecar last, so a crash leaves the previous checkpoint intact. Loading never
+unpickles anything, so a checkpoint from someone else is safe to open.
+
+The sidecar's ``vicokd`` entry (format version, role, method, resolved config, class list,
+config hash, epoch, step, metrics) makes a checkpoint self-describing for ``evaluate``,
+``distill --teacher``, ``predict`` and ``export``: :func:`model_from_checkpoint` rebuilds the
+model from it (the config there records the architecture; no pretrained file is read) without
+the training engine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from vicokd.config import Config, config_from_dict, replace
+from vicokd.errors import VicokdError
+from vicokd.io import atomic_path, write_text
+from vicokd.models.model import MultiViewActionModel
+
+FORMAT_VERSION = 1
+SIDECAR_SUFFIX = ".json"
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(SIDECAR_SUFFIX)
+
+
+def _encode(value: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+    if isinstance(value, torch.Tensor):
+        name = path or "tensor"
+        tensors[name] = value.detach().cpu().contiguous()
+        return {"__tensor__": name}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and "__tensor__" not in value:
+            return {k: _encode(v, tensors, f"{path}/{k}") for k, v in value.items()}
+        return {"__items__": [[_encode(k, tensors, f"{path}/#k{i}"), _encode(v, tensors, f"{path}/{i}")]
+                              for i, (k, v) in enumerate(value.items())]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, tensors, f"{path}/{i}") for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, tensors, f"{path}/{i}") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"checkpoint entry {path or '/'} has a type safetensors/JSON cannot hold: {type(value)}")
+
+
+def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__tuple__" in value:
+            return tuple(_decode(v, tensors) for v in value["__tuple__"])
+        if "__items__" in value:
+            return {_decode(k, tensors): _decode(v, tensors) for k, v in value["__items__"]}
+        return {k: _decode(v, tensors) for k, v in value.items()}
+    return value
+
+
+def save_tree(tree: dict[str, Any], path: str | Path) -> None:
+    """Write a nested checkpoint dict as ``path`` (safetensors) + its JSON sidecar, atomically."""
+    path = Path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _encode(tree, tensors, "")
+    # safetensors refuses tensors that share memory; store independent copies.
+    seen: set[int] = set()
+    for name, tensor in tensors.items():
+        if tensor.data_ptr() in seen and tensor.numel():
+            tensors[name] = tensor.clone()
+        seen.add(tensors[name].data_ptr())
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+    write_text(sidecar_path(path), json.dumps(structure))
+
+
+def load_tree(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_tree` (no unpickling)."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if not path.is_file() or not side.is_file():
+        raise VicokdError(f"{path}: checkpoint not found (needs {path.name} and {side.name})")
+    try:
+        device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"
+        tensors = load_file(str(path), device=str(device))
+        structure = json.loads(side.read_text())
+    except (OSError, ValueError, SafetensorError) as exc:  # JSONDecodeError is a ValueError
+        raise VicokdError(_unreadable(path, exc)) from None
+    try:
+        return _decode(structure, tensors)
+    except KeyError as exc:
+        raise VicokdError(f"{path}: checkpoint and sidecar do not match (missing tensor {exc})") from None
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The ``vicokd`` entry of a checkpoint's sidecar (format, role, config, classes, metrics)."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise VicokdError(f"{path}: checkpoint not found (no sidecar {side.name})")
+    try:
+        sidecar = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise VicokdError(f"{side}: unreadable checkpoint sidecar ({exc})") from None
+    meta = sidecar.get("vicokd") if isinstance(sidecar, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        raise VicokdError(f"{path}: not a vicokd checkpoint of format {FORMAT_VERSION}")
+    for field, kind in _META_FIELDS.items():
+        if not isinstance(meta.get(field), kind):
+            raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.{field} should be a "
+                              f"{getattr(kind, '__name__', 'value')}, found {type(meta.get(field)).__name__}")
+    if not all(isinstance(name, str) for name in meta["classes"]):
+        raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.classes should be a list of names")
+    return meta
+
+
+_META_FIELDS: dict[str, type] = {"role": str, "method": str, "config": dict, "model_hash": str, "classes": list,
+                                 "epoch": int, "metrics": dict}
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file; a damaged or truncated file is a one-line error."""
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise VicokdError(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: str | Path, exc: Exception) -> str:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{path}: unreadable safetensors file ({reason}); it may be truncated or damaged"
+
+
+def load_state_dict(path: str | Path, prefix: str = "model.") -> dict[str, torch.Tensor]:
+    """Model weights of a checkpoint with `prefix` stripped (only the tensors, never a pickle)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VicokdError(f"{path}: checkpoint not found")
+    head = f"/state_dict/{prefix}"
+    try:
+        with safe_open(str(path), framework="pt") as handle:  # read the weights only, not optimizer states
+            return {name[len(head):]: handle.get_tensor(name) for name in handle.keys()  # noqa: SIM118
+                    if name.startswith(head)}
+    except (OSError, SafetensorError) as exc:
+        raise VicokdError(_unreadable(path, exc)) from None
+
+
+def model_from_checkpoint(path: str | Path, mode: str | None = None) -> tuple[MultiViewActionModel, dict[str, Any]]:
+    """Rebuild the model a checkpoint was trained with and load its weights (no unpickling).
+
+    `mode` ("teacher" / "student") overrides the recorded role's architecture. Returns the model
+    (train mode, as built) and the sidecar's ``vicokd`` entry.
+    """
+    meta = read_meta(path)
+    config = config_from_dict(meta["config"], f"{path} (sidecar config)")
+    if mode is not None:
+        config = replace(config, model=replace(config.model, mode=mode))
+    return model_from_weights(config, len(meta["classes"]), load_state_dict(path), f"{path}"), meta
+
+
+def model_from_weights(config: Config, num_classes: int, state: dict[str, torch.Tensor], where: str
+                       ) -> MultiViewActionModel:
+    """Build ``config.model`` and load `state` strictly (a checkpoint's or an export's weights).
+
+    Weights saved before the model normalised its own video have no ``pixel_mean`` /
+    ``pixel_std``: they are taken from ``config.data``, which normalised the video then.
+    """
+    model = MultiViewActionModel(config.model, num_classes, config.data.mean, config.data.std)
+    for name, values in (("pixel_mean", config.data.mean), ("pixel_std", config.data.std)):
+        state.setdefault(name, torch.tensor(values, dtype=torch.float32).view(3, 1, 1))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise VicokdError(f"{where}: weights do not match the architecture in its config ({first})") from None
+    return model

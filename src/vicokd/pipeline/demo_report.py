@@ -1,0 +1,280 @@
+"""The demo's ``OUT/report.md``: what the runs measured, Table 1, per-class AP, curves, loss terms,
+gradient shares, attention maps (with ``--finetune``), the floor plan, step times and configs.
+
+Reads the finished runs of a :class:`vicokd.pipeline.demo.DemoOptions` grid; writes the report,
+``OUT/plots/*`` and ``OUT/tables/*``. Every number in it is read from the runs' files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vicokd.config import config_to_yaml
+from vicokd.data.annotations import frame_labels
+from vicokd.data.cache import load_images, read_index
+from vicokd.data.person_scores import person_scores_path, read_person_scores
+from vicokd.data.synthetic.scene import build_home
+from vicokd.engine.grad_share import format_shares
+from vicokd.io import write_csv, write_text
+from vicokd.methods import method_label
+from vicokd.models.checkpoint import model_from_checkpoint
+from vicokd.pipeline.grid import (
+    Cell,
+    GridPlan,
+    collect_results,
+    compute_tables,
+)
+from vicokd.pipeline.steps import StepLog
+from vicokd.report.attention import attention_maps, plot_attention_grid
+from vicokd.report.curves import plot_curves, plot_grouped_bars, read_last_epoch, read_metric_curve
+from vicokd.report.tables import (
+    METRIC_NAMES,
+    SUPERVISION_NAMES,
+    Metric,
+    RunResult,
+    Stat,
+    markdown_table,
+    stat_of,
+    table_markdown,
+    write_tables,
+)
+
+if TYPE_CHECKING:
+    from vicokd.pipeline.demo import DemoOptions
+
+ATTENTION_CLIPS = 2  # test clips shown in the attention figure
+
+
+def _cell(plan: GridPlan, method: str, supervision: str = "frame", seed: int | None = None) -> Cell:
+    return Cell(plan.envs[0], plan.backbones[0], supervision, method, plan.seeds[0] if seed is None else seed)
+
+
+def _stat(results: Sequence[RunResult], plan: GridPlan, method: str, supervision: str, metric: Metric
+          ) -> Stat | None:
+    return stat_of(results, _cell(plan, method, supervision).key, metric)[0]
+
+
+def _text(stat: Stat) -> str:
+    return f"{stat.mean:.2f}" + (f" ± {stat.std:.2f}" if stat.std is not None else "")
+
+
+def compare(name_a: str, a: Stat | None, name_b: str, b: Stat | None) -> str | None:
+    """``A m ± s vs B m ± s: +d, more than the larger std`` (or ``within the larger std``)."""
+    if a is None or b is None:
+        return None
+    diff = a.mean - b.mean
+    spread = max(a.std or 0.0, b.std or 0.0)
+    if a.std is None or b.std is None:
+        verdict = "one seed: no spread to judge by"
+    elif abs(diff) > spread:
+        verdict = f"{'above' if diff > 0 else 'below'} by more than the larger std ({spread:.2f})"
+    else:
+        verdict = f"within the larger std ({spread:.2f}): no difference"
+    return f"{name_a} {_text(a)} vs {name_b} {_text(b)}: {diff:+.2f}, {verdict}."
+
+
+def findings(plan: GridPlan, results: Sequence[RunResult]) -> list[str]:
+    """Plain statements of what the runs measured: test mAP, mean ± std over seeds."""
+    lines = []
+    pairs = (("teacher", "student"), ("cokd", "student"), ("vicokd", "student"), ("vicokd", "cokd"),
+             ("vicokd-ml", "cokd"))
+    for metric in ("seq_map", "frame_map"):
+        for sup, tag in (("frame", "V_F"), ("sequence", "V_S")):
+            for a, b in pairs:
+                stat_a = _stat(results, plan, a, "frame" if a == "teacher" else sup, metric)
+                line = compare(method_label(a), stat_a, method_label(b), _stat(results, plan, b, sup, metric))
+                if line:
+                    lines.append(f"{tag}, {METRIC_NAMES[metric]}: {line}")
+    return lines
+
+
+def per_class_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plots: Path) -> str:
+    """Per-class test AP (sequence level) of teacher, student and ViCoKD (V_F), table + bar chart."""
+    chosen = {"Teacher": _cell(plan, "teacher"), "Student V_F": _cell(plan, "student"),
+              "ViCoKD V_F": _cell(plan, "vicokd")}
+    tables = {label: {row["class"]: row["ap"] for row in summaries[cell]["test"]["per_class"]}
+              for label, cell in chosen.items() if cell in summaries}
+    if not tables:
+        return ""
+    classes = list(next(iter(tables.values())))
+    series = {label: [table.get(c) for c in classes] for label, table in tables.items()}
+    png, csv = plot_grouped_bars(classes, series, plots / "per-class-ap.png", title="Test AP per class (sequence)",
+                                 ylabel="AP [%]")
+    rows = [[c, *("—" if v is None else f"{v:.2f}" for v in (series[label][i] for label in series))]
+            for i, c in enumerate(classes)]
+    return (f"## Per-class AP (test, sequence level, seed {plan.seeds[0]})\n\n"
+            + markdown_table(["class", *series], rows)
+            + f"\n![per-class AP]({png.relative_to(plots.parent)}) ([data]({csv.relative_to(plots.parent)}))\n")
+
+
+def loss_terms_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) -> str:
+    """Each first-seed run's unweighted loss terms in its last training epoch (what the optimiser saw)."""
+    cells = [cell for cell in summaries if cell.seed == plan.seeds[0]]
+    terms = {cell: read_last_epoch(plan.out / "runs" / cell.name / "metrics.csv") for cell in cells}
+    names = [n for n in ("frame", "seq", "fd", "ld", "modal", "vc", "human", "loss")
+             if any(n in t for t in terms.values())]
+    rows = [[cell.name, *(f"{terms[cell][n]:.4g}" if n in terms[cell] else "" for n in names)] for cell in cells]
+    return (f"## Loss terms in the last training epoch (seed {plan.seeds[0]})\n\n"
+            "Unweighted terms, mean over the epoch; `loss` is their weighted sum.\n\n"
+            + markdown_table(["run", *names], rows))
+
+
+def grad_share_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) -> str:
+    """Mean gradient share per weighted term of each method and supervision over seeds; inert terms called out."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for cell, summary in summaries.items():
+        groups.setdefault((cell.method, cell.supervision), []).append(summary.get("grad_share", {}))
+    names = list(dict.fromkeys(t for shares in groups.values() for s in shares for t in s.get("share", {})))
+    if not names:
+        return ""
+    rows, inert = [], []
+    for (method, sup), shares in groups.items():
+        means = {n: [s["share"][n] for s in shares if n in s.get("share", {})] for n in names}
+        mean = {n: sum(v) / len(v) for n, v in means.items() if v}
+        label = f"{method_label(method)} {SUPERVISION_NAMES[sup]}"
+        rows.append([label, *(f"{100 * mean[n]:.2f}" if n in mean else "" for n in names)])
+        inert += [f"- {label}: {line}" for line in format_shares({"share": mean, "steps": 0})[1:]]
+    return ("## Gradient share of each loss term\n\n"
+            "‖∂(w·L_k)/∂θ‖ / Σ_j ‖∂(w·L_j)/∂θ‖ on the trainable parameters, in percent, mean over the measured "
+            f"steps (every `train.grad_share_every`) and over {len(plan.seeds)} seeds; per parameter group in each "
+            "run's `summary.json`. A term under 1 % is present but does not train the model.\n\n"
+            + markdown_table(["method", *names], rows) + "\n" + ("\n".join(inert) + "\n" if inert else ""))
+
+
+def curves_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plots: Path) -> str:
+    """Fig. 3-style: validation sequence mAP per epoch of each student method, per supervision."""
+    out = plan.out
+    parts = [f"## mAP per epoch (validation split, Fig. 3 style, seed {plan.seeds[0]})\n",
+             "Validation sequence mAP after every epoch (the split carved from train for model selection; "
+             "the paper's Fig. 3 plots test mAP). Dashed: the teacher's best validation mAP.\n"]
+    teacher = summaries.get(_cell(plan, "teacher"))
+    reference = {"Teacher (best val)": teacher["val"]["seq_map"]} if teacher and "seq_map" in teacher["val"] else {}
+    for sup, tag in (("frame", "V_F"), ("sequence", "V_S")):
+        curves = {}
+        for method in plan.methods:
+            cell = _cell(plan, method, sup)
+            if method != "teacher" and cell in summaries:
+                curves[method_label(method)] = read_metric_curve(out / "runs" / cell.name / "metrics.csv")
+        png, csv = plot_curves(curves, plots / f"fig3-curves-{sup}.png", reference=reference,
+                               title=f"{plan.envs[0].name}, {plan.backbones[0]}, AV_F → {tag}: validation sequence mAP",
+                               ylabel="val sequence mAP [%]")
+        parts.append(f"![curves {tag}]({png.relative_to(out)}) ([data]({csv.relative_to(out)}))\n")
+    return "\n".join(parts)
+
+
+def _pick_moment(frames_labels: np.ndarray, visible: np.ndarray) -> int:
+    """The grid frame with an action seen by the most views (ties: the earliest)."""
+    score = visible.sum(axis=0) + 100 * frames_labels.any(axis=1)
+    return int(np.argmax(score))
+
+
+def attention_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plots: Path) -> str:
+    """Fig. 4-style: views × {teacher, student, ViCoKD} CLS attention on chosen test clips."""
+    chosen = {"Teacher": _cell(plan, "teacher"), "Student V_F": _cell(plan, "student"),
+              "ViCoKD V_F": _cell(plan, "vicokd")}
+    if not all(cell in summaries for cell in chosen.values()):
+        return ""
+    config = plan.config(chosen["Teacher"])
+    models = {label: model_from_checkpoint(summaries[cell]["best_checkpoint"])[0] for label, cell in chosen.items()}
+    index = read_index(config.data.cache)
+    scores, _ = read_person_scores(person_scores_path(config.data))
+    test = sorted(index.splits["test"])
+    picks = [test[i] for i in np.linspace(0, len(test) - 1, min(ATTENTION_CLIPS, len(test))).round().astype(int)]
+    parts = ["## Attention maps (test clips, Fig. 4 style)\n",
+             "CLS attention of the last ViT block of each model's visual encoder (mean over heads), "
+             "scaled to [0, 1] per image, on one moment of the clip in every view.\n"]
+    for key in dict.fromkeys(picks):
+        meta = index.clips[key]
+        labels = frame_labels(meta.segments, meta.length, index.classes, index.fps)
+        moment = _pick_moment(labels, scores[key][:, : meta.length] > config.data.person_threshold)
+        frames = np.asarray(load_images(config.data.cache, key)[:, moment])  # (V, H, W, 3)
+        maps = {label: attention_maps(model, frames)
+                for label, model in models.items()}
+        actions = [c for c, on in zip(index.classes, labels[moment]) if on] or ["no labelled action"]
+        notes = ["person" if s > config.data.person_threshold else "no person" for s in scores[key][:, moment]]
+        stem = key.replace("/", "_")
+        png, csv = plot_attention_grid(frames, maps, plots / f"fig4-attention-{stem}.png", view_notes=notes,
+                                       title=f"{key} at {moment / index.fps:.1f} s: {', '.join(actions)}")
+        parts.append(f"![attention {key}]({png.relative_to(plan.out)}) ([data]({csv.relative_to(plan.out)}))\n")
+    return "\n".join(parts)
+
+
+def floorplan_section(options: DemoOptions, plots: Path) -> str:
+    """The generator's floor plan, copied beside the other plots, with the cameras as CSV."""
+    source = options.out / "data" / "floorplan.png"
+    if not source.is_file():
+        return ""
+    png = plots / "floorplan.png"
+    shutil.copyfile(source, png)
+    cameras = build_home(options.views).cameras
+    csv = write_csv(plots / "floorplan.csv", ("view", "name", "x", "y", "z", "target_x", "target_y", "target_z",
+                                              "hfov_deg"),
+                    [{"view": k + 1, "name": cam.name, "x": cam.position[0], "y": cam.position[1],
+                      "z": cam.position[2], "target_x": cam.target[0], "target_y": cam.target[1],
+                      "target_z": cam.target[2], "hfov_deg": cam.hfov} for k, cam in enumerate(cameras)])
+    return (f"## The synthetic home\n\n![floor plan]({png.relative_to(options.out)}) "
+            f"(cameras: [{csv.name}]({csv.relative_to(options.out)}); "
+            "generator notes: [data/README.md](data/README.md))\n")
+
+
+def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dict[str, Any]], log: StepLog) -> Path:
+    """``OUT/report.md`` with ``OUT/plots/*`` and ``OUT/tables/table1.*``."""
+    out = options.out
+    plots = out / "plots"
+    results = collect_results(plan)
+    tables = compute_tables(plan, results)
+    write_tables(tables, out / "tables", plan.grid)
+    index = read_index(plan.envs[0].cache)
+    teacher_config = plan.config(_cell(plan, "teacher"))
+    student_config = plan.config(_cell(plan, "vicokd"))
+    load = os.getloadavg()
+    sections = [
+        "# ViCoKD demo: the synthetic home\n",
+        f"{len(index.splits['train'])} train / {len(index.splits['test'])} test clips, {options.views} views, "
+        f"classes {', '.join(index.classes)}; data seed {options.data_seed}; backbone {plan.backbones[0]}; "
+        f"training seeds {', '.join(map(str, plan.seeds))}"
+        + (", **--fast: a smoke run, too short to mean much**" if options.fast else "") + ".\n",
+        "Teacher and students start from a visual encoder pretrained without action labels on a separate "
+        "synthetic home ([pretrain/pretrain.json](pretrain/pretrain.json)); "
+        + ("the encoders are trained end to end (`--finetune`). " if options.finetune else
+           "the encoders are frozen and the runs train from their cached features (the audio encoder of the "
+           "teacher is a seeded random AST). ")
+        + "Person masks come from the generator's ground-truth visibility (`groundtruth` detector), "
+        "not from a detector run on the frames. Models are chosen on the validation split; "
+        "all numbers below are on the test split, measured by this run, mean ± sample std over the seeds.\n",
+        "## What the runs measured\n", *[f"- {line}" for line in findings(plan, results)], "",
+        "## Table 1 (synthetic home)\n",
+        "Same code as `vicokd reproduce --grid table1` (files: [tables/table1.md](tables/table1.md), "
+        "[tables/table1.csv](tables/table1.csv)).\n",
+        *[table_markdown(table) for table in tables],
+        per_class_section(plan, summaries, plots),
+        curves_section(plan, summaries, plots),
+        loss_terms_section(plan, summaries),
+        grad_share_section(plan, summaries),
+        attention_section(plan, summaries, plots) if options.finetune else
+        "## Attention maps\n\nLeft out: with frozen encoders every model shares the pretrained visual encoder, so "
+        "the Fig. 4 maps of teacher, student and ViCoKD would be the same picture. `vicokd demo --finetune` "
+        "trains the encoders and draws them.\n",
+        floorplan_section(options, plots),
+        "## Steps and times\n",
+        markdown_table(["step", "status", "seconds"],
+                       [[name, status, "—" if seconds is None else f"{seconds:.1f}"]
+                        for name, status, seconds in log.table_rows()]),
+        f"\nSum of step times {sum(s or 0.0 for _, _, s in log.table_rows()):.0f} s; this invocation "
+        f"{log.wall_seconds:.0f} s wall clock on {os.cpu_count()} CPU cores (load average at report time "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}).\n",
+        "## Configs used\n",
+        f"Teacher (`configs/demo/teacher.yaml` + overrides `{' '.join(plan.overrides) or 'none'}`):\n",
+        f"```yaml\n{config_to_yaml(teacher_config)}```\n",
+        "Students: `configs/demo/student.yaml`, the same data and optimiser settings; method and supervision "
+        f"per run (e.g. ViCoKD V_F):\n\n```yaml\n{config_to_yaml(student_config)}```\n",
+    ]
+    return write_text(out / "report.md", "\n".join(s for s in sections if s is not None))
+
+
