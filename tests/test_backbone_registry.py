@@ -8,7 +8,13 @@ from run_helpers import CONFIGS, set_args
 from vicokd.cli import main
 from vicokd.engine.export import load_exported
 from vicokd.errors import ConfigError
-from vicokd.models.backbones import BACKBONES, BackboneOutput, BackboneSpec, build_backbone, register_backbone
+from vicokd.models.backbones import (
+    BackboneOutput,
+    BackboneSpec,
+    build_backbone,
+    register_backbone,
+    unregister_backbone,
+)
 from vicokd.report.tables import backbone_label
 
 
@@ -35,7 +41,7 @@ class ToyBackbone(nn.Module):
 def toy():
     register_backbone(BackboneSpec("toy", ToyBackbone, "Toy"))  # the one line a new backbone needs
     yield
-    BACKBONES.pop("toy")
+    unregister_backbone("toy")
 
 
 def test_a_registered_backbone_trains_evaluates_and_exports(toy, tiny_workspace, tmp_path, capsys):
@@ -52,8 +58,10 @@ def test_a_registered_backbone_trains_evaluates_and_exports(toy, tiny_workspace,
     assert backbone_label("toy") == "Toy"
 
 
-def test_an_unknown_backbone_is_one_line(capsys):
-    from vicokd.config import load_config
+def test_an_unknown_backbone_is_one_line():
+    from vicokd.config import load_config, replace
 
+    with pytest.raises(ConfigError, match=r"model.backbone: 'toy' is not one of multitrans, multiasl, multitsf"):
+        load_config(None, ["model.backbone=toy"])
     with pytest.raises(ConfigError, match=r"model.backbone: 'toy' is not a registered backbone \(multitrans, "):
-        build_backbone(load_config(None, ["model.backbone=toy"]).model, 4)
+        build_backbone(replace(load_config(None).model, backbone="toy"), 4)

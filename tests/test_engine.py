@@ -413,3 +413,18 @@ def test_a_damaged_checkpoint_is_one_line(teacher, tmp_path, capsys, damage, mes
     assert main(["evaluate", "--ckpt", str(copy)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_training_ends_with_a_calibration_that_evaluate_and_predict_read(teacher, capsys):
+    ckpt, summary = teacher
+    calibration = read_meta(ckpt)["calibration"]
+    assert calibration == summary["calibration"]
+    classes = read_meta(ckpt)["classes"]
+    assert set(calibration["thresholds"]) == set(classes) and min(calibration["scale"].values()) > 0
+    assert calibration["val_frames"] > 0 and 0 <= calibration["ece_after"] <= 1
+    assert main(["evaluate", "--ckpt", str(ckpt), "--split", "test"]) == 0
+    assert "frame F1" in capsys.readouterr().out
+    report = json.loads((ckpt.parent.parent / "eval" / "test-av.json").read_text())
+    assert set(report["per_class_frame_f1"]) == set(classes)
+    scored = [v for v in report["per_class_frame_f1"].values() if v is not None]
+    assert report["frame_f1"] == pytest.approx(sum(scored) / len(scored))

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from run_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher, train_tiny_student
+from vicokd.calibration import Calibration
 from vicokd.cli import main
 from vicokd.data import frame_labels
 from vicokd.data.dataset import normalize_video
@@ -16,6 +17,7 @@ from vicokd.data.media import read_grid_frames
 from vicokd.engine import predict as predict_lib
 from vicokd.engine.predict import load_student, predict_clip, segments_from_probs, window_indices
 from vicokd.errors import VicokdError
+from vicokd.models.checkpoint import read_meta
 
 from media_helpers import make_video
 
@@ -123,10 +125,14 @@ def test_windows_map_back_to_their_grid_frames(student, clip):
     assert prediction.view_frame_probs.shape == (3, length, len(classes))
     assert len(prediction.windows) == (3 if clip == "videos" else 1)
     red = _expected_logits(videos, length, meta["config"]["data"])  # (V, L)
+    calibration = Calibration.from_json(meta["calibration"])  # probabilities are sigmoid(a_c z + b_c)
     per_class = red[..., None] + torch.arange(len(classes))
-    np.testing.assert_allclose(prediction.view_frame_probs, per_class.sigmoid().numpy(), atol=1e-6)
-    np.testing.assert_allclose(prediction.frame_probs, per_class[0].sigmoid().numpy(), atol=1e-6)
-    window_seq = [(red[0, w].mean() + torch.arange(len(classes))).sigmoid() for w in prediction.windows]
+    np.testing.assert_allclose(prediction.view_frame_probs, calibration.probabilities(per_class, classes).numpy(),
+                               atol=1e-6)
+    np.testing.assert_allclose(prediction.frame_probs, calibration.probabilities(per_class[0], classes).numpy(),
+                               atol=1e-6)
+    window_seq = [calibration.probabilities(red[0, w].mean() + torch.arange(len(classes)), classes)
+                  for w in prediction.windows]
     np.testing.assert_allclose(prediction.clip_probs, torch.stack(window_seq).amax(0).numpy(), atol=1e-6)
     if clip == "short":
         assert prediction.view_lengths == [3, 3, 4]
@@ -147,11 +153,15 @@ def test_student_prediction_matches_the_model_on_its_windows(student):
     data = meta["config"]["data"]
     frames = np.stack([read_grid_frames(v, IMAGE_SIZE, 2.5, indices=range(NUM_FRAMES)) for v in student.videos])
     video = normalize_video(torch.from_numpy(frames).permute(0, 1, 4, 2, 3)[None], data["mean"], data["std"])
+    calibration = Calibration.from_json(meta["calibration"])  # fitted on validation at the end of training
     with torch.no_grad():
-        first = model({"video": video}).frame_logits[0].sigmoid().numpy()
+        first = calibration.probabilities(model({"video": video}).frame_logits[0], classes).numpy()
     # grid frames 0-2 are seen by the first window only (windows start at 0, 3, 4)
     np.testing.assert_allclose(prediction.frame_probs[:3], first[:3], atol=1e-5)
-    assert prediction.segments == segments_from_probs(prediction.frame_probs, classes, 2.5, min_duration=0.0)
+    thresholds = [meta["calibration"]["thresholds"][name] for name in classes]  # the stored ones, by default
+    assert prediction.settings["threshold_source"] == "calibrated on validation"
+    assert prediction.segments == segments_from_probs(prediction.frame_probs, classes, 2.5, thresholds,
+                                                      min_duration=0.0)
     two_views = predict_clip(model, meta, student.videos[:2])  # any number of views runs (documented)
     assert two_views.view_frame_probs.shape == (2, 10, len(classes))
 
@@ -168,7 +178,9 @@ def test_cli_writes_json_and_png(student, tmp_path, capsys):
     assert np.array(report["frame_probs"]).shape == (10, len(report["classes"]))
     assert np.array(report["view_frame_probs"]).shape == (3, 10, len(report["classes"]))
     assert report["times"] == [pytest.approx(j / 2.5) for j in range(10)]
-    assert report["settings"] == {"threshold": 0.3, "min_gap": 0.0, "min_duration": 0.0, "stride": 3}
+    assert report["settings"] == {"thresholds": dict.fromkeys(report["classes"], 0.3),
+                                  "threshold_source": "--threshold", "calibrated": True,
+                                  "min_gap": 0.0, "min_duration": 0.0, "stride": 3}
     assert report["windows"] == {"count": 3, "frames": 6, "rule": "sliding", "stride": 3}
     expected = segments_from_probs(np.array(report["frame_probs"]), report["classes"], 2.5, 0.3, 0.0, 0.0)
     assert [(s["label"], s["start"], s["end"]) for s in report["segments"]] == [
@@ -209,8 +221,6 @@ def test_clear_errors(student, tmp_path, capsys):
 
 
 def test_fewer_views_than_trained_is_a_warning(student):
-    from vicokd.models.checkpoint import read_meta
-
     model, meta = load_student(student.checkpoint)
     assert read_meta(student.checkpoint)["views"] == 3
     assert predict_clip(model, meta, student.videos).warnings == []

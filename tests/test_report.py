@@ -164,3 +164,15 @@ def test_attention_maps_and_grid(tmp_path):
     rows = csv_rows(data)
     assert len(rows) == 2 * maps.size
     assert math.isclose(float(rows[0]["attention"]), float(maps[0, 0, 0]), rel_tol=1e-4, abs_tol=1e-6)
+
+
+def test_attention_inside_a_region_against_a_hand_computed_case():
+    from vicokd.report.attention import attention_inside
+
+    maps = np.array([[[0.5, 0.1], [0.1, 0.1]], [[0.0, 0.2], [0.2, 0.4]]])  # two images, 2×2 patches
+    coverage = np.array([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.5], [0.0, 1.0]]])
+    inside, chance = attention_inside(maps, coverage)
+    assert inside == pytest.approx((0.5 + 0.2 * 0.5 + 0.4) / 1.6)  # Σ a·m / Σ a
+    assert chance == pytest.approx((1.0 + 1.5) / 8)  # mean coverage: uniform attention
+    with pytest.raises(ValueError, match="must be the same"):
+        attention_inside(maps, coverage[:, :1])

@@ -245,7 +245,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if "written_to" not in report:
         return 0
     print(f"{args.ckpt} on {args.split} ({args.condition}, {report['clips']} clips): "
-          f"sequence mAP {report['seq_map']:.2f}, frame mAP {report['frame_map']:.2f}")
+          f"sequence mAP {report['seq_map']:.2f}, frame mAP {report['frame_map']:.2f}"
+          + (f", frame F1 {report['frame_f1']:.2f} at the thresholds chosen on validation"
+             if report.get("frame_f1") is not None else ""))
     print(f"{'class':<16} {'seq AP':>8} {'frame AP':>9}")
     for seq_row, frame_row in zip(report["per_class_seq"], report["per_class_frame"]):
         def fmt(row: dict) -> str:
@@ -541,7 +543,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", type=Path, default=None, help="write probabilities, segments and settings here")
     parser.add_argument("--png", type=Path, default=None,
                         help="timeline picture (classes × time, segments boxed), with its data as CSV beside it")
-    parser.add_argument("--threshold", type=float, default=None, help="a frame is active at p >= X (default 0.5)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="a frame is active at p >= X, for every class (default: the checkpoint's per-class "
+                             "thresholds chosen on validation; without them a fixed one (default 0.5))")
     parser.add_argument("--min-gap", type=float, default=None, metavar="S",
                         help="merge segments of a class at most S seconds apart (default 0.8)")
     parser.add_argument("--min-duration", type=float, default=None, metavar="S",
@@ -567,10 +571,13 @@ def _run_predict(args: argparse.Namespace) -> int:
     print(f"{len(args.videos)} views, {prediction.length} grid frames ({prediction.length / prediction.fps:.1f} s "
           f"at {prediction.fps:g} FPS), {len(prediction.windows)} window(s) of T = {prediction.num_frames}, "
           f"{prediction.seconds:.1f} s")
-    print(f"{'class':<16} {'clip p':>7}  segments (s)")
+    settings = prediction.settings
+    print(f"probabilities {'calibrated on validation' if settings['calibrated'] else 'uncalibrated (sigmoid)'}; "
+          f"thresholds: {settings['threshold_source']}")
+    print(f"{'class':<16} {'clip p':>7} {'thresh':>7}  segments (s)")
     for c, name in enumerate(prediction.classes):
         spans = ", ".join(f"{s.start:.1f}-{s.end:.1f}" for s in prediction.segments if s.label == name)
-        print(f"{name:<16} {prediction.clip_probs[c]:7.3f}  {spans or '-'}")
+        print(f"{name:<16} {prediction.clip_probs[c]:7.3f} {settings['thresholds'][name]:7.3f}  {spans or '-'}")
     if args.json:
         print(f"wrote {prediction.write_json(args.json)}")
     if args.png:

@@ -160,7 +160,7 @@ class ModelConfig:
     """The whole network. `mode` picks teacher (audio encoder) or student (adapter)."""
 
     mode: Literal["teacher", "student"] = "teacher"
-    backbone: str = "multitsf"  # a registered backbone (vicokd.models.backbones.BACKBONES)
+    backbone: str = "multitsf"  # one of BACKBONE_NAMES (vicokd.models.backbones registers more)
     dim: int = 384  # D, width of every per-view feature
     visual: VisualEncoderConfig = field(default_factory=VisualEncoderConfig)
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
@@ -387,8 +387,17 @@ def _describe(interval: str) -> str:
     return f"in {interval}"
 
 
+# The names model.backbone accepts: the paper's three, and every backbone registered with
+# vicokd.models.backbones.register_backbone (which adds its name here), so that a config is checked
+# without importing the models.
+BACKBONE_NAMES: list[str] = ["multitrans", "multiasl", "multitsf"]
+
+
 def check_ranges(config: Config) -> None:
-    """Refuse a value outside :data:`RANGES`, naming the key (one line)."""
+    """Refuse a value outside :data:`RANGES` or an unknown backbone, naming the key (one line)."""
+    if config.model.backbone not in BACKBONE_NAMES:
+        raise ConfigError(f"model.backbone: {config.model.backbone!r} is not one of {', '.join(BACKBONE_NAMES)} "
+                          "(others: vicokd.models.backbones.register_backbone)")
     for key, interval in RANGES.items():
         value: Any = config
         for part in key.split("."):

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vicokd.calibration import Calibration
 from vicokd.config import config_from_dict
 from vicokd.data.media import probe_video, read_grid_frames
 from vicokd.data.sampling import sample_indices
@@ -111,7 +112,7 @@ class Prediction:
     clip_probs: np.ndarray  # (C,) float32
     windows: list[np.ndarray]  # the T grid indices of each model window
     segments: list[ActionSegment]
-    settings: dict[str, float]  # threshold, min_gap, min_duration, stride
+    settings: dict[str, Any]  # thresholds (per class), their source, calibrated, min_gap, min_duration, stride
     seconds: float  # wall time of decoding + inference
     warnings: list[str] = field(default_factory=list)
 
@@ -136,8 +137,9 @@ class Prediction:
             "windows": {"count": len(self.windows), "frames": self.num_frames,
                         "rule": "uniform" if self.length <= self.num_frames else "sliding",
                         "stride": self.settings["stride"]},
-            "aggregation": {"frame": "mean of sigmoid(frame_logits) over the windows showing the frame",
-                            "clip": "max over windows of sigmoid(seq_logits)"},
+            "aggregation": {"frame": "mean over the windows showing the frame of p(frame_logits)",
+                            "clip": "max over windows of p(seq_logits)",
+                            "p": "sigmoid(a_c * z + b_c), the checkpoint's calibration, else sigmoid(z)"},
             "settings": self.settings, "seconds": round(self.seconds, 3), "warnings": self.warnings,
             "clip_probs": plain(self.clip_probs), "segments": [s.to_json() for s in self.segments],
             "times": plain(self.times), "frame_probs": plain(self.frame_probs),
@@ -205,13 +207,14 @@ def segments_from_probs(
     probs: np.ndarray,
     classes: Sequence[str],
     fps: float = 2.5,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | Sequence[float] | np.ndarray = DEFAULT_THRESHOLD,
     min_gap: float = DEFAULT_MIN_GAP,
     min_duration: float = DEFAULT_MIN_DURATION,
 ) -> list[ActionSegment]:
     """Action segments from frame probabilities (L, C) on the grid.
 
-    Per class c: grid frame j is active when ``probs[j, c] >= threshold``; each run of active
+    Per class c: grid frame j is active when ``probs[j, c] >= threshold_c`` (one threshold for
+    every class, or one per class); each run of active
     frames a..b is a segment [a / fps, b / fps] seconds; two segments of the class whose gap
     ``next.start − previous.end`` is at most `min_gap` seconds are merged (with the frames
     between); merged segments shorter than `min_duration` seconds (``end − start``; one frame
@@ -220,10 +223,12 @@ def segments_from_probs(
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != len(classes):
         raise VicokdError(f"probabilities of shape {probs.shape} do not match (L, C) with C = {len(classes)} classes")
-    _check_segment_settings(fps, threshold, min_gap, min_duration)
+    thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (len(classes),))
+    for value in thresholds:
+        _check_segment_settings(fps, float(value), min_gap, min_duration)
     found: list[tuple[int, int, int]] = []  # (first frame, class, last frame)
     for c in range(len(classes)):
-        active = np.concatenate([[False], probs[:, c] >= threshold, [False]])
+        active = np.concatenate([[False], probs[:, c] >= thresholds[c], [False]])
         edges = np.flatnonzero(active[1:] != active[:-1])
         runs: list[list[int]] = []
         for first, last in zip(edges[0::2], edges[1::2] - 1):
@@ -256,7 +261,7 @@ def predict_clip(
     meta: dict[str, Any],
     videos: Sequence[str | Path],
     *,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
     min_gap: float = DEFAULT_MIN_GAP,
     min_duration: float = DEFAULT_MIN_DURATION,
     stride: int | None = None,
@@ -266,7 +271,10 @@ def predict_clip(
     """Run `model` over one recording of V = ``len(videos)`` views (rules in the module docstring).
 
     `meta` is the checkpoint's sidecar entry (as :func:`load_student` returns it): its
-    ``config`` gives fps, T, image size and normalisation, its ``classes`` the class names.
+    ``config`` gives fps, T and image size, its ``classes`` the class names, its
+    ``calibration`` (when training had a validation split) the per-class scaling of the reported
+    probabilities and the per-class segment thresholds; `threshold` replaces those thresholds
+    by one for every class (default without a calibration: :data:`DEFAULT_THRESHOLD`).
     The model runs on its own device, in eval mode, `batch_size` windows per call; `progress`
     shows bars for decoding and for the windows when the clip is longer than T.
     """
@@ -277,7 +285,20 @@ def predict_clip(
         raise VicokdError(f"--batch-size {batch_size}: must be at least 1")
     config = config_from_dict(meta["config"], "checkpoint sidecar config").data
     classes = list(meta["classes"])
-    _check_segment_settings(config.fps, threshold, min_gap, min_duration)
+    calibration = Calibration.from_json(meta["calibration"]) if meta.get("calibration") else None
+    if threshold is not None:
+        thresholds, source = np.full(len(classes), threshold), "--threshold"
+    elif calibration is not None:
+        thresholds, source = calibration.threshold_array(classes), "calibrated on validation"
+    else:
+        thresholds, source = np.full(len(classes), DEFAULT_THRESHOLD), "default"
+
+    def probabilities(logits: torch.Tensor) -> torch.Tensor:  # calibrated when the checkpoint has a calibration
+        logits = logits.float()
+        return calibration.probabilities(logits, classes) if calibration is not None else logits.sigmoid()
+
+    for value in thresholds:
+        _check_segment_settings(config.fps, float(value), min_gap, min_duration)
     stride = _checked_stride(stride, config.num_frames)
     paths = [Path(v) for v in videos]
     lengths, warnings = _grid_lengths(paths, config.fps)
@@ -303,21 +324,23 @@ def predict_clip(
         index = torch.from_numpy(np.stack(batch))  # (B, T)
         video = torch.stack([frames[:, i] for i in index]).to(device)  # (B, V, T, 3, H, W) uint8
         out = model({"video": video})  # the model normalises its uint8 input
-        frame_p = out.frame_logits.float().sigmoid().double().cpu()  # (B, T, C)
-        view_p = out.view_frame_logits.float().sigmoid().double().cpu()  # (B, V, T, C)
+        frame_p = probabilities(out.frame_logits).double().cpu()  # (B, T, C)
+        view_p = probabilities(out.view_frame_logits).double().cpu()  # (B, V, T, C)
         for row, idx in enumerate(index):
             frame_sum.index_add_(0, idx, frame_p[row])
             view_sum.index_add_(1, idx, view_p[row])
             count.index_add_(0, idx, torch.ones(len(idx), dtype=torch.float64))
-        clip_probs = torch.maximum(clip_probs, out.seq_logits.float().sigmoid().double().cpu().amax(0))
+        clip_probs = torch.maximum(clip_probs, probabilities(out.seq_logits).double().cpu().amax(0))
     frame_probs = (frame_sum / count[:, None]).float().numpy()
-    settings = {"threshold": threshold, "min_gap": min_gap, "min_duration": min_duration, "stride": stride}
+    settings = {"thresholds": dict(zip(classes, map(float, thresholds))), "threshold_source": source,
+                "calibrated": calibration is not None,
+                "min_gap": min_gap, "min_duration": min_duration, "stride": stride}
     return Prediction(
         videos=[str(p) for p in paths], model={key: meta.get(key) for key in ("method", "role", "model_hash", "epoch")},
         classes=classes, fps=config.fps, num_frames=config.num_frames,
         view_lengths=lengths, frame_probs=frame_probs,
         view_frame_probs=(view_sum / count[None, :, None]).float().numpy(),
         clip_probs=clip_probs.float().numpy(), windows=windows,
-        segments=segments_from_probs(frame_probs, classes, config.fps, threshold, min_gap, min_duration),
+        segments=segments_from_probs(frame_probs, classes, config.fps, thresholds, min_gap, min_duration),
         settings=settings, seconds=time.perf_counter() - started, warnings=warnings,
     )

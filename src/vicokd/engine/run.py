@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from vicokd.calibration import Calibration, calibrate, f1_at
 from vicokd.config import Config, config_from_dict, config_hash, config_to_yaml
 from vicokd.data.cache import read_index
 from vicokd.data.person_scores import person_scores_path
@@ -46,7 +49,7 @@ from vicokd.methods import Method, get_method
 from vicokd.metrics import per_class_ap_table
 from vicokd.models import MultiViewActionModel
 from vicokd.models.backbones import backbone_spec
-from vicokd.models.checkpoint import load_state_dict, model_from_checkpoint, read_meta
+from vicokd.models.checkpoint import load_state_dict, model_from_checkpoint, read_meta, update_meta
 
 
 class SafetensorsModelCheckpoint(ModelCheckpoint):
@@ -256,7 +259,15 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
     best_meta = read_meta(best)
     module.model.load_state_dict(load_state_dict(best))
     test_trainer, _ = build_trainer(config, None, epochs=1, progress=False)
-    data.eval_split = "test"
+    calibration = None
+    if config.data.val_fraction > 0:  # per-class scaling and thresholds on validation frames
+        data.test_split = "val"
+        test_trainer.test(module, datamodule=data, verbose=False)
+        val = module.last_eval
+        calibration = calibrate(val["frame_logits"], val["frame_labels"], classes)
+        if trainer.is_global_zero:
+            update_meta(best, calibration=calibration.to_json())
+        data.test_split = "test"
     test_trainer.test(module, datamodule=data, verbose=False)
     test = module.last_eval
     summary = {
@@ -269,6 +280,7 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
         "val": {k.split("/", 1)[1]: v for k, v in best_meta["metrics"].items() if k.startswith("val/")},
         "test": {"seq_map": test["seq_map"], "frame_map": test["frame_map"],
                  "per_class": per_class_ap_table(test["seq_logits"], test["labels"], classes)},
+        "calibration": calibration.to_json() if calibration else None,
         "teacher": teacher_meta, "epochs": config.optim.epochs, "seconds": round(time.perf_counter() - started, 1),
         "grad_share": {**summarize_grad_shares(directory / "metrics.csv"),
                        "every": config.train.grad_share_every,
@@ -313,6 +325,13 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Conditio
                                               result["frame_labels"].reshape(-1, len(classes)), classes),
         "config": config_to_dict(config),
     }
+    if meta.get("calibration"):  # decisions at the thresholds chosen on validation when it was trained
+        calibration = Calibration.from_json(meta["calibration"])
+        probs = calibration.probabilities(torch.as_tensor(result["frame_logits"]), classes).reshape(-1, len(classes))
+        f1 = f1_at(probs.numpy(), np.asarray(result["frame_labels"]).reshape(-1, len(classes)),
+                   calibration.threshold_array(classes))
+        report["frame_f1"] = float(np.nanmean(f1) * 100) if not np.isnan(f1).all() else None
+        report["per_class_frame_f1"] = {name: None if np.isnan(v) else float(v * 100) for name, v in zip(classes, f1)}
     if trainer.is_global_zero:
         target = Path(out) if out else Path(checkpoint).parent.parent / "eval" / f"{split}-{condition}.json"
         write_json_atomic(target, report)

@@ -132,6 +132,15 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def update_meta(path: str | Path, **fields: Any) -> None:
+    """Add or replace fields of a checkpoint's ``vicokd`` sidecar entry (atomically)."""
+    side = sidecar_path(path)
+    read_meta(path)  # a valid vicokd checkpoint
+    sidecar = json.loads(side.read_text())
+    sidecar["vicokd"].update(fields)
+    write_text(side, json.dumps(sidecar))
+
+
 _META_FIELDS: dict[str, type] = {"role": str, "method": str, "config": dict, "model_hash": str, "classes": list,
                                  "epoch": int, "metrics": dict}
 

@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
-from vicokd.config import config_to_yaml
+from vicokd.config import config_to_yaml, replace
 from vicokd.data.annotations import frame_labels
 from vicokd.data.cache import load_images, read_index
 from vicokd.data.person_scores import person_scores_path, read_person_scores
+from vicokd.data.synthetic.generate import plan_dataset
 from vicokd.data.synthetic.scene import build_home
+from vicokd.data.synthetic.targets import clip_targets
 from vicokd.engine.grad_share import format_shares
 from vicokd.io import write_csv, write_text
 from vicokd.methods import method_label
+from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import model_from_checkpoint
 from vicokd.pipeline.grid import (
     Cell,
@@ -30,8 +34,9 @@ from vicokd.pipeline.grid import (
     collect_results,
     compute_tables,
 )
+from vicokd.pipeline.pretrain import clip_keys
 from vicokd.pipeline.steps import StepLog
-from vicokd.report.attention import attention_maps, plot_attention_grid
+from vicokd.report.attention import attention_inside, attention_maps, plot_attention_grid
 from vicokd.report.curves import plot_curves, plot_grouped_bars, read_last_epoch, read_metric_curve
 from vicokd.report.tables import (
     METRIC_NAMES,
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
     from vicokd.pipeline.demo import DemoOptions
 
 ATTENTION_CLIPS = 2  # test clips shown in the attention figure
+ACTOR_STRIDE = 4  # every 4th grid frame of each test clip for the attention-on-the-actor share
 
 
 def _cell(plan: GridPlan, method: str, supervision: str = "frame", seed: int | None = None) -> Cell:
@@ -223,6 +229,69 @@ def floorplan_section(options: DemoOptions, plots: Path) -> str:
             "generator notes: [data/README.md](data/README.md))\n")
 
 
+def _actor_frames(options: DemoOptions, cache: Path, test: set[str], grid: tuple[int, int]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 test frames (N, H, W, 3) in which the actor is visible, and the actor's patch coverage
+    (N, h, w) on `grid`, from the simulator (every :data:`ACTOR_STRIDE`-th grid frame, each view)."""
+    synth = options.synth_options()
+    home, jobs = plan_dataset(synth)
+    frames, coverage = [], []
+    for job, key in zip(jobs, clip_keys(synth, options.out / "data")):
+        if key not in test:
+            continue
+        images = load_images(cache, key)  # (V, L, H, W, 3)
+        mask = clip_targets(home, job.script, synth.size, synth.fps, grid)["mask"]  # (V, L', h, w)
+        for j in range(0, min(images.shape[1], mask.shape[1]), ACTOR_STRIDE):
+            for v in np.flatnonzero(mask[:, j].sum(axis=(1, 2)) > 0):
+                frames.append(np.asarray(images[v, j]))
+                coverage.append(mask[v, j])
+    if not frames:
+        return np.zeros((0, 0, 0, 3), np.uint8), np.zeros((0, *grid), np.float32)
+    return np.stack(frames), np.stack(coverage)
+
+
+def actor_attention_section(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) -> str:
+    """The share of each visual encoder's attention that falls on the actor (the simulator's mask)."""
+    config = plan.config(_cell(plan, "vicokd"))
+    index = read_index(config.data.cache)
+    classes = len(index.classes)
+    model_config = config.model
+    encoders = {"pretrained without action labels (every run's)":
+                MultiViewActionModel(model_config, classes, config.data.mean, config.data.std)}
+    torch.manual_seed(config.train.seed)
+    encoders["randomly initialised (seed of the runs)"] = MultiViewActionModel(
+        replace(model_config, **{"visual.pretrained": None}), classes, config.data.mean, config.data.std)
+    if options.finetune:
+        for label, method in (("Teacher", "teacher"), ("Student V_F", "student"), ("ViCoKD V_F", "vicokd")):
+            cell = _cell(plan, method)
+            if cell in summaries:
+                encoders[f"{label} (fine-tuned)"] = model_from_checkpoint(summaries[cell]["best_checkpoint"])[0]
+    probe = next(iter(encoders.values())).eval()
+    h, w = index.image_size
+    with torch.no_grad():
+        grid = tuple(probe.visual_attention(torch.zeros(1, 3, h, w, dtype=torch.uint8)).shape[-2:])
+    frames, coverage = _actor_frames(options, Path(config.data.cache), set(index.splits["test"]), grid)
+    if not len(frames):
+        return "## Where the visual encoder looks\n\nNo test frame shows the actor: nothing to measure.\n"
+    video = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    rows, chance = [], 0.0
+    for label, model in encoders.items():
+        model.eval()
+        with torch.no_grad():
+            maps = torch.cat([model.visual_attention(chunk) for chunk in video.split(1024)]).float().numpy()
+        inside, chance = attention_inside(maps, coverage)
+        rows.append([label, f"{100 * inside:.1f}"])
+    return "\n".join([
+        "## Where the visual encoder looks\n",
+        f"Share of the last-block CLS attention (mean over heads) that falls on the actor, weighted by the part "
+        f"of each patch (a {grid[0]}×{grid[1]} grid) the actor covers (the simulator's mask), pooled over "
+        f"{len(frames):,} test images (every {ACTOR_STRIDE}th grid frame of every test clip, each view that sees "
+        f"the actor). Uniform "
+        f"attention would give {100 * chance:.1f} %.\n",
+        markdown_table(["visual encoder", "attention on the actor [%]"], rows), "",
+    ])
+
+
 def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dict[str, Any]], log: StepLog) -> Path:
     """``OUT/report.md`` with ``OUT/plots/*`` and ``OUT/tables/table1.*``."""
     out = options.out
@@ -261,6 +330,7 @@ def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dic
         "## Attention maps\n\nLeft out: with frozen encoders every model shares the pretrained visual encoder, so "
         "the Fig. 4 maps of teacher, student and ViCoKD would be the same picture. `vicokd demo --finetune` "
         "trains the encoders and draws them.\n",
+        actor_attention_section(options, plan, summaries),
         floorplan_section(options, plots),
         "## Steps and times\n",
         markdown_table(["step", "status", "seconds"],

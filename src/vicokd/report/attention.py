@@ -29,6 +29,20 @@ def attention_maps(model: MultiViewActionModel, frames: np.ndarray) -> np.ndarra
     return maps.float().cpu().numpy()
 
 
+def attention_inside(maps: np.ndarray, coverage: np.ndarray) -> tuple[float, float]:
+    """Share of attention that falls on a region, and the share uniform attention would give.
+
+    maps (N, h, w): attention over patches of N images; coverage (N, h, w) in [0, 1]: the part of
+    each patch the region covers (the actor's mask). Returns
+    ``(Σ a·m / Σ a, mean_N (Σ m / (h·w)))``: attention-weighted coverage pooled over the images,
+    and the chance level of uniform attention.
+    """
+    if maps.shape != coverage.shape or maps.ndim != 3 or not len(maps):
+        raise ValueError(f"maps {maps.shape} and coverage {coverage.shape} must be the same (N, h, w), N >= 1")
+    inside = float((maps * coverage).sum() / maps.sum())
+    return inside, float(coverage.mean())
+
+
 def _scaled(values: np.ndarray) -> np.ndarray:
     low, high = float(values.min()), float(values.max())
     return np.zeros_like(values) if high <= low else (values - low) / (high - low)

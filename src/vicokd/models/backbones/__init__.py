@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import nn
 
-from vicokd.config import ModelConfig
+from vicokd.config import BACKBONE_NAMES, ModelConfig
 from vicokd.errors import ConfigError
 from vicokd.models.backbones._blocks import BackboneOutput
 from vicokd.models.backbones.multiasl import MultiASL
@@ -29,7 +29,7 @@ from vicokd.models.backbones.multitrans import MultiTrans
 from vicokd.models.backbones.multitsf import MultiTSF
 
 __all__ = ["BACKBONES", "BackboneOutput", "BackboneSpec", "MultiASL", "MultiTSF", "MultiTrans", "backbone_spec",
-           "build_backbone", "paper_backbones", "register_backbone"]
+           "build_backbone", "paper_backbones", "register_backbone", "unregister_backbone"]
 
 
 def _never(config: ModelConfig) -> bool:
@@ -66,7 +66,16 @@ BACKBONES: dict[str, BackboneSpec] = {}
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     """Make `spec` available as ``model.backbone: <spec.name>`` (replaces one of the same name)."""
     BACKBONES[spec.name] = spec
+    if spec.name not in BACKBONE_NAMES:  # what a config accepts
+        BACKBONE_NAMES.append(spec.name)
     return spec
+
+
+def unregister_backbone(name: str) -> None:
+    """Remove a registered backbone (a plugin's, a test's)."""
+    BACKBONES.pop(name, None)
+    if name in BACKBONE_NAMES:
+        BACKBONE_NAMES.remove(name)
 
 
 register_backbone(BackboneSpec("multitrans", MultiTrans, "MultiTrans", "multitrans", paper=True,
