@@ -238,22 +238,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from vicokd.config import parse_overrides
-    from vicokd.engine.run import evaluate
+    from vicokd.engine.run import evaluate, format_evaluation
 
     report = evaluate(args.ckpt, split=args.split, condition=args.condition,
                       overrides=parse_overrides(args.overrides), out=args.out)
-    if "written_to" not in report:
-        return 0
-    print(f"{args.ckpt} on {args.split} ({args.condition}, {report['clips']} clips): "
-          f"sequence mAP {report['seq_map']:.2f}, frame mAP {report['frame_map']:.2f}"
-          + (f", frame F1 {report['frame_f1']:.2f} at the thresholds chosen on validation"
-             if report.get("frame_f1") is not None else ""))
-    print(f"{'class':<16} {'seq AP':>8} {'frame AP':>9}")
-    for seq_row, frame_row in zip(report["per_class_seq"], report["per_class_frame"]):
-        def fmt(row: dict) -> str:
-            return "   n/a" if row["excluded"] else f"{row['ap']:6.2f}"
-        print(f"{seq_row['class']:<16} {fmt(seq_row):>8} {fmt(frame_row):>9}")
-    print(f"written to {report['written_to']}")
+    if "written_to" in report:  # the process that wrote it speaks
+        print(format_evaluation(report))
     return 0
 
 
@@ -568,16 +558,7 @@ def _run_predict(args: argparse.Namespace) -> int:
                               progress=not args.quiet, **options)
     for line in prediction.warnings:
         print(f"warning: {line}", file=sys.stderr)
-    print(f"{len(args.videos)} views, {prediction.length} grid frames ({prediction.length / prediction.fps:.1f} s "
-          f"at {prediction.fps:g} FPS), {len(prediction.windows)} window(s) of T = {prediction.num_frames}, "
-          f"{prediction.seconds:.1f} s")
-    settings = prediction.settings
-    print(f"probabilities {'calibrated on validation' if settings['calibrated'] else 'uncalibrated (sigmoid)'}; "
-          f"thresholds: {settings['threshold_source']}")
-    print(f"{'class':<16} {'clip p':>7} {'thresh':>7}  segments (s)")
-    for c, name in enumerate(prediction.classes):
-        spans = ", ".join(f"{s.start:.1f}-{s.end:.1f}" for s in prediction.segments if s.label == name)
-        print(f"{name:<16} {prediction.clip_probs[c]:7.3f} {settings['thresholds'][name]:7.3f}  {spans or '-'}")
+    print(prediction.format())
     if args.json:
         print(f"wrote {prediction.write_json(args.json)}")
     if args.png:
@@ -607,13 +588,7 @@ def _run_export(args: argparse.Namespace) -> int:
     from vicokd.engine.export import export_student
 
     options = {name: value for name, value in (("opset", args.opset), ("views", args.views)) if value is not None}
-    result = export_student(args.ckpt, args.out, frames=args.frames, **options)
-    for check in result.checks:
-        diffs = ", ".join(f"{name} {diff:.2e}" for name, diff in check["max_abs_diff"].items())
-        print(f"onnxruntime vs PyTorch on input {tuple(check['shape'])}: max abs diff {diffs}")
-    print(f"max abs diff {result.max_abs_diff:.2e} (tolerance {result.tolerance:g}), opset {result.opset}, "
-          f"{result.seconds:.1f} s")
-    print(f"wrote {', '.join(str(path) for path in result.files)}")
+    print(export_student(args.ckpt, args.out, frames=args.frames, **options).format())
     return 0
 
 

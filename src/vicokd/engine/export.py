@@ -85,6 +85,16 @@ class ExportResult:
     tolerance: float
     seconds: float
 
+    def format(self) -> str:
+        """The check of every input, the worst difference and the files written, one per line."""
+        lines = [f"onnxruntime vs PyTorch on input {tuple(check['shape'])}: max abs diff "
+                 + ", ".join(f"{name} {diff:.2e}" for name, diff in check["max_abs_diff"].items())
+                 for check in self.checks]
+        lines.append(f"max abs diff {self.max_abs_diff:.2e} (tolerance {self.tolerance:g}), opset {self.opset}, "
+                     f"{self.seconds:.1f} s")
+        lines.append(f"wrote {', '.join(str(path) for path in self.files)}")
+        return "\n".join(lines)
+
 
 def load_exported(directory: str | Path) -> tuple[MultiViewActionModel, Config, list[str]]:
     """The student of an export directory (model.safetensors + config.yaml + classes.json), in eval mode."""

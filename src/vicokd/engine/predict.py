@@ -146,6 +146,19 @@ class Prediction:
             "view_frame_probs": plain(self.view_frame_probs),
         }
 
+    def format(self) -> str:
+        """What the clip holds and, per class, the clip probability, threshold and segments."""
+        calibrated = "calibrated on validation" if self.settings["calibrated"] else "uncalibrated (sigmoid)"
+        lines = [f"{len(self.videos)} views, {self.length} grid frames ({self.length / self.fps:.1f} s at "
+                 f"{self.fps:g} FPS), {len(self.windows)} window(s) of T = {self.num_frames}, {self.seconds:.1f} s",
+                 f"probabilities {calibrated}; thresholds: {self.settings['threshold_source']}",
+                 f"{'class':<16} {'clip p':>7} {'thresh':>7}  segments (s)"]
+        for c, name in enumerate(self.classes):
+            spans = ", ".join(f"{s.start:.1f}-{s.end:.1f}" for s in self.segments if s.label == name)
+            lines.append(f"{name:<16} {self.clip_probs[c]:7.3f} {self.settings['thresholds'][name]:7.3f}  "
+                         f"{spans or '-'}")
+        return "\n".join(lines)
+
     def write_json(self, path: str | Path) -> Path:
         """Write :meth:`to_json` atomically; returns the path."""
         path = Path(path)

@@ -291,6 +291,23 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
     return summary
 
 
+def format_evaluation(report: dict[str, Any]) -> str:
+    """An :func:`evaluate` report as lines: the headline, a per-class AP table, where it went."""
+    def ap(row: dict[str, Any]) -> str:
+        return "   n/a" if row["excluded"] else f"{row['ap']:6.2f}"
+
+    f1 = report.get("frame_f1")
+    lines = [f"{report['checkpoint']} on {report['split']} ({report['condition']}, {report['clips']} clips): "
+             f"sequence mAP {report['seq_map']:.2f}, frame mAP {report['frame_map']:.2f}"
+             + (f", frame F1 {f1:.2f} at the thresholds chosen on validation" if f1 is not None else ""),
+             f"{'class':<16} {'seq AP':>8} {'frame AP':>9}"]
+    lines += [f"{seq['class']:<16} {ap(seq):>8} {ap(frame):>9}"
+              for seq, frame in zip(report["per_class_seq"], report["per_class_frame"])]
+    if "written_to" in report:
+        lines.append(f"written to {report['written_to']}")
+    return "\n".join(lines)
+
+
 def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Condition = "av",
              overrides: dict[str, Any] | None = None, out: str | Path | None = None,
              progress: bool = True) -> dict[str, Any]:
