@@ -136,3 +136,16 @@ def test_deduplicate_undoes_distributed_padding() -> None:
     np.testing.assert_array_equal(ids, np.arange(7))
     np.testing.assert_array_equal(s, scores)
     np.testing.assert_array_equal(y, targets)
+
+
+def test_temporal_iou_and_greedy_segment_matching_by_hand():
+    from vicokd.metrics import matched_segments, temporal_iou
+
+    assert temporal_iou((0.0, 2.0), (1.0, 3.0)) == pytest.approx(1 / 3)
+    assert temporal_iou((0.0, 1.0), (2.0, 3.0)) == 0.0 and temporal_iou((1.0, 1.0), (1.0, 1.0)) == 0.0
+    truth = [(0.0, 2.0), (5.0, 6.0)]
+    # the higher-scored prediction takes (0, 2) first (IoU 0.8); the other overlaps it only: a miss
+    predicted = [(0.0, 1.6, 0.9), (0.2, 2.0, 0.5), (5.0, 6.4, 0.7)]  # IoU with (5, 6): 1/1.4 = 0.71
+    assert matched_segments(predicted, truth) == 2
+    assert matched_segments(predicted, truth, min_iou=0.75) == 1  # only the first: 0.8
+    assert matched_segments([], truth) == 0 and matched_segments(predicted, []) == 0

@@ -227,3 +227,31 @@ def test_fewer_views_than_trained_is_a_warning(student):
     warnings = predict_clip(model, meta, student.videos[:2]).warnings
     assert warnings == ["2 views given; the model was trained on clips of 3 views (it runs on any number, "
                         "but was not tuned for 2)"]
+
+
+def test_segment_f1_on_the_cache_equals_predict_on_the_videos(student):
+    from vicokd.data.cache import read_clip_meta
+    from vicokd.engine.predict import SEGMENT_IOU, segment_f1
+    from vicokd.metrics import matched_segments
+
+    model, meta = load_student(student.checkpoint)
+    cache = meta["config"]["data"]["cache"]
+    scores = segment_f1(model, meta, cache, ["01_05_Part1"])  # the test clip whose videos are student.videos
+    prediction = predict_clip(model, meta, student.videos)
+    truth = read_clip_meta(cache, "01_05_Part1").segments
+    for name, value in scores.items():
+        mine = [(s.start, s.end + 1 / 2.5, s.score) for s in prediction.segments if s.label == name]
+        true = [(t["start"], t["end"]) for t in truth if name in t["labels"]]
+        if not true:
+            assert value is None
+            continue
+        assert value == pytest.approx(2 * matched_segments(mine, true, SEGMENT_IOU) / (len(mine) + len(true)))
+
+
+def test_evaluate_reports_frame_and_segment_f1_of_a_student(student, capsys):
+    assert main(["evaluate", "--ckpt", str(student.checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "frame F1" in out and "segment F1" in out and "at the thresholds chosen on validation" in out
+    report = json.loads((student.checkpoint.parent.parent / "eval" / "test-av.json").read_text())
+    scored = [v for v in report["per_class_segment_f1"].values() if v is not None]
+    assert report["segment_f1"] == pytest.approx(sum(scored) / len(scored))

@@ -169,3 +169,31 @@ def deduplicate(sample_ids: ArrayLike, *arrays: ArrayLike) -> tuple[np.ndarray, 
             raise ValueError(f"array {k} has shape {array.shape}; expected {ids.shape[0]} rows like sample_ids")
         out.append(array[first])
     return tuple(out)
+
+
+def temporal_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """|a ∩ b| / |a ∪ b| of two intervals (start, end) in seconds; 0 when the union is empty."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
+
+
+def matched_segments(predicted: Sequence[tuple[float, float, float]], truth: Sequence[tuple[float, float]],
+                     min_iou: float = 0.5) -> int:
+    """True positives among the predicted segments of one class and one clip.
+
+    predicted: (start, end, score); truth: (start, end). Greedy by descending score: each
+    prediction takes the unmatched true segment of highest temporal IoU, a hit when that IoU is
+    at least `min_iou`; every true segment is matched at most once.
+    """
+    free = list(truth)
+    hits = 0
+    for start, end, _ in sorted(predicted, key=lambda segment: -segment[2]):
+        if not free:
+            break
+        ious = [temporal_iou((start, end), segment) for segment in free]
+        best = int(np.argmax(ious))
+        if ious[best] >= min_iou:
+            hits += 1
+            free.pop(best)
+    return hits

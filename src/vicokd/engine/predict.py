@@ -45,10 +45,12 @@ from tqdm import tqdm
 
 from vicokd.calibration import Calibration
 from vicokd.config import config_from_dict
+from vicokd.data.cache import load_frames, read_clip_meta
 from vicokd.data.media import probe_video, read_grid_frames
 from vicokd.data.sampling import sample_indices
 from vicokd.errors import DataError, VicokdError
 from vicokd.io import write_json_atomic
+from vicokd.metrics import matched_segments
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import model_from_checkpoint, read_meta
 
@@ -268,7 +270,69 @@ def _grid_lengths(videos: list[Path], fps: float) -> tuple[list[int], list[str]]
     return lengths, []
 
 
+def decision_settings(meta: dict[str, Any], threshold: float | None = None
+                      ) -> tuple[Calibration | None, np.ndarray, str]:
+    """The checkpoint's calibration (or None), the per-class thresholds (C,) and where they came from.
+
+    `threshold` (``--threshold``) sets one for every class; else the calibrated ones; else
+    :data:`DEFAULT_THRESHOLD`.
+    """
+    classes = list(meta["classes"])
+    calibration = Calibration.from_json(meta["calibration"]) if meta.get("calibration") else None
+    if threshold is not None:
+        return calibration, np.full(len(classes), float(threshold)), "--threshold"
+    if calibration is not None:
+        return calibration, calibration.threshold_array(classes), "calibrated on validation"
+    return None, np.full(len(classes), DEFAULT_THRESHOLD), "default"
+
+
 @torch.inference_mode()
+def window_probabilities(
+    model: MultiViewActionModel,
+    frames: torch.Tensor,
+    classes: Sequence[str],
+    num_frames: int,
+    stride: int,
+    calibration: Calibration | None = None,
+    batch_size: int = 4,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Probabilities of every grid frame of uint8 `frames` (V, L, 3, H, W) from windows of T.
+
+    Returns frame (L, C) and per-view (V, L, C) probabilities, each the mean over the windows
+    that show the frame, the clip's (C,) (max over windows of the sequence output), and the
+    windows (:func:`window_indices`). Probabilities are the calibrated σ(a_c·z + b_c) with a
+    `calibration`, else σ(z).
+    """
+    views, length = frames.shape[:2]
+    windows = window_indices(length, num_frames, stride)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    model.eval()
+
+    def probabilities(logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        return calibration.probabilities(logits, classes) if calibration is not None else logits.sigmoid()
+
+    frame_sum = torch.zeros(length, len(classes), dtype=torch.float64)
+    view_sum = torch.zeros(views, length, len(classes), dtype=torch.float64)
+    count = torch.zeros(length, dtype=torch.float64)
+    clip_probs = torch.zeros(len(classes), dtype=torch.float64)
+    batches = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
+    for batch in tqdm(batches, desc="predict", unit="batch", disable=not progress, leave=False):
+        index = torch.from_numpy(np.stack(batch))  # (B, T)
+        video = torch.stack([frames[:, i] for i in index]).to(device)  # (B, V, T, 3, H, W) uint8
+        out = model({"video": video})  # the model normalises its uint8 input
+        frame_p = probabilities(out.frame_logits).double().cpu()  # (B, T, C)
+        view_p = probabilities(out.view_frame_logits).double().cpu()  # (B, V, T, C)
+        for row, idx in enumerate(index):
+            frame_sum.index_add_(0, idx, frame_p[row])
+            view_sum.index_add_(1, idx, view_p[row])
+            count.index_add_(0, idx, torch.ones(len(idx), dtype=torch.float64))
+        clip_probs = torch.maximum(clip_probs, probabilities(out.seq_logits).double().cpu().amax(0))
+    return ((frame_sum / count[:, None]).float().numpy(), (view_sum / count[None, :, None]).float().numpy(),
+            clip_probs.float().numpy(), windows)
+
+
 def predict_clip(
     model: MultiViewActionModel,
     meta: dict[str, Any],
@@ -298,18 +362,7 @@ def predict_clip(
         raise VicokdError(f"--batch-size {batch_size}: must be at least 1")
     config = config_from_dict(meta["config"], "checkpoint sidecar config").data
     classes = list(meta["classes"])
-    calibration = Calibration.from_json(meta["calibration"]) if meta.get("calibration") else None
-    if threshold is not None:
-        thresholds, source = np.full(len(classes), threshold), "--threshold"
-    elif calibration is not None:
-        thresholds, source = calibration.threshold_array(classes), "calibrated on validation"
-    else:
-        thresholds, source = np.full(len(classes), DEFAULT_THRESHOLD), "default"
-
-    def probabilities(logits: torch.Tensor) -> torch.Tensor:  # calibrated when the checkpoint has a calibration
-        logits = logits.float()
-        return calibration.probabilities(logits, classes) if calibration is not None else logits.sigmoid()
-
+    calibration, thresholds, source = decision_settings(meta, threshold)
     for value in thresholds:
         _check_segment_settings(config.fps, float(value), min_gap, min_duration)
     stride = _checked_stride(stride, config.num_frames)
@@ -325,35 +378,51 @@ def predict_clip(
         read_grid_frames(path, config.image_size, config.fps, length=length, warnings=warnings)
         for path in tqdm(paths, desc="decode", unit="view", disable=not bars, leave=False)
     ])).permute(0, 1, 4, 2, 3)  # (V, L, 3, H, W) uint8
-    windows = window_indices(length, config.num_frames, stride)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    model.eval()
-    frame_sum = torch.zeros(length, len(classes), dtype=torch.float64)
-    view_sum = torch.zeros(len(paths), length, len(classes), dtype=torch.float64)
-    count = torch.zeros(length, dtype=torch.float64)
-    clip_probs = torch.zeros(len(classes), dtype=torch.float64)
-    batches = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
-    for batch in tqdm(batches, desc="predict", unit="batch", disable=not bars, leave=False):
-        index = torch.from_numpy(np.stack(batch))  # (B, T)
-        video = torch.stack([frames[:, i] for i in index]).to(device)  # (B, V, T, 3, H, W) uint8
-        out = model({"video": video})  # the model normalises its uint8 input
-        frame_p = probabilities(out.frame_logits).double().cpu()  # (B, T, C)
-        view_p = probabilities(out.view_frame_logits).double().cpu()  # (B, V, T, C)
-        for row, idx in enumerate(index):
-            frame_sum.index_add_(0, idx, frame_p[row])
-            view_sum.index_add_(1, idx, view_p[row])
-            count.index_add_(0, idx, torch.ones(len(idx), dtype=torch.float64))
-        clip_probs = torch.maximum(clip_probs, probabilities(out.seq_logits).double().cpu().amax(0))
-    frame_probs = (frame_sum / count[:, None]).float().numpy()
+    frame_probs, view_probs, clip_probs, windows = window_probabilities(
+        model, frames, classes, config.num_frames, stride, calibration, batch_size, bars)
     settings = {"thresholds": dict(zip(classes, map(float, thresholds))), "threshold_source": source,
                 "calibrated": calibration is not None,
                 "min_gap": min_gap, "min_duration": min_duration, "stride": stride}
     return Prediction(
         videos=[str(p) for p in paths], model={key: meta.get(key) for key in ("method", "role", "model_hash", "epoch")},
         classes=classes, fps=config.fps, num_frames=config.num_frames,
-        view_lengths=lengths, frame_probs=frame_probs,
-        view_frame_probs=(view_sum / count[None, :, None]).float().numpy(),
-        clip_probs=clip_probs.float().numpy(), windows=windows,
+        view_lengths=lengths, frame_probs=frame_probs, view_frame_probs=view_probs, clip_probs=clip_probs,
+        windows=windows,
         segments=segments_from_probs(frame_probs, classes, config.fps, thresholds, min_gap, min_duration),
         settings=settings, seconds=time.perf_counter() - started, warnings=warnings,
     )
+
+
+SEGMENT_IOU = 0.5  # a predicted segment is a hit at temporal IoU >= 0.5 with a true one of its class
+
+
+def segment_f1(model: MultiViewActionModel, meta: dict[str, Any], cache: str | Path, keys: Sequence[str],
+               stride: int | None = None) -> dict[str, float | None]:
+    """Segment-level F1 per class of a student on cached clips, at the checkpoint's decisions.
+
+    Each clip runs as ``predict`` runs it (every grid frame, windows of T, the calibrated
+    probabilities and per-class thresholds, default merge rules); a predicted segment covers its
+    grid frames [a/fps, (b+1)/fps). Per class, over all clips: ``F1 = 2·TP / (predicted + true)``
+    with TP from :func:`vicokd.metrics.matched_segments` at IoU ≥ :data:`SEGMENT_IOU`; None for a
+    class without true segments.
+    """
+    data = config_from_dict(meta["config"], "checkpoint sidecar config").data
+    classes = list(meta["classes"])
+    calibration, thresholds, _ = decision_settings(meta)
+    stride = _checked_stride(stride, data.num_frames)
+    hits = np.zeros(len(classes))
+    predicted = np.zeros(len(classes))
+    true = np.zeros(len(classes))
+    for key in keys:
+        clip = read_clip_meta(cache, key)
+        frames = torch.from_numpy(np.asarray(load_frames(cache, key)))
+        frame_probs = window_probabilities(model, frames, classes, data.num_frames, stride, calibration)[0]
+        segments = segments_from_probs(frame_probs, classes, data.fps, thresholds)
+        for c, name in enumerate(classes):
+            mine = [(s.start, s.end + 1 / data.fps, s.score) for s in segments if s.label == name]
+            truth = [(float(t["start"]), float(t["end"])) for t in clip.segments if name in t["labels"]]
+            hits[c] += matched_segments(mine, truth, SEGMENT_IOU)
+            predicted[c] += len(mine)
+            true[c] += len(truth)
+    return {name: (float(2 * hits[c] / (predicted[c] + true[c])) if true[c] else None)
+            for c, name in enumerate(classes)}

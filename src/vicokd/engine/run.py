@@ -35,6 +35,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from vicokd.calibration import Calibration, calibrate, f1_at
 from vicokd.config import Config, config_from_dict, config_hash, config_to_yaml
 from vicokd.data.cache import read_index
+from vicokd.data.dataset import split_keys
 from vicokd.data.person_scores import person_scores_path
 from vicokd.engine.allocator import use_training_mmap_threshold
 from vicokd.engine.checkpoint import SafetensorsCheckpointIO
@@ -42,6 +43,7 @@ from vicokd.engine.data import ClipsDataModule
 from vicokd.engine.features import apply_feature_cache, load_cached_encoders
 from vicokd.engine.grad_share import summarize as summarize_grad_shares
 from vicokd.engine.module import Condition, ViCoKDModule
+from vicokd.engine.predict import segment_f1
 from vicokd.engine.run_lock import run_folder_lock
 from vicokd.errors import VicokdError
 from vicokd.io import write_json_atomic, write_text
@@ -296,10 +298,11 @@ def format_evaluation(report: dict[str, Any]) -> str:
     def ap(row: dict[str, Any]) -> str:
         return "   n/a" if row["excluded"] else f"{row['ap']:6.2f}"
 
-    f1 = report.get("frame_f1")
+    f1 = [f"{name} F1 {report[key]:.2f}" for name, key in (("frame", "frame_f1"), ("segment", "segment_f1"))
+          if report.get(key) is not None]
     lines = [f"{report['checkpoint']} on {report['split']} ({report['condition']}, {report['clips']} clips): "
              f"sequence mAP {report['seq_map']:.2f}, frame mAP {report['frame_map']:.2f}"
-             + (f", frame F1 {f1:.2f} at the thresholds chosen on validation" if f1 is not None else ""),
+             + (f", {', '.join(f1)} at the thresholds chosen on validation" if f1 else ""),
              f"{'class':<16} {'seq AP':>8} {'frame AP':>9}"]
     lines += [f"{seq['class']:<16} {ap(seq):>8} {ap(frame):>9}"
               for seq, frame in zip(report["per_class_seq"], report["per_class_frame"])]
@@ -349,6 +352,12 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Conditio
                    calibration.threshold_array(classes))
         report["frame_f1"] = float(np.nanmean(f1) * 100) if not np.isnan(f1).all() else None
         report["per_class_frame_f1"] = {name: None if np.isnan(v) else float(v * 100) for name, v in zip(classes, f1)}
+        if config.model.mode == "student" and trainer.is_global_zero:  # as `predict` decides, on every grid frame
+            keys = split_keys(read_index(config.data.cache), split, config.data.val_fraction, config.data.split_seed)
+            per_class = segment_f1(model.eval(), {**meta, "config": config_to_dict(config)}, config.data.cache, keys)
+            scored = [v for v in per_class.values() if v is not None]
+            report["segment_f1"] = float(np.mean(scored) * 100) if scored else None
+            report["per_class_segment_f1"] = {k: None if v is None else v * 100 for k, v in per_class.items()}
     if trainer.is_global_zero:
         target = Path(out) if out else Path(checkpoint).parent.parent / "eval" / f"{split}-{condition}.json"
         write_json_atomic(target, report)
