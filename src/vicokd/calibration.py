@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import expit
 
 __all__ = ["DEFAULT_THRESHOLD", "ECE_BINS", "Calibration", "calibrate", "expected_calibration_error", "f1_at",
            "f1_thresholds", "fit_scaling"]
@@ -141,8 +142,7 @@ def calibrate(frame_logits: np.ndarray, frame_labels: np.ndarray, classes: Seque
     z = np.asarray(frame_logits, np.float64).reshape(-1, len(classes))
     y = np.asarray(frame_labels, np.float64).reshape(-1, len(classes))
     scale, bias = fit_scaling(z, y)
-    before = 1 / (1 + np.exp(-z))
-    after = 1 / (1 + np.exp(-(z * scale + bias)))
+    before, after = expit(z), expit(z * scale + bias)
     thresholds, f1 = f1_thresholds(after, y)
     return Calibration(
         scale={name: float(a) for name, a in zip(classes, scale)},
