@@ -13,7 +13,7 @@ example:
 import sys
 from pathlib import Path
 
-from vicokd.bench.prepare_memory import main
+from vicokd.bench import script_main
 
 if __name__ == "__main__":
-    sys.exit(main(Path(__file__).parent / "results"))
+    sys.exit(script_main("prepare_memory", __doc__, Path(__file__).parent / "results"))

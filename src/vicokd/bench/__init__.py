@@ -50,12 +50,17 @@ def parse_only(text: str | None) -> list[str]:
 
 
 def run_benchmarks(names: list[str], size: str = "small", out: str | Path = "benchmarks/results",
-                   threads: int | None = None, frames: int | None = None) -> list[BenchResult]:
-    """Run the named benchmarks, print each table and write its JSON under `out`."""
+                   threads: int | None = None, frames: int | None = None,
+                   work_dir: str | Path | None = None) -> list[BenchResult]:
+    """Run the named benchmarks, print each table and write its JSON under `out`.
+
+    `work_dir`: where the benchmarks that write a dataset put it (a temporary folder by default).
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     results = []
     for name in names:
-        result = get_benchmark(name)(size, threads=threads, frames=frames)
+        extra = {"work_dir": work_dir} if work_dir is not None else {}
+        result = get_benchmark(name)(size, threads=threads, frames=frames, **extra)
         path = result.write(out)
         print(result.table())
         print(f"written to {path}\n", flush=True)
@@ -71,9 +76,11 @@ def script_main(name: str, description: str, default_out: Path, argv: list[str] 
                         help=f"directory for the JSON result (default: {default_out})")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")
     parser.add_argument("--frames", type=int, default=None, help="override T (faster, not the headline shape)")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="where a benchmark that writes a dataset puts it (default: a temporary folder)")
     args = parser.parse_args(argv)
     try:
-        run_benchmarks([name], args.size, args.out, args.threads, args.frames)
+        run_benchmarks([name], args.size, args.out, args.threads, args.frames, args.work_dir)
     except VicokdError as exc:
         parser.exit(2, f"error: {exc}\n")
     return 0

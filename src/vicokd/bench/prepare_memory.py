@@ -19,7 +19,6 @@ example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import tempfile
@@ -144,22 +143,3 @@ def run_prepare_memory_benchmark(size: str | PrepareMemorySize = "small", *, thr
             "written, not held: the page cache they occupy is not resident memory of the process",
         ],
     )
-
-
-def main(default_out: Path, argv: list[str] | None = None) -> int:
-    """Entry point of ``benchmarks/prepare_memory.py`` (full size unless told otherwise)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(PREPARE_MEMORY_SIZES), default="full")
-    parser.add_argument("--out", type=Path, default=default_out,
-                        help=f"directory for the result (default: {default_out})")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads of the measured process")
-    parser.add_argument("--work-dir", type=Path, default=None, help="where the temporary dataset is written")
-    args = parser.parse_args(argv)
-    try:
-        result = run_prepare_memory_benchmark(args.size, threads=args.threads, work_dir=args.work_dir)
-    except VicokdError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    path = result.write(args.out)
-    print(result.table())
-    print(f"written to {path}")
-    return 0
