@@ -12,6 +12,7 @@ exception is a bug and prints its traceback only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
@@ -570,6 +571,45 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_stream(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "stream", "a student on live sources, one per view (files, growing files, RTSP/HTTP URLs): "
+                     "per-frame probabilities and segment start/end events as JSON lines",
+                     "vicokd stream --ckpt demo/runs/vicokd-frame/checkpoints/best.safetensors "
+                     "cam1.mp4 cam2.mp4 cam3.mp4 --realtime --out events.jsonl\n"
+                     "  vicokd stream --ckpt student.safetensors rtsp://cam1/stream rtsp://cam2/stream")
+    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="one per view: anything PyAV opens")
+    parser.add_argument("--ckpt", type=Path, required=True, help="student checkpoint (.safetensors)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON lines file (default: stdout)")
+    parser.add_argument("--realtime", action="store_true", help="play files at their own rate (live sources are)")
+    parser.add_argument("--stride", type=int, default=None,
+                        help="run the temporal model every S grid frames over the last T (default T)")
+    parser.add_argument("--stall", type=float, default=None,
+                        help="seconds to wait for a view's next frame before leaving it out (default 2)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="one threshold for every class (default: the checkpoint's calibrated ones)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.set_defaults(func=_run_stream)
+
+
+def _run_stream(args: argparse.Namespace) -> int:
+    from vicokd.engine.predict import load_student
+    from vicokd.engine.stream import DEFAULT_STALL_S, StreamRunner, stream_sources
+
+    model, meta = load_student(args.ckpt, device=args.device)
+    readers = stream_sources(args.sources, meta, realtime=args.realtime)
+    stall = DEFAULT_STALL_S if args.stall is None else args.stall
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") if args.out is not None else contextlib.nullcontext(sys.stdout) as out:
+        runner = StreamRunner(model, meta, readers, out, stride=args.stride, threshold=args.threshold, stall=stall)
+        summary = runner.run()
+    if summary.frames == 0:
+        reasons = "; ".join(summary.warnings) or "no frame from any source"
+        raise VicokdError(f"stream: no grid frame was read ({reasons})")
+    print(summary.format(), file=sys.stderr)
+    return 0
+
+
 def _add_export(sub: argparse._SubParsersAction) -> None:
     parser = _parser(sub, "export", "a student as model.safetensors + config.yaml + classes.json and an ONNX graph "
                      "(uint8 video in, probabilities out), checked against PyTorch with onnxruntime",
@@ -636,6 +676,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_pretrain,
     _add_reproduce,
     _add_predict,
+    _add_stream,
     _add_export,
     _add_benchmark,
 ]

@@ -1,0 +1,285 @@
+"""`vicokd stream`: a distilled student on live multi-view sources, frame by frame.
+
+Each view is read by a :class:`GridReader` thread: anything PyAV opens (a file, a growing file,
+an RTSP/HTTP URL), decoded front to back; source frame ``j·interval`` becomes grid frame j
+(``interval = round(source fps / data.fps)``, the rule of ``prepare`` and ``predict``), resized
+to ``data.image_size`` exactly as they do. ``realtime`` paces a file at its own rate.
+
+The :class:`StreamRunner` takes one grid tick j at a time:
+
+1. it waits for frame j of every view, at most ``stall`` seconds; a view that delivers nothing in
+   time is dropped from the windows with a warning, and rejoins (another warning) once its frames
+   arrive again; a model trained on V views runs on fewer;
+2. each new frame costs one pass of the visual encoder (its per-frame features, kept in a rolling
+   window of the last T frames per view);
+3. every ``stride`` ticks the rest of the model runs on the window (the views that have all its
+   frames) and gives the calibrated probabilities of its frames; the frames not written yet are
+   written as JSON lines, with ``start`` / ``end`` events of action segments (a class is active
+   on a frame when p ≥ its threshold; ``end`` carries the segment's mean p as confidence).
+
+When every source has ended, or on Ctrl-C, the frames left are written from a last window over
+the newest T frames (or, for a stream shorter than T, the uniform sampling of ``predict``) and
+open segments are ended. With ``stride = T`` and a length that is a multiple of T, the windows,
+probabilities and segments are those of ``vicokd predict --stride T --min-gap 0 --min-duration 0``.
+
+Output lines (JSON): ``{"type": "frame", "frame": j, "t": seconds, "views": [...], "probs": {...}}``,
+``{"type": "start" | "end", "class", "frame", "t", "confidence"}``, and a first
+``{"type": "settings", ...}`` line (classes, thresholds and their source, T, stride, fps).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import av
+import numpy as np
+import torch
+
+from vicokd.config import config_from_dict
+from vicokd.data.sampling import grid_interval, sample_indices
+from vicokd.engine.predict import decision_settings
+from vicokd.errors import DataError, VicokdError
+from vicokd.models import MultiViewActionModel
+
+__all__ = ["DEFAULT_STALL_S", "GridReader", "StreamRunner", "StreamSummary"]
+
+DEFAULT_STALL_S = 2.0
+_POLL_S = 0.05  # how long a stalled view is waited for at each tick
+_END = object()  # what a reader puts in its queue when its source has ended
+
+
+class GridReader(threading.Thread):
+    """Decode one source into ``(grid index, uint8 (H, W, 3) frame)`` items on :attr:`frames`."""
+
+    def __init__(self, source: str, size: tuple[int, int], fps: float, realtime: bool = False) -> None:
+        super().__init__(name=f"vicokd-stream-{source}", daemon=True)
+        self.source, self.size, self.fps, self.realtime = source, size, fps, realtime
+        self.frames: queue.Queue = queue.Queue(maxsize=256)
+        self.error: str | None = None
+
+    def run(self) -> None:
+        height, width = self.size
+        try:
+            with av.open(self.source) as container:
+                stream = container.streams.video[0]
+                rate = stream.average_rate or stream.guessed_rate
+                if not rate:
+                    raise DataError(f"{self.source}: the video stream has no frame rate")
+                interval = grid_interval(float(rate), self.fps)
+                started = time.monotonic()
+                for n, frame in enumerate(container.decode(stream)):
+                    if self.realtime:  # a file played at its own rate
+                        time.sleep(max(0.0, started + n / float(rate) - time.monotonic()))
+                    if n % interval == 0:
+                        self.frames.put((n // interval, frame.to_ndarray(format="rgb24", width=width, height=height)))
+        except (OSError, av.error.FFmpegError, DataError, IndexError) as exc:
+            self.error = f"{self.source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        finally:
+            self.frames.put(_END)
+
+
+@dataclass
+class _View:
+    reader: Any  # a GridReader or anything with .frames (queue), .start(), .error, .source
+    features: deque = field(default_factory=deque)  # (grid index, features (W,)) of the last T frames
+    waiting: dict[int, np.ndarray] = field(default_factory=dict)  # frames that came ahead of the tick
+    active: bool = True
+    ended: bool = False
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    frames: int
+    events: int
+    seconds: float
+    warnings: list[str]
+    interrupted: bool
+
+    def format(self) -> str:
+        state = "stopped by Ctrl-C" if self.interrupted else "sources ended"
+        return (f"stream: {self.frames} grid frames, {self.events} segment events, {self.seconds:.1f} s "
+                f"({state}; {len(self.warnings)} warnings)")
+
+
+class StreamRunner:
+    """Run `model` on the grid frames of `readers` (one per view) and write JSON lines to `out`."""
+
+    def __init__(self, model: MultiViewActionModel, meta: dict[str, Any], readers: Sequence[Any], out: TextIO, *,
+                 stride: int | None = None, threshold: float | None = None, stall: float = DEFAULT_STALL_S,
+                 warn: Callable[[str], None] | None = None) -> None:
+        data = config_from_dict(meta["config"], "checkpoint sidecar config").data
+        self.model, self.fps, self.num_frames = model.eval(), data.fps, data.num_frames
+        self.classes = list(meta["classes"])
+        self.stride = self.num_frames if stride is None else stride
+        if not 1 <= self.stride <= self.num_frames:
+            raise VicokdError(f"--stride {self.stride}: must be 1 to T = {self.num_frames} grid frames")
+        if stall <= 0:
+            raise VicokdError(f"--stall {stall}: must be > 0 seconds")
+        self.calibration, self.thresholds, self.source = decision_settings(meta, threshold)
+        self.views = [_View(reader) for reader in readers]
+        self.out, self.stall = out, stall
+        self.warnings: list[str] = []
+        self._warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
+        self._written = 0  # the next grid frame to write
+        self._open: dict[int, list[float]] = {}  # class → probabilities of its open segment
+        self._events = 0
+
+    # ----------------------------------------------------------------------------- output
+    def _emit(self, item: dict[str, Any]) -> None:
+        self.out.write(json.dumps(item) + "\n")
+        self.out.flush()
+
+    def _note(self, line: str) -> None:
+        self.warnings.append(line)
+        self._warn(line)
+
+    def _write_frames(self, first: int, probs: np.ndarray, views: list[int]) -> None:
+        """Frames ``first .. first + len(probs) − 1`` with their probabilities (C,) and events."""
+        for offset, p in enumerate(probs):
+            j = first + offset
+            self._emit({"type": "frame", "frame": j, "t": round(j / self.fps, 6), "views": views,
+                        "probs": {name: round(float(v), 6) for name, v in zip(self.classes, p)}})
+            for c in range(len(self.classes)):
+                if p[c] >= self.thresholds[c]:
+                    if c not in self._open:
+                        self._open[c] = []
+                        self._event("start", c, j, float(p[c]))
+                    self._open[c].append(float(p[c]))
+                elif c in self._open:
+                    self._end(c, j - 1)
+        self._written = first + len(probs)
+
+    def _event(self, kind: str, c: int, j: int, confidence: float) -> None:
+        self._events += 1
+        self._emit({"type": kind, "class": self.classes[c], "frame": j, "t": round(j / self.fps, 6),
+                    "confidence": round(confidence, 6)})
+
+    def _end(self, c: int, j: int) -> None:
+        values = self._open.pop(c)
+        self._event("end", c, j, float(np.mean(values)))
+
+    # ----------------------------------------------------------------------------- model
+    @torch.inference_mode()
+    def _encode(self, frame: np.ndarray) -> torch.Tensor:
+        video = torch.from_numpy(frame).permute(2, 0, 1)[None]  # (1, 3, H, W) uint8
+        return self.model.visual_encoder.features(self.model.normalize(video))[0]
+
+    @torch.inference_mode()
+    def _window(self, frames: list[int]) -> tuple[np.ndarray, list[int]]:
+        """Probabilities (len(frames), C) of a window of grid frames (repeats allowed), from the
+        views that have all its frames, and those views (0-based)."""
+        views = []
+        stacks = []
+        for v, view in enumerate(self.views):
+            have = dict(view.features)
+            if all(j in have for j in frames):
+                views.append(v)
+                stacks.append(torch.stack([have[j] for j in frames]))
+        if not stacks:
+            raise VicokdError("stream: no view has the frames of the window")
+        out = self.model({"visual_features": torch.stack(stacks)[None]})  # (1, V', T, W)
+        logits = out.frame_logits[0].float()
+        probs = self.calibration.probabilities(logits, self.classes) if self.calibration else logits.sigmoid()
+        return probs.numpy(), views
+
+    # ----------------------------------------------------------------------------- ticks
+    def _frame_of(self, view: _View, j: int, deadline: float) -> np.ndarray | None:
+        """Frame j of `view`, waiting until `deadline`; None when it has none (stalled or ended)."""
+        if j in view.waiting:
+            return view.waiting.pop(j)
+        while not view.ended:
+            try:
+                item = view.reader.frames.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if item is _END:
+                view.ended = True
+                if view.reader.error:
+                    self._note(f"view {self.views.index(view) + 1}: {view.reader.error}")
+                return None
+            index, frame = item
+            if index == j:
+                return frame
+            if index > j:  # it skipped ahead (a dropped stretch): keep for later
+                view.waiting[index] = frame
+                return None
+        return None
+
+    def _tick(self, j: int) -> bool | None:
+        """Read and encode frame j of every view: True when some view had it, None when none did
+        yet (all stalled: try again), False when every source has ended."""
+        deadline = time.monotonic() + self.stall
+        got = False
+        for v, view in enumerate(self.views):
+            # a stalled view is only polled briefly: the others go on without it
+            frame = self._frame_of(view, j, deadline if view.active else time.monotonic() + _POLL_S)
+            if frame is None:
+                if view.active and not view.ended:
+                    self._note(f"view {v + 1} stalled at {j / self.fps:.1f} s: left out of the windows")
+                view.active = False
+                continue
+            if not view.active:
+                self._note(f"view {v + 1} is back at {j / self.fps:.1f} s")
+                view.active = True
+            view.features.append((j, self._encode(frame)))
+            while view.features and view.features[0][0] <= j - self.num_frames:
+                view.features.popleft()
+            got = True
+        if got:
+            return True
+        return False if all(view.ended for view in self.views) else None
+
+    def _finish(self, last: int) -> None:
+        """Write the frames left up to `last` and end open segments."""
+        if last >= self._written:
+            length = last + 1
+            if length >= self.num_frames:
+                frames = list(range(length - self.num_frames, length))
+                probs, views = self._window(frames)
+                self._write_frames(self._written, probs[self._written - frames[0]:], views)
+            else:  # shorter than a window: predict's uniform sampling, each frame the mean over its copies
+                frames = [int(i) for i in sample_indices(length, self.num_frames, "uniform")]
+                probs, views = self._window(frames)
+                means = np.stack([probs[[k for k, f in enumerate(frames) if f == j]].mean(0) for j in range(length)])
+                self._write_frames(self._written, means[self._written:], views)
+        for c in list(self._open):
+            self._end(c, self._written - 1)
+
+    def run(self) -> StreamSummary:
+        """Read until every source ends (or Ctrl-C); returns what was written."""
+        started = time.perf_counter()
+        self._emit({"type": "settings", "classes": self.classes, "fps": self.fps, "frames": self.num_frames,
+                    "stride": self.stride, "thresholds": dict(zip(self.classes, map(float, self.thresholds))),
+                    "threshold_source": self.source, "calibrated": self.calibration is not None,
+                    "sources": [str(view.reader.source) for view in self.views]})
+        for view in self.views:
+            view.reader.start()
+        j, interrupted = 0, False
+        try:
+            while (state := self._tick(j)) is not False:
+                if state is None:  # every view stalled: wait on for frame j
+                    continue
+                if j + 1 >= self.num_frames and (j + 1 - self.num_frames) % self.stride == 0:
+                    frames = list(range(j + 1 - self.num_frames, j + 1))
+                    probs, views = self._window(frames)
+                    self._write_frames(self._written, probs[self._written - frames[0]:], views)
+                j += 1
+        except KeyboardInterrupt:
+            interrupted = True
+        self._finish(j - 1)
+        return StreamSummary(self._written, self._events, time.perf_counter() - started, self.warnings, interrupted)
+
+
+def stream_sources(sources: Sequence[str | Path], meta: dict[str, Any], realtime: bool = False) -> list[GridReader]:
+    """One :class:`GridReader` per source, at the checkpoint's frame size and grid rate."""
+    data = config_from_dict(meta["config"], "checkpoint sidecar config").data
+    return [GridReader(str(source), tuple(data.image_size), data.fps, realtime) for source in sources]

@@ -1,0 +1,141 @@
+"""`vicokd stream`: the same windows, probabilities and segments as `predict`; stalled views; Ctrl-C."""
+
+import io
+import json
+import queue
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from run_helpers import NUM_FRAMES, train_tiny_student
+from vicokd.cli import main
+from vicokd.engine.predict import load_student, predict_clip
+from vicokd.engine.stream import _END, StreamRunner, stream_sources
+
+from media_helpers import make_video
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    base = tmp_path_factory.mktemp("stream")
+    checkpoint = train_tiny_student(base)
+    videos = []
+    for k in (1, 2, 3):  # 48 frames at 10 fps: 12 grid frames, two windows of T = 6
+        videos.append(base / "videos" / f"view{k}.mp4")
+        make_video(videos[-1], 48, k, audio=False)
+    return SimpleNamespace(base=base, checkpoint=checkpoint, videos=videos)
+
+
+def lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def run_stream(model, meta, readers, **options):
+    out = io.StringIO()
+    summary = StreamRunner(model, meta, readers, out, warn=lambda line: None, **options).run()
+    return summary, lines(out.getvalue())
+
+
+def test_stream_gives_predict_s_probabilities_and_segments(student):
+    model, meta = load_student(student.checkpoint)
+    summary, items = run_stream(model, meta, stream_sources(student.videos, meta), stride=NUM_FRAMES)
+    prediction = predict_clip(model, meta, student.videos, stride=NUM_FRAMES, min_gap=0.0, min_duration=0.0)
+    frames = [item for item in items if item["type"] == "frame"]
+    assert summary.frames == 12 and [f["frame"] for f in frames] == list(range(12))
+    probs = np.array([[f["probs"][name] for name in meta["classes"]] for f in frames])
+    np.testing.assert_allclose(probs, prediction.frame_probs, atol=1e-5)
+    starts = [(e["class"], e["t"]) for e in items if e["type"] == "start"]
+    ends = [(e["class"], e["t"]) for e in items if e["type"] == "end"]
+    assert sorted(starts) == sorted((s.label, round(s.start, 6)) for s in prediction.segments)
+    assert sorted(ends) == sorted((s.label, round(s.end, 6)) for s in prediction.segments)
+    settings = items[0]
+    assert settings["type"] == "settings" and settings["threshold_source"] == "calibrated on validation"
+    assert settings["thresholds"] == pytest.approx(meta["calibration"]["thresholds"])  # stored ones by default
+
+
+def test_threshold_overrides_and_a_short_stream_is_predicts_uniform_window(student, tmp_path):
+    model, meta = load_student(student.checkpoint)
+    short = []
+    for k in (1, 2, 3):  # 16 frames: 4 grid frames < T
+        short.append(tmp_path / f"short{k}.mp4")
+        make_video(short[-1], 16, k, audio=False)
+    _, items = run_stream(model, meta, stream_sources(short, meta), threshold=0.0)
+    assert items[0]["threshold_source"] == "--threshold" and set(items[0]["thresholds"].values()) == {0.0}
+    frames = [item for item in items if item["type"] == "frame"]
+    prediction = predict_clip(model, meta, short, threshold=0.0)
+    probs = np.array([[f["probs"][name] for name in meta["classes"]] for f in frames])
+    np.testing.assert_allclose(probs, prediction.frame_probs, atol=1e-5)
+    # threshold 0: every class is active from the first frame to the last, one segment each
+    assert len([i for i in items if i["type"] == "start"]) == len(meta["classes"])
+    assert all(e["frame"] == 3 for e in items if e["type"] == "end")
+
+
+class FakeSource:
+    """A live source: grid frame j at j·`period` seconds; the frames in `gap` never come (it stalled)."""
+
+    def __init__(self, frames, period=0.0, gap=()):
+        self.frames, self.error, self.source = queue.Queue(), None, "fake"
+        self._items, self._period, self._gap = frames, period, set(gap)
+
+    def start(self):
+        def feed():
+            started = time.monotonic()
+            for j, frame in enumerate(self._items):
+                time.sleep(max(0.0, started + j * self._period - time.monotonic()))
+                if j not in self._gap:
+                    self.frames.put((j, frame))
+            self.frames.put(_END)
+        threading.Thread(target=feed, daemon=True).start()
+
+
+def test_a_stalled_view_is_left_out_and_comes_back(student):
+    model, meta = load_student(student.checkpoint)
+    h, w = meta["config"]["data"]["image_size"]
+    rng = np.random.default_rng(0)
+    clips = [rng.integers(0, 255, (12, h, w, 3), dtype=np.uint8) for _ in range(3)]
+    readers = [FakeSource(list(clips[0]), 0.1), FakeSource(list(clips[1]), 0.1, gap=(3, 4, 5)),
+               FakeSource(list(clips[2]), 0.1)]
+    warnings = []
+    out = io.StringIO()
+    summary = StreamRunner(model, meta, readers, out, stall=0.35, warn=warnings.append).run()
+    frames = [item for item in lines(out.getvalue()) if item["type"] == "frame"]
+    assert summary.frames == 12 and [f["frame"] for f in frames] == list(range(12))
+    assert warnings == ["view 2 stalled at 1.2 s: left out of the windows", "view 2 is back at 2.4 s"]
+    assert frames[5]["views"] == [0, 2]  # the first window lacks frames 3-5 of view 2
+    assert frames[11]["views"] == [0, 1, 2]  # by the second window it has all its frames again
+
+
+def test_ctrl_c_flushes_the_frames_and_ends_open_segments(student, monkeypatch):
+    model, meta = load_student(student.checkpoint)
+    h, w = meta["config"]["data"]["image_size"]
+    clip = list(np.random.default_rng(1).integers(0, 255, (12, h, w, 3), dtype=np.uint8))
+    runner = StreamRunner(model, meta, [FakeSource(clip)], io.StringIO(), threshold=0.0, warn=lambda line: None)
+    original = runner._tick
+
+    def tick(j):
+        if j == 8:
+            raise KeyboardInterrupt
+        return original(j)
+
+    monkeypatch.setattr(runner, "_tick", tick)
+    summary = runner.run()
+    items = lines(runner.out.getvalue())
+    assert summary.interrupted and summary.frames == 8
+    assert [i["frame"] for i in items if i["type"] == "frame"] == list(range(8))
+    ends = [i for i in items if i["type"] == "end"]
+    assert len(ends) == len(meta["classes"]) and all(e["frame"] == 7 for e in ends)
+
+
+def test_cli_writes_json_lines_and_refuses_bad_input(student, tmp_path, capsys):
+    out = tmp_path / "events.jsonl"
+    assert main(["stream", "--ckpt", str(student.checkpoint), *map(str, student.videos), "--out", str(out)]) == 0
+    assert "stream: 12 grid frames" in capsys.readouterr().err
+    assert [i["type"] for i in lines(out.read_text())][:2] == ["settings", "frame"]
+    assert main(["stream", "--ckpt", str(student.checkpoint), str(tmp_path / "missing.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "error: stream: no grid frame was read (view 1: " in err and "Traceback" not in err
+    assert main(["stream", "--ckpt", str(student.checkpoint), *map(str, student.videos), "--stride", "99"]) == 2
+    assert "--stride 99: must be 1 to T = 6" in capsys.readouterr().err
