@@ -644,7 +644,8 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", choices=["small", "full"], default="small",
                         help="small (default, minutes) or full (the paper's shapes, about 1.5 hours on 2 cores)")
     parser.add_argument("--only", default=None, metavar="NAMES",
-                        help="comma-separated subset of: data, train, features, predict, prepare_memory (default: all)")
+                        help="comma-separated subset of: data, train, features, predict, prepare_memory, stream "
+                             "(default: all)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
                         help="directory for the JSON results (default: benchmarks/results)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")

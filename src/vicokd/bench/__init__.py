@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "features": "vicokd.bench.features:run_features_benchmark",
     "predict": "vicokd.bench.predict:run_predict_benchmark",
     "prepare_memory": "vicokd.bench.prepare_memory:run_prepare_memory_benchmark",
+    "stream": "vicokd.bench.stream:run_stream_benchmark",
 }
 
 
