@@ -10,8 +10,8 @@ The :class:`StreamRunner` takes one grid tick j at a time:
 1. it waits for frame j of every view, at most ``stall`` seconds; a view that delivers nothing in
    time is dropped from the windows with a warning, and rejoins (another warning) once its frames
    arrive again; a model trained on V views runs on fewer;
-2. each new frame costs one pass of the visual encoder (its per-frame features, kept in a rolling
-   window of the last T frames per view);
+2. the new frames of the views go through the visual encoder in one batch (per-frame features,
+   kept in a rolling window of the last T frames per view);
 3. every ``stride`` ticks the rest of the model runs on the window (the views that have all its
    frames) and gives the calibrated probabilities of its frames; the frames not written yet are
    written as JSON lines, with ``start`` / ``end`` events of action segments (a class is active
@@ -169,9 +169,10 @@ class StreamRunner:
 
     # ----------------------------------------------------------------------------- model
     @torch.inference_mode()
-    def _encode(self, frame: np.ndarray) -> torch.Tensor:
-        video = torch.from_numpy(frame).permute(2, 0, 1)[None]  # (1, 3, H, W) uint8
-        return self.model.visual_encoder.features(self.model.normalize(video))[0]
+    def _encode(self, frames: np.ndarray) -> torch.Tensor:
+        """Per-frame encoder features (N, W) of uint8 images (N, H, W, 3)."""
+        video = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W) uint8
+        return self.model.visual_encoder.features(self.model.normalize(video))
 
     @torch.inference_mode()
     def _window(self, frames: list[int]) -> tuple[np.ndarray, list[int]]:
@@ -218,7 +219,7 @@ class StreamRunner:
         """Read and encode frame j of every view: True when some view had it, None when none did
         yet (all stalled: try again), False when every source has ended."""
         deadline = time.monotonic() + self.stall
-        got = False
+        arrived: list[tuple[_View, np.ndarray]] = []
         for v, view in enumerate(self.views):
             # a stalled view is only polled briefly: the others go on without it
             frame = self._frame_of(view, j, deadline if view.active else time.monotonic() + _POLL_S)
@@ -230,11 +231,13 @@ class StreamRunner:
             if not view.active:
                 self._note(f"view {v + 1} is back at {j / self.fps:.1f} s")
                 view.active = True
-            view.features.append((j, self._encode(frame)))
-            while view.features and view.features[0][0] <= j - self.num_frames:
-                view.features.popleft()
-            got = True
-        if got:
+            arrived.append((view, frame))
+        if arrived:  # one encoder pass over the views' new frames
+            features = self._encode(np.stack([frame for _, frame in arrived]))
+            for (view, _), feature in zip(arrived, features):
+                view.features.append((j, feature))
+                while view.features and view.features[0][0] <= j - self.num_frames:
+                    view.features.popleft()
             return True
         return False if all(view.ended for view in self.views) else None
 
