@@ -159,7 +159,7 @@ def test_stream_benchmark():
                            model={**TINY, "visual.timm_kwargs": {**TINY["visual.timm_kwargs"], "img_size": 32}})
     data = _check(run_stream_benchmark(size, threads=1), "stream", 1)
     row = data["rows"][0]
-    assert row["stream_x_realtime"] > 0 and row["predict_x_realtime"] > 0
+    assert row["stream_x_realtime"] > 0 and row["predict_x_realtime"] > 0 and row["onnx_x_realtime"] > 0
     # paced at 2.5 FPS: frames wait for their window, never less than the computation after its last frame
     assert 0 <= row["beyond_median_s"] <= row["delay_median_s"] and row["delay_p95_s"] >= row["beyond_p95_s"]
     assert row["paced_s"] >= (6 - 1) / 2.5

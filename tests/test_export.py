@@ -40,7 +40,8 @@ def _video(shape, seed):
 
 def test_files_and_printed_check(exported):
     names = sorted(p.name for p in exported.out.iterdir())
-    assert names == ["README.md", "classes.json", "config.yaml", "model.onnx", "model.safetensors"]
+    assert names == ["README.md", "classes.json", "config.yaml", "decisions.json", "encoder.onnx", "model.onnx",
+                     "model.safetensors", "window.onnx"]  # encoder + window: the parts `stream --onnx` runs
     h, w = IMAGE_SIZE
     assert f"input (3, 3, {NUM_FRAMES}, 3, {h}, {w}): max abs diff frame_probs" in exported.printed
     assert f"input (1, 2, {NUM_FRAMES // 2 + 1}, 3, {h}, {w})" in exported.printed
@@ -120,8 +121,36 @@ def test_clear_errors(exported, tmp_path, capsys, monkeypatch):
     fails(["--ckpt", str(exported.checkpoint), "--out", str(tmp_path / "file")], "exists and is not a directory")
     # a graph that disagrees with PyTorch fails loudly and leaves nothing behind
     monkeypatch.setattr(export_lib.torch.onnx, "export", lambda *args, **kwargs: None)
-    monkeypatch.setattr(export_lib, "_check", lambda graph, wrapper, shapes: [
-        {"shape": list(shapes[0]), "max_abs_diff": {name: 0.5 for name in OUTPUT_NAMES}}])
+    monkeypatch.setattr(export_lib, "_check", lambda graph, wrapper, inputs, *names: [
+        {"graph": graph.name, "shape": list(inputs[0].shape), "max_abs_diff": {name: 0.5 for name in OUTPUT_NAMES}}])
     with pytest.raises(VicokdError, match=r"onnxruntime differs from PyTorch by 5\.000e-01 > 0\.0001"):
         export_lib.export_student(exported.checkpoint, tmp_path / "bad")
     assert list((tmp_path / "bad").iterdir()) == []
+
+
+def test_stream_on_the_onnx_parts_matches_pytorch(exported, tmp_path):
+    from vicokd.engine.predict import load_student
+    from vicokd.engine.stream import StreamRunner, load_onnx_student, stream_sources
+
+    from media_helpers import make_video
+
+    videos = []
+    for k in (1, 2, 3):  # 12 grid frames: two windows of T
+        videos.append(tmp_path / f"view{k}.mp4")
+        make_video(videos[-1], 48, k, audio=False)
+
+    def probabilities(model, meta):
+        out = io.StringIO()
+        StreamRunner(model, meta, stream_sources(videos, meta), out, warn=lambda line: None).run()
+        items = [json.loads(line) for line in out.getvalue().splitlines()]
+        return np.array([[i["probs"][c] for c in meta["classes"]] for i in items if i["type"] == "frame"]), items
+
+    parts, onnx_meta = load_onnx_student(exported.out)
+    from_onnx, items = probabilities(parts, onnx_meta)
+    from_torch, _ = probabilities(*load_student(exported.checkpoint))
+    assert from_onnx.shape == (12, len(onnx_meta["classes"]))
+    np.testing.assert_allclose(from_onnx, from_torch, atol=1e-4)
+    assert items[0]["threshold_source"] == "calibrated on validation"  # decisions.json travels with the export
+    out = tmp_path / "events.jsonl"
+    assert main(["stream", "--onnx", str(exported.out), *map(str, videos), "--out", str(out)]) == 0
+    assert main(["stream", "--onnx", str(tmp_path), *map(str, videos)]) == 2  # not an export directory

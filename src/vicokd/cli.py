@@ -578,7 +578,10 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
                      "cam1.mp4 cam2.mp4 cam3.mp4 --realtime --out events.jsonl\n"
                      "  vicokd stream --ckpt student.safetensors rtsp://cam1/stream rtsp://cam2/stream")
     parser.add_argument("sources", nargs="+", metavar="SOURCE", help="one per view: anything PyAV opens")
-    parser.add_argument("--ckpt", type=Path, required=True, help="student checkpoint (.safetensors)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt", type=Path, help="student checkpoint (.safetensors)")
+    source.add_argument("--onnx", type=Path, help="a `vicokd export` directory: run its encoder.onnx and "
+                        "window.onnx with onnxruntime")
     parser.add_argument("--out", type=Path, default=None, help="JSON lines file (default: stdout)")
     parser.add_argument("--realtime", action="store_true", help="play files at their own rate (live sources are)")
     parser.add_argument("--stride", type=int, default=None,
@@ -593,9 +596,9 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
 
 def _run_stream(args: argparse.Namespace) -> int:
     from vicokd.engine.predict import load_student
-    from vicokd.engine.stream import DEFAULT_STALL_S, StreamRunner, stream_sources
+    from vicokd.engine.stream import DEFAULT_STALL_S, StreamRunner, load_onnx_student, stream_sources
 
-    model, meta = load_student(args.ckpt, device=args.device)
+    model, meta = load_onnx_student(args.onnx) if args.onnx else load_student(args.ckpt, device=args.device)
     readers = stream_sources(args.sources, meta, realtime=args.realtime)
     stall = DEFAULT_STALL_S if args.stall is None else args.stall
     if args.out is not None:

@@ -7,7 +7,12 @@
     DIR/config.yaml         the resolved config (model.mode: student): rebuild with load_exported(DIR)
     DIR/classes.json        class names, in output order
     DIR/model.onnx          the visual-only student, pre-processing included (below)
-    DIR/README.md           inputs, outputs, dynamic axes, the numerical check
+    DIR/encoder.onnx        the part `stream` runs per grid frame: uint8 images (N, 3, H, W) →
+                            visual features (N, W) (normalisation included)
+    DIR/window.onnx         the part `stream` runs per window: features (B, V, T, W) → frame_logits
+                            (B, T, C), view_frame_logits (B, V, T, C), seq_logits (B, C)
+    DIR/decisions.json      the checkpoint's calibration (per-class scaling and thresholds) or null
+    DIR/README.md           inputs, outputs, dynamic axes, the numerical checks
 
 ONNX graph (exported by ``torch.onnx.export(dynamo=True)``, i.e. via torch.export, opset
 `opset`, weights inside the one file):
@@ -56,7 +61,9 @@ __all__ = ["DEFAULT_OPSET", "OUTPUT_NAMES", "ExportResult", "OnnxStudent", "expo
 
 DEFAULT_OPSET = 18
 OUTPUT_NAMES = ("frame_probs", "view_frame_probs", "seq_probs")
-FILES = ("model.safetensors", "config.yaml", "classes.json", "model.onnx", "README.md")
+FILES = ("model.safetensors", "config.yaml", "classes.json", "model.onnx", "encoder.onnx", "window.onnx",
+         "decisions.json", "README.md")
+STREAM_OUTPUTS = ("frame_logits", "view_frame_logits", "seq_logits")  # window.onnx
 _ONE_CHUNK = 2**62  # visual encoder chunk size that keeps every frame in one call
 
 
@@ -70,6 +77,29 @@ class OnnxStudent(nn.Module):
     def forward(self, video: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         out = self.model({"video": video})
         return out.frame_logits.sigmoid(), out.view_frame_logits.sigmoid(), out.seq_logits.sigmoid()
+
+
+class OnnxEncoder(nn.Module):
+    """The part `stream` runs per grid frame: uint8 images (N, 3, H, W) → visual features (N, W)."""
+
+    def __init__(self, model: MultiViewActionModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model.visual_encoder.features(self.model.normalize(images))
+
+
+class OnnxWindow(nn.Module):
+    """The part `stream` runs per window: features (B, V, T, W) → frame, per-view frame and sequence logits."""
+
+    def __init__(self, model: MultiViewActionModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out = self.model({"visual_features": features})
+        return out.frame_logits, out.view_frame_logits, out.seq_logits
 
 
 @dataclass
@@ -87,7 +117,7 @@ class ExportResult:
 
     def format(self) -> str:
         """The check of every input, the worst difference and the files written, one per line."""
-        lines = [f"onnxruntime vs PyTorch on input {tuple(check['shape'])}: max abs diff "
+        lines = [f"onnxruntime vs PyTorch, {check['graph']} on input {tuple(check['shape'])}: max abs diff "
                  + ", ".join(f"{name} {diff:.2e}" for name, diff in check["max_abs_diff"].items())
                  for check in self.checks]
         lines.append(f"max abs diff {self.max_abs_diff:.2e} (tolerance {self.tolerance:g}), opset {self.opset}, "
@@ -113,26 +143,40 @@ def _video(shape: tuple[int, ...], seed: int) -> Tensor:
     return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
 
 
-def _check(graph: Path, wrapper: OnnxStudent, shapes: list[tuple[int, ...]]) -> list[dict[str, Any]]:
-    """Max abs difference of every output between onnxruntime and PyTorch on seeded random videos."""
+def _check(graph: Path, wrapper: nn.Module, inputs: list[Tensor], input_name: str = "video",
+           outputs: tuple[str, ...] = OUTPUT_NAMES) -> list[dict[str, Any]]:
+    """Max abs difference of every output between onnxruntime and PyTorch on the given inputs."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
     checks = []
-    for seed, shape in enumerate(shapes, start=1):
-        video = _video(shape, seed)
+    for value in inputs:
         with torch.inference_mode():
-            expected = wrapper(video)
-        got = session.run(list(OUTPUT_NAMES), {"video": video.numpy()})
-        diffs = {name: float(np.abs(ref.numpy() - out).max()) for name, ref, out in zip(OUTPUT_NAMES, expected, got)}
-        checks.append({"shape": list(shape), "max_abs_diff": diffs})
+            expected = wrapper(value)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        got = session.run(list(outputs), {input_name: value.numpy()})
+        diffs = {name: float(np.abs(ref.numpy() - out).max()) for name, ref, out in zip(outputs, expected, got)}
+        checks.append({"graph": graph.name, "shape": list(value.shape), "max_abs_diff": diffs})
     return checks
+
+
+def export_graph(wrapper: nn.Module, sample: Tensor, path: Path, input_name: str, outputs: tuple[str, ...],
+                 dynamic: dict[int, Any], opset: int, checkpoint: Path | str) -> None:
+    """`wrapper` as one ONNX file (torch.onnx dynamo export, weights inside, `dynamic` axes of its input)."""
+    try:
+        torch.onnx.export(wrapper, (sample,), str(path), dynamo=True, external_data=False, input_names=[input_name],
+                          output_names=list(outputs), opset_version=opset, verbose=False,
+                          dynamic_shapes={input_name: dynamic})
+    except Exception as exc:  # torch.export / onnxscript failures: one line, the chain under --debug
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise VicokdError(f"{checkpoint}: ONNX export of {path.name} failed ({type(exc).__name__}: "
+                          f"{first[:300]})") from exc
 
 
 def _readme(config: Config, classes: list[str], result: ExportResult, source: Path, max_views: int | None) -> str:
     h, w = config.data.image_size
     views = f"1 … {max_views}" if max_views else "any ≥ 1"
-    checks = "\n".join(f"- input {tuple(c['shape'])}: "
+    checks = "\n".join(f"- {c['graph']}, input {tuple(c['shape'])}: "
                        + ", ".join(f"{name} {diff:.2e}" for name, diff in c["max_abs_diff"].items())
                        for c in result.checks)
     return f"""# Exported ViCoKD student
@@ -146,6 +190,8 @@ visual encoder `{config.model.visual.name}`), {len(classes)} classes.
 | `config.yaml` | the resolved training config (`model.mode: student`) |
 | `classes.json` | class names, in the order of the last output axis |
 | `model.onnx` | the visual-only student with its pre-processing, ONNX opset {result.opset} |
+| `encoder.onnx`, `window.onnx` | the same student in the two parts `vicokd stream --onnx DIR` runs |
+| `decisions.json` | the calibration chosen on validation (per-class scaling, thresholds), or null |
 
 ## ONNX input
 
@@ -220,16 +266,24 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
     try:
         dynamic = {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim("views", min=1, max=max_views),
                    2: torch.export.Dim("frames", min=1)}
-        try:
-            torch.onnx.export(wrapper, (_video(sample, 0),), str(work / "model.onnx"), dynamo=True,
-                              external_data=False, input_names=["video"], output_names=list(OUTPUT_NAMES),
-                              opset_version=opset, verbose=False,
-                              dynamic_shapes={"video": dynamic})
-        except Exception as exc:  # torch.export / onnxscript failures: one line, the chain under --debug
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise VicokdError(f"{checkpoint}: ONNX export failed ({type(exc).__name__}: {first[:300]})") from exc
-        checks = _check(work / "model.onnx", wrapper, [(3, views, frames, 3, h, w),
-                                                        (1, views - 1, frames // 2 + 1, 3, h, w)])
+        export_graph(wrapper, _video(sample, 0), work / "model.onnx", "video", OUTPUT_NAMES, dynamic, opset, checkpoint)
+        checks = _check(work / "model.onnx", wrapper, [_video((3, views, frames, 3, h, w), 1),
+                                                        _video((1, views - 1, frames // 2 + 1, 3, h, w), 2)])
+        # the two parts `stream --onnx` runs: the per-frame encoder and the window model
+        encoder, window = OnnxEncoder(model).eval(), OnnxWindow(model).eval()
+        export_graph(encoder, _video((2, 3, h, w), 0), work / "encoder.onnx", "images", ("features",),
+                {0: torch.export.Dim("count", min=1, max=65536)}, opset, checkpoint)
+        checks += _check(work / "encoder.onnx", encoder, [_video((3, 3, h, w), 3), _video((1, 3, h, w), 4)],
+                         "images", ("features",))
+        with torch.inference_mode():
+            width = encoder(_video((1, 3, h, w), 0)).shape[-1]
+        generator = torch.Generator().manual_seed(5)
+        export_graph(window, torch.randn(2, views, frames, width, generator=generator), work / "window.onnx",
+                "features", STREAM_OUTPUTS, dynamic, opset, checkpoint)
+        checks += _check(work / "window.onnx", window,
+                         [torch.randn(1, views, frames, width, generator=generator),
+                          torch.randn(2, views - 1, frames // 2 + 1, width, generator=generator)],
+                         "features", STREAM_OUTPUTS)
         worst = max(v for c in checks for v in c["max_abs_diff"].values())
         if not worst <= tolerance:
             raise VicokdError(f"{checkpoint}: onnxruntime differs from PyTorch by {worst:.3e} > {tolerance:g} "
@@ -237,6 +291,8 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
         save_file(state, str(work / "model.safetensors"))
         (work / "config.yaml").write_text(config_to_yaml(config))
         (work / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
+        # the decisions `predict` / `stream` make: the calibration chosen on validation (or none)
+        (work / "decisions.json").write_text(json.dumps({"calibration": meta.get("calibration")}, indent=1) + "\n")
         result = ExportResult(out_dir, [out_dir / name for name in FILES], opset, sample, checks, worst, tolerance,
                               time.perf_counter() - started)
         (work / "README.md").write_text(_readme(config, classes, result, checkpoint, max_views))

@@ -22,6 +22,9 @@ the newest T frames (or, for a stream shorter than T, the uniform sampling of ``
 open segments are ended. With ``stride = T`` and a length that is a multiple of T, the windows,
 probabilities and segments are those of ``vicokd predict --stride T --min-gap 0 --min-duration 0``.
 
+With ``onnx`` (``vicokd stream --onnx DIR``) the two parts run from the ``encoder.onnx`` and
+``window.onnx`` of a ``vicokd export`` directory through onnxruntime, with its ``decisions.json``.
+
 Output lines (JSON): ``{"type": "frame", "frame": j, "t": seconds, "views": [...], "probs": {...}}``,
 ``{"type": "start" | "end", "class", "frame", "t", "confidence"}``, and a first
 ``{"type": "settings", ...}`` line (classes, thresholds and their source, T, stride, fps).
@@ -50,7 +53,8 @@ from vicokd.engine.predict import decision_settings
 from vicokd.errors import DataError, VicokdError
 from vicokd.models import MultiViewActionModel
 
-__all__ = ["DEFAULT_STALL_S", "GridReader", "StreamRunner", "StreamSummary"]
+__all__ = ["DEFAULT_STALL_S", "GridReader", "OnnxParts", "StreamRunner", "StreamSummary", "load_onnx_student",
+           "stream_sources"]
 
 DEFAULT_STALL_S = 2.0
 _POLL_S = 0.05  # how long a stalled view is waited for at each tick
@@ -87,6 +91,45 @@ class GridReader(threading.Thread):
             self.frames.put(_END)
 
 
+class OnnxParts:
+    """``encoder.onnx`` and ``window.onnx`` of a ``vicokd export`` directory, run by onnxruntime."""
+
+    def __init__(self, directory: str | Path) -> None:
+        try:
+            import onnxruntime
+        except ImportError:
+            raise VicokdError("stream --onnx needs onnxruntime: pip install 'vicokd[export]'") from None
+        directory = Path(directory)
+        sessions = []
+        for name in ("encoder.onnx", "window.onnx"):
+            if not (directory / name).is_file():
+                raise VicokdError(f"{directory}: no {name} (export the student again with `vicokd export`)")
+            sessions.append(onnxruntime.InferenceSession(str(directory / name), providers=["CPUExecutionProvider"]))
+        self.encoder, self.window = sessions
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) → (N, W)."""
+        return torch.from_numpy(self.encoder.run(["features"], {"images": images.numpy()})[0])
+
+    def frame_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(1, V, T, W) → (T, C)."""
+        return torch.from_numpy(self.window.run(["frame_logits"], {"features": features.numpy()})[0][0])
+
+
+def load_onnx_student(directory: str | Path) -> tuple[OnnxParts, dict[str, Any]]:
+    """The ONNX parts of an export directory and a sidecar-like entry (config, classes, calibration)."""
+    from vicokd.config import config_to_dict, load_config
+
+    directory = Path(directory)
+    for name in ("config.yaml", "classes.json", "decisions.json"):
+        if not (directory / name).is_file():
+            raise VicokdError(f"{directory}: not an export directory with the stream parts (no {name})")
+    meta = {"config": config_to_dict(load_config(directory / "config.yaml")),
+            "classes": json.loads((directory / "classes.json").read_text()),
+            "calibration": json.loads((directory / "decisions.json").read_text()).get("calibration")}
+    return OnnxParts(directory), meta
+
+
 @dataclass
 class _View:
     reader: Any  # a GridReader or anything with .frames (queue), .start(), .error, .source
@@ -111,13 +154,15 @@ class StreamSummary:
 
 
 class StreamRunner:
-    """Run `model` on the grid frames of `readers` (one per view) and write JSON lines to `out`."""
+    """Run `model` (a PyTorch student, or the :class:`OnnxParts` of an export) on the grid frames
+    of `readers` (one per view) and write JSON lines to `out`."""
 
-    def __init__(self, model: MultiViewActionModel, meta: dict[str, Any], readers: Sequence[Any], out: TextIO, *,
-                 stride: int | None = None, threshold: float | None = None, stall: float = DEFAULT_STALL_S,
-                 warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, model: MultiViewActionModel | OnnxParts, meta: dict[str, Any], readers: Sequence[Any],
+                 out: TextIO, *, stride: int | None = None, threshold: float | None = None,
+                 stall: float = DEFAULT_STALL_S, warn: Callable[[str], None] | None = None) -> None:
         data = config_from_dict(meta["config"], "checkpoint sidecar config").data
-        self.model, self.fps, self.num_frames = model.eval(), data.fps, data.num_frames
+        self.model = model.eval() if isinstance(model, MultiViewActionModel) else model
+        self.fps, self.num_frames = data.fps, data.num_frames
         self.classes = list(meta["classes"])
         self.stride = self.num_frames if stride is None else stride
         if not 1 <= self.stride <= self.num_frames:
@@ -172,6 +217,8 @@ class StreamRunner:
     def _encode(self, frames: np.ndarray) -> torch.Tensor:
         """Per-frame encoder features (N, W) of uint8 images (N, H, W, 3)."""
         video = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W) uint8
+        if isinstance(self.model, OnnxParts):
+            return self.model.features(video)
         return self.model.visual_encoder.features(self.model.normalize(video))
 
     @torch.inference_mode()
@@ -187,8 +234,11 @@ class StreamRunner:
                 stacks.append(torch.stack([have[j] for j in frames]))
         if not stacks:
             raise VicokdError("stream: no view has the frames of the window")
-        out = self.model({"visual_features": torch.stack(stacks)[None]})  # (1, V', T, W)
-        logits = out.frame_logits[0].float()
+        features = torch.stack(stacks)[None]  # (1, V', T, W)
+        if isinstance(self.model, OnnxParts):
+            logits = self.model.frame_logits(features).float()
+        else:
+            logits = self.model({"visual_features": features}).frame_logits[0].float()
         probs = self.calibration.probabilities(logits, self.classes) if self.calibration else logits.sigmoid()
         return probs.numpy(), views
 
