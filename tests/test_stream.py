@@ -139,3 +139,13 @@ def test_cli_writes_json_lines_and_refuses_bad_input(student, tmp_path, capsys):
     assert "error: stream: no grid frame was read (view 1: " in err and "Traceback" not in err
     assert main(["stream", "--ckpt", str(student.checkpoint), *map(str, student.videos), "--stride", "99"]) == 2
     assert "--stride 99: must be 1 to T = 6" in capsys.readouterr().err
+
+
+def test_files_played_at_real_time_give_the_same_lines(student, tmp_path):
+    paced, fast = tmp_path / "paced.jsonl", tmp_path / "fast.jsonl"
+    started = time.monotonic()
+    assert main(["stream", "--ckpt", str(student.checkpoint), *map(str, student.videos), "--realtime",
+                 "--out", str(paced)]) == 0
+    assert time.monotonic() - started >= 4.5  # 48 frames at 10 fps: 4.8 s of video
+    assert main(["stream", "--ckpt", str(student.checkpoint), *map(str, student.videos), "--out", str(fast)]) == 0
+    assert lines(paced.read_text()) == lines(fast.read_text())

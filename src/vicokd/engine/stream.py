@@ -1,9 +1,11 @@
 """`vicokd stream`: a distilled student on live multi-view sources, frame by frame.
 
-Each view is read by a :class:`GridReader` thread: anything PyAV opens (a file, a growing file,
-an RTSP/HTTP URL), decoded front to back; source frame ``j·interval`` becomes grid frame j
-(``interval = round(source fps / data.fps)``, the rule of ``prepare`` and ``predict``), resized
-to ``data.image_size`` exactly as they do. ``realtime`` paces a file at its own rate.
+Each view is read by a :class:`GridReader` thread: anything PyAV opens (a file, an RTSP/HTTP URL,
+a capture device with ``input_format``, e.g. ``v4l2``), decoded front to back (a file that is
+still being written ends at its current end: following it is not supported); source frame
+``j·interval`` becomes grid frame j (``interval = round(source fps / data.fps)``, the rule of
+``prepare`` and ``predict``), resized to ``data.image_size`` exactly as they do. ``realtime``
+paces a file at its own rate.
 
 The :class:`StreamRunner` takes one grid tick j at a time:
 
@@ -64,16 +66,18 @@ _END = object()  # what a reader puts in its queue when its source has ended
 class GridReader(threading.Thread):
     """Decode one source into ``(grid index, uint8 (H, W, 3) frame)`` items on :attr:`frames`."""
 
-    def __init__(self, source: str, size: tuple[int, int], fps: float, realtime: bool = False) -> None:
+    def __init__(self, source: str, size: tuple[int, int], fps: float, realtime: bool = False,
+                 input_format: str | None = None) -> None:
         super().__init__(name=f"vicokd-stream-{source}", daemon=True)
         self.source, self.size, self.fps, self.realtime = source, size, fps, realtime
+        self.input_format = input_format  # FFmpeg's demuxer for a capture device, e.g. "v4l2"
         self.frames: queue.Queue = queue.Queue(maxsize=256)
         self.error: str | None = None
 
     def run(self) -> None:
         height, width = self.size
         try:
-            with av.open(self.source) as container:
+            with av.open(self.source, format=self.input_format) as container:
                 stream = container.streams.video[0]
                 rate = stream.average_rate or stream.guessed_rate
                 if not rate:
@@ -332,7 +336,8 @@ class StreamRunner:
         return StreamSummary(self._written, self._events, time.perf_counter() - started, self.warnings, interrupted)
 
 
-def stream_sources(sources: Sequence[str | Path], meta: dict[str, Any], realtime: bool = False) -> list[GridReader]:
+def stream_sources(sources: Sequence[str | Path], meta: dict[str, Any], realtime: bool = False,
+                   input_format: str | None = None) -> list[GridReader]:
     """One :class:`GridReader` per source, at the checkpoint's frame size and grid rate."""
     data = config_from_dict(meta["config"], "checkpoint sidecar config").data
-    return [GridReader(str(source), tuple(data.image_size), data.fps, realtime) for source in sources]
+    return [GridReader(str(source), tuple(data.image_size), data.fps, realtime, input_format) for source in sources]
