@@ -149,3 +149,44 @@ def test_files_played_at_real_time_give_the_same_lines(student, tmp_path):
     assert time.monotonic() - started >= 4.5  # 48 frames at 10 fps: 4.8 s of video
     assert main(["stream", "--ckpt", str(student.checkpoint), *map(str, student.videos), "--out", str(fast)]) == 0
     assert lines(paced.read_text()) == lines(fast.read_text())
+
+
+def test_a_growing_file_is_followed_and_each_frame_comes_once(tmp_path):
+    """An MPEG-TS file written in two halves: every grid frame arrives once, as the whole file's."""
+    import av
+
+    from vicokd.engine.stream import _END, GridReader
+
+    images = np.random.default_rng(2).integers(0, 255, (48, 48, 64, 3), dtype=np.uint8)
+    full = tmp_path / "full.ts"
+    with av.open(str(full), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for image in images:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = full.read_bytes()
+    growing = tmp_path / "growing.ts"
+    growing.write_bytes(data[: len(data) // 2 // 188 * 188])  # cut at a transport-stream packet
+
+    def items(reader):
+        reader.start()
+        got = []
+        while (item := reader.frames.get(timeout=60)) is not _END:
+            got.append(item)
+            if len(got) == 2:  # it is reading the first half: now the writer adds the rest
+                with growing.open("ab") as handle:
+                    handle.write(data[len(data) // 2 // 188 * 188:])
+        return got
+
+    followed = items(GridReader(str(growing), (48, 64), 2.5, follow=1.0))
+    whole = []
+    reader = GridReader(str(full), (48, 64), 2.5)
+    reader.start()
+    while (item := reader.frames.get(timeout=60)) is not _END:
+        whole.append(item)
+    assert [j for j, _ in followed] == list(range(12)) == [j for j, _ in whole]
+    for (_, a), (_, b) in zip(followed, whole):
+        np.testing.assert_array_equal(a, b)

@@ -584,6 +584,9 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
                         "window.onnx with onnxruntime")
     parser.add_argument("--out", type=Path, default=None, help="JSON lines file (default: stdout)")
     parser.add_argument("--realtime", action="store_true", help="play files at their own rate (live sources are)")
+    parser.add_argument("--follow", type=float, default=0.0, metavar="SECONDS",
+                        help="files still being written: read them as they grow, until one has not grown for "
+                             "SECONDS (default 0: stop at the current end)")
     parser.add_argument("--input-format", default=None,
                         help="FFmpeg demuxer of the sources, for capture devices (e.g. v4l2 for /dev/video0)")
     parser.add_argument("--stride", type=int, default=None,
@@ -601,7 +604,8 @@ def _run_stream(args: argparse.Namespace) -> int:
     from vicokd.engine.stream import DEFAULT_STALL_S, StreamRunner, load_onnx_student, stream_sources
 
     model, meta = load_onnx_student(args.onnx) if args.onnx else load_student(args.ckpt, device=args.device)
-    readers = stream_sources(args.sources, meta, realtime=args.realtime, input_format=args.input_format)
+    readers = stream_sources(args.sources, meta, realtime=args.realtime, input_format=args.input_format,
+                             follow=args.follow)
     stall = DEFAULT_STALL_S if args.stall is None else args.stall
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

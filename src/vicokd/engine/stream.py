@@ -1,8 +1,8 @@
 """`vicokd stream`: a distilled student on live multi-view sources, frame by frame.
 
 Each view is read by a :class:`GridReader` thread: anything PyAV opens (a file, an RTSP/HTTP URL,
-a capture device with ``input_format``, e.g. ``v4l2``), decoded front to back (a file that is
-still being written ends at its current end: following it is not supported); source frame
+a capture device with ``input_format``, e.g. ``v4l2``), decoded front to back; with ``follow`` a
+file still being written (MPEG-TS, Matroska, …) is read as it grows; source frame
 ``j·interval`` becomes grid frame j (``interval = round(source fps / data.fps)``, the rule of
 ``prepare`` and ``predict``), resized to ``data.image_size`` exactly as they do. ``realtime``
 paces a file at its own rate.
@@ -67,28 +67,63 @@ class GridReader(threading.Thread):
     """Decode one source into ``(grid index, uint8 (H, W, 3) frame)`` items on :attr:`frames`."""
 
     def __init__(self, source: str, size: tuple[int, int], fps: float, realtime: bool = False,
-                 input_format: str | None = None) -> None:
+                 input_format: str | None = None, follow: float = 0.0) -> None:
         super().__init__(name=f"vicokd-stream-{source}", daemon=True)
         self.source, self.size, self.fps, self.realtime = source, size, fps, realtime
         self.input_format = input_format  # FFmpeg's demuxer for a capture device, e.g. "v4l2"
+        self.follow = follow  # > 0: a growing file, read until it has not grown for this many seconds
         self.frames: queue.Queue = queue.Queue(maxsize=256)
         self.error: str | None = None
 
+    def _decode(self, done: int) -> tuple[list[tuple[int, Any]], float]:
+        """Source frames n ≥ `done` of the source as it is now, and its frame rate."""
+        with av.open(self.source, format=self.input_format) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            if not rate:
+                raise DataError(f"{self.source}: the video stream has no frame rate")
+            if self.follow:  # a growing file: decode what is there (the caller holds back its end)
+                return [(n, f) for n, f in enumerate(container.decode(stream)) if n >= done], float(rate)
+            started = time.monotonic()
+            interval = grid_interval(float(rate), self.fps)
+            for n, frame in enumerate(container.decode(stream)):
+                if self.realtime:  # a file played at its own rate
+                    time.sleep(max(0.0, started + n / float(rate) - time.monotonic()))
+                self._put(n, interval, frame)
+        return [], float(rate)
+
+    def _put(self, n: int, interval: int, frame: Any) -> None:
+        if n % interval == 0:
+            height, width = self.size
+            self.frames.put((n // interval, frame.to_ndarray(format="rgb24", width=width, height=height)))
+
+    def _follow(self) -> None:
+        """Read a file that is still being written: decode it again whenever it grows, from the first
+        frame not yet given; its newest frame is held back (it may be cut) until the file grows
+        again or has not grown for `follow` seconds."""
+        done, held = 0, None
+        while True:
+            size = Path(self.source).stat().st_size
+            new, rate = self._decode(done)
+            interval = grid_interval(rate, self.fps)
+            for n, frame in new[:-1]:
+                self._put(n, interval, frame)
+                done = n + 1
+            held = new[-1] if new else held
+            idle_since = time.monotonic()
+            while Path(self.source).stat().st_size == size:
+                if time.monotonic() - idle_since > self.follow:
+                    if held is not None and held[0] >= done:
+                        self._put(held[0], interval, held[1])
+                    return
+                time.sleep(_POLL_S)
+
     def run(self) -> None:
-        height, width = self.size
         try:
-            with av.open(self.source, format=self.input_format) as container:
-                stream = container.streams.video[0]
-                rate = stream.average_rate or stream.guessed_rate
-                if not rate:
-                    raise DataError(f"{self.source}: the video stream has no frame rate")
-                interval = grid_interval(float(rate), self.fps)
-                started = time.monotonic()
-                for n, frame in enumerate(container.decode(stream)):
-                    if self.realtime:  # a file played at its own rate
-                        time.sleep(max(0.0, started + n / float(rate) - time.monotonic()))
-                    if n % interval == 0:
-                        self.frames.put((n // interval, frame.to_ndarray(format="rgb24", width=width, height=height)))
+            if self.follow:
+                self._follow()
+            else:
+                self._decode(0)
         except (OSError, av.error.FFmpegError, DataError, IndexError) as exc:
             self.error = f"{self.source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         finally:
@@ -337,7 +372,8 @@ class StreamRunner:
 
 
 def stream_sources(sources: Sequence[str | Path], meta: dict[str, Any], realtime: bool = False,
-                   input_format: str | None = None) -> list[GridReader]:
+                   input_format: str | None = None, follow: float = 0.0) -> list[GridReader]:
     """One :class:`GridReader` per source, at the checkpoint's frame size and grid rate."""
     data = config_from_dict(meta["config"], "checkpoint sidecar config").data
-    return [GridReader(str(source), tuple(data.image_size), data.fps, realtime, input_format) for source in sources]
+    return [GridReader(str(source), tuple(data.image_size), data.fps, realtime, input_format, follow)
+            for source in sources]
