@@ -230,13 +230,14 @@ def test_fewer_views_than_trained_is_a_warning(student):
 
 
 def test_segment_f1_on_the_cache_equals_predict_on_the_videos(student):
-    from vicokd.data.cache import read_clip_meta
+    from vicokd.data.cache import read_clip_meta, read_index
     from vicokd.engine.predict import SEGMENT_IOU, segment_f1
     from vicokd.metrics import matched_segments
 
     model, meta = load_student(student.checkpoint)
     cache = meta["config"]["data"]["cache"]
-    scores = segment_f1(model, meta, cache, ["01_05_Part1"])  # the test clip whose videos are student.videos
+    # the test clip whose videos are student.videos
+    scores = segment_f1(model, meta, read_index(cache), ["01_05_Part1"])
     prediction = predict_clip(model, meta, student.videos)
     truth = read_clip_meta(cache, "01_05_Part1").segments
     for name, value in scores.items():

@@ -13,7 +13,7 @@ import pytest
 from run_helpers import NUM_FRAMES, train_tiny_student
 from vicokd.cli import main
 from vicokd.engine.predict import load_student, predict_clip
-from vicokd.engine.stream import _END, StreamRunner, stream_sources
+from vicokd.engine.stream import SOURCE_ENDED, StreamRunner, stream_sources
 
 from media_helpers import make_video
 
@@ -87,7 +87,7 @@ class FakeSource:
                 time.sleep(max(0.0, started + j * self._period - time.monotonic()))
                 if j not in self._gap:
                     self.frames.put((j, frame))
-            self.frames.put(_END)
+            self.frames.put(SOURCE_ENDED)
         threading.Thread(target=feed, daemon=True).start()
 
 
@@ -155,7 +155,7 @@ def test_a_growing_file_is_followed_and_each_frame_comes_once(tmp_path):
     """An MPEG-TS file written in two halves: every grid frame arrives once, as the whole file's."""
     import av
 
-    from vicokd.engine.stream import _END, GridReader
+    from vicokd.engine.stream import SOURCE_ENDED, GridReader
 
     images = np.random.default_rng(2).integers(0, 255, (48, 48, 64, 3), dtype=np.uint8)
     full = tmp_path / "full.ts"
@@ -174,7 +174,7 @@ def test_a_growing_file_is_followed_and_each_frame_comes_once(tmp_path):
     def items(reader):
         reader.start()
         got = []
-        while (item := reader.frames.get(timeout=60)) is not _END:
+        while (item := reader.frames.get(timeout=60)) is not SOURCE_ENDED:
             got.append(item)
             if len(got) == 2:  # it is reading the first half: now the writer adds the rest
                 with growing.open("ab") as handle:
@@ -185,8 +185,15 @@ def test_a_growing_file_is_followed_and_each_frame_comes_once(tmp_path):
     whole = []
     reader = GridReader(str(full), (48, 64), 2.5)
     reader.start()
-    while (item := reader.frames.get(timeout=60)) is not _END:
+    while (item := reader.frames.get(timeout=60)) is not SOURCE_ENDED:
         whole.append(item)
     assert [j for j, _ in followed] == list(range(12)) == [j for j, _ in whole]
     for (_, a), (_, b) in zip(followed, whole):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_threshold_outside_0_1_is_one_line(student, capsys):
+    for command in ("stream", "predict"):
+        assert main([command, "--ckpt", str(student.checkpoint), *map(str, student.videos), "--threshold", "2"]) == 2
+        err = capsys.readouterr().err
+        assert err.strip() == "error: --threshold 2: a probability threshold in [0, 1]", err

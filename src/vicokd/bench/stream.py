@@ -38,7 +38,7 @@ from vicokd.bench.common import GIB, BenchResult, Target, machine_info, resolve_
 from vicokd.bench.paper import build_models, paper_config
 from vicokd.config import config_to_dict, replace
 from vicokd.engine.predict import window_probabilities
-from vicokd.engine.stream import _END, StreamRunner
+from vicokd.engine.stream import SOURCE_ENDED, StreamRunner
 
 GRID_FPS = 2.5
 
@@ -76,7 +76,7 @@ class _Source:
                 time.sleep(max(0.0, started + j * self._period - time.monotonic()))
                 self.arrived[j] = time.monotonic()
                 self.frames.put((j, image))
-            self.frames.put(_END)
+            self.frames.put(SOURCE_ENDED)
         threading.Thread(target=feed, daemon=True).start()
 
 

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from vicokd.calibration import Calibration
 from vicokd.config import config_from_dict
-from vicokd.data.cache import load_frames, read_clip_meta
+from vicokd.data.cache import CacheIndex, load_frames
 from vicokd.data.media import probe_video, read_grid_frames
 from vicokd.data.sampling import sample_indices
 from vicokd.errors import DataError, VicokdError
@@ -274,9 +274,11 @@ def decision_settings(meta: dict[str, Any], threshold: float | None = None
                       ) -> tuple[Calibration | None, np.ndarray, str]:
     """The checkpoint's calibration (or None), the per-class thresholds (C,) and where they came from.
 
-    `threshold` (``--threshold``) sets one for every class; else the calibrated ones; else
-    :data:`DEFAULT_THRESHOLD`.
+    `threshold` (``--threshold``, in [0, 1]) sets one for every class; else the calibrated ones;
+    else :data:`DEFAULT_THRESHOLD`.
     """
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise VicokdError(f"--threshold {threshold:g}: a probability threshold in [0, 1]")
     classes = list(meta["classes"])
     calibration = Calibration.from_json(meta["calibration"]) if meta.get("calibration") else None
     if threshold is not None:
@@ -396,7 +398,7 @@ def predict_clip(
 SEGMENT_IOU = 0.5  # a predicted segment is a hit at temporal IoU >= 0.5 with a true one of its class
 
 
-def segment_f1(model: MultiViewActionModel, meta: dict[str, Any], cache: str | Path, keys: Sequence[str],
+def segment_f1(model: MultiViewActionModel, meta: dict[str, Any], index: CacheIndex, keys: Sequence[str],
                stride: int | None = None) -> dict[str, float | None]:
     """Segment-level F1 per class of a student on cached clips, at the checkpoint's decisions.
 
@@ -414,8 +416,8 @@ def segment_f1(model: MultiViewActionModel, meta: dict[str, Any], cache: str | P
     predicted = np.zeros(len(classes))
     true = np.zeros(len(classes))
     for key in keys:
-        clip = read_clip_meta(cache, key)
-        frames = torch.from_numpy(np.asarray(load_frames(cache, key)))
+        clip = index.clips[key]
+        frames = torch.from_numpy(np.asarray(load_frames(index.root, key)))
         frame_probs = window_probabilities(model, frames, classes, data.num_frames, stride, calibration)[0]
         segments = segments_from_probs(frame_probs, classes, data.fps, thresholds)
         for c, name in enumerate(classes):

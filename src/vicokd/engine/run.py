@@ -34,7 +34,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from vicokd.calibration import Calibration, calibrate, f1_at
 from vicokd.config import Config, config_from_dict, config_hash, config_to_yaml
-from vicokd.data.cache import read_index
+from vicokd.data.cache import CacheIndex, read_index
 from vicokd.data.dataset import split_keys
 from vicokd.data.person_scores import person_scores_path
 from vicokd.engine.allocator import use_training_mmap_threshold
@@ -191,9 +191,9 @@ def load_teacher(path: str | Path, config: Config, classes: list[str]) -> tuple[
     return teacher, {"checkpoint": str(path), "metrics": meta.get("metrics", {}), "model_hash": meta["model_hash"]}
 
 
-def _classes(config: Config) -> list[str]:
+def _classes(config: Config, index: CacheIndex) -> list[str]:
     """The cache's class list; ``data.classes``, when set, must be the list the cache was prepared with."""
-    cached = list(read_index(config.data.cache).classes)
+    cached = list(index.classes)
     if config.data.classes is not None and list(config.data.classes) != cached:
         raise VicokdError(f"data.classes: {list(config.data.classes)} differs from {cached}, the classes "
                           f"{config.data.cache} was prepared with; prepare it again with these classes "
@@ -236,7 +236,8 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
     if not resume and last.is_file():
         raise VicokdError(f"{directory}: run exists; use --resume to continue it or choose another train.name")
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    classes = _classes(config)
+    index = read_index(config.data.cache)
+    classes = _classes(config, index)
     teacher = teacher_meta = None
     if teacher_checkpoint is not None:
         teacher, teacher_meta = load_teacher(teacher_checkpoint, config, classes)
@@ -244,7 +245,7 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
     person = _check_person_scores(config, method.needs_person_masks, method.name) and (
         method.needs_person_masks or wants_human)
     module = ViCoKDModule(config, classes, teacher, teacher_meta)
-    module.training_views = max((clip.num_views for clip in read_index(config.data.cache).clips.values()), default=None)
+    module.training_views = max((clip.num_views for clip in index.clips.values()), default=None)
     if config.data.features is not None:
         load_cached_encoders(module.model, config.data.features)
     if teacher is not None and config.distill.student_init == "teacher":
@@ -325,7 +326,8 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Conditio
     values = merge_dicts(meta["config"], overrides or {})
     config = config_from_dict(values, f"{checkpoint} (sidecar config + --set)")
     classes = meta["classes"]
-    dataset_classes = _classes(config)
+    index = read_index(config.data.cache)
+    dataset_classes = _classes(config, index)
     if dataset_classes != classes:
         raise VicokdError(f"{checkpoint}: trained on classes {classes}, but {config.data.cache} has {dataset_classes}")
     if condition != "av" and config.model.mode != "teacher":
@@ -353,8 +355,8 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Conditio
         report["frame_f1"] = float(np.nanmean(f1) * 100) if not np.isnan(f1).all() else None
         report["per_class_frame_f1"] = {name: None if np.isnan(v) else float(v * 100) for name, v in zip(classes, f1)}
         if config.model.mode == "student" and trainer.is_global_zero:  # as `predict` decides, on every grid frame
-            keys = split_keys(read_index(config.data.cache), split, config.data.val_fraction, config.data.split_seed)
-            per_class = segment_f1(model.eval(), {**meta, "config": config_to_dict(config)}, config.data.cache, keys)
+            keys = split_keys(index, split, config.data.val_fraction, config.data.split_seed)
+            per_class = segment_f1(model.eval(), {**meta, "config": config_to_dict(config)}, index, keys)
             scored = [v for v in per_class.values() if v is not None]
             report["segment_f1"] = float(np.mean(scored) * 100) if scored else None
             report["per_class_segment_f1"] = {k: None if v is None else v * 100 for k, v in per_class.items()}

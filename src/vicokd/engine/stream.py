@@ -55,12 +55,12 @@ from vicokd.engine.predict import decision_settings
 from vicokd.errors import DataError, VicokdError
 from vicokd.models import MultiViewActionModel
 
-__all__ = ["DEFAULT_STALL_S", "GridReader", "OnnxParts", "StreamRunner", "StreamSummary", "load_onnx_student",
-           "stream_sources"]
+__all__ = ["DEFAULT_STALL_S", "SOURCE_ENDED", "GridReader", "OnnxParts", "StreamRunner", "StreamSummary",
+           "load_onnx_student", "stream_sources"]
 
 DEFAULT_STALL_S = 2.0
 _POLL_S = 0.05  # how long a stalled view is waited for at each tick
-_END = object()  # what a reader puts in its queue when its source has ended
+SOURCE_ENDED = object()  # what a reader puts last in its `frames` queue (custom readers too)
 
 
 class GridReader(threading.Thread):
@@ -127,7 +127,7 @@ class GridReader(threading.Thread):
         except (OSError, av.error.FFmpegError, DataError, IndexError) as exc:
             self.error = f"{self.source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         finally:
-            self.frames.put(_END)
+            self.frames.put(SOURCE_ENDED)
 
 
 class OnnxParts:
@@ -291,7 +291,7 @@ class StreamRunner:
                 item = view.reader.frames.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 return None
-            if item is _END:
+            if item is SOURCE_ENDED:
                 view.ended = True
                 if view.reader.error:
                     self._note(f"view {self.views.index(view) + 1}: {view.reader.error}")
