@@ -1,14 +1,17 @@
 """Make small MultiSensor-Home-layout datasets inside tests: real mp4 files with audio tracks.
 
 Every source frame i of view k is one flat colour that encodes i and k, so a decoded frame can
-be traced back to the source frame it came from.
+be traced back to the source frame it came from. :func:`write_timed` writes frames at given
+presentation times (variable rates, resets), each a pattern of its index's bits.
 """
 
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from vicokd.data.video_io import write_mp4
@@ -60,3 +63,33 @@ def make_dataset(root: Path, *, views: int = 3, frames: int = 40, layout: str = 
     for name, split in zip(names, ("train", "test")):
         (root / name).write_text(json.dumps(splits[split]))
     return splits
+
+
+def pattern(index: int) -> np.ndarray:
+    """A (32, 32, 3) image of 4 × 4 black or white cells: the 16 bits of `index`."""
+    bits = (index >> np.arange(16)) & 1
+    cells = np.kron(bits.reshape(4, 4), np.ones((8, 8), np.int64)) * 255
+    return np.repeat(cells[:, :, None], 3, axis=2).astype(np.uint8)
+
+
+def source_index(image: np.ndarray) -> int:
+    """The source frame a decoded image came from (inverse of :func:`pattern`, robust to H.264 noise)."""
+    cells = image[..., 0].reshape(4, 8, 4, 8).mean(axis=(1, 3)) > 128
+    return int((cells.reshape(-1) << np.arange(16)).sum())
+
+
+def write_timed(path: Path, times: list[float], container_format: str = "mp4", rate: float = 25) -> Path:
+    """H.264 file whose frame i (pattern(i)) has presentation time times[i] seconds (90 kHz clock)."""
+    time_base = Fraction(1, 90000)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream("libx264", rate=Fraction(rate).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = time_base
+        stream.options = {"threads": "1"}
+        for i, moment in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(pattern(i), format="rgb24")
+            frame.pts, frame.time_base = round(moment / time_base), time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path

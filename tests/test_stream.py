@@ -15,7 +15,7 @@ from vicokd.cli import main
 from vicokd.engine.predict import load_student, predict_clip
 from vicokd.engine.stream import SOURCE_ENDED, StreamRunner, stream_sources
 
-from media_helpers import make_video
+from media_helpers import make_video, write_timed
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,8 @@ def test_cli_writes_json_lines_and_refuses_bad_input(student, tmp_path, capsys):
     assert [i["type"] for i in lines(out.read_text())][:2] == ["settings", "frame"]
     assert main(["stream", "--ckpt", str(student.checkpoint), str(tmp_path / "missing.mp4")]) == 2
     err = capsys.readouterr().err
-    assert "error: stream: no grid frame was read (view 1: " in err and "Traceback" not in err
+    assert err.startswith(f"error: stream: view 1: {tmp_path / 'missing.mp4'}: ") and "Traceback" not in err
+    assert "the source cannot be opened (--allow-missing runs with the other views)" in err
     assert main(["stream", "--ckpt", str(student.checkpoint), *map(str, student.videos), "--stride", "99"]) == 2
     assert "--stride 99: must be 1 to T = 6" in capsys.readouterr().err
 
@@ -197,3 +198,33 @@ def test_a_threshold_outside_0_1_is_one_line(student, capsys):
         assert main([command, "--ckpt", str(student.checkpoint), *map(str, student.videos), "--threshold", "2"]) == 2
         err = capsys.readouterr().err
         assert err.strip() == "error: --threshold 2: a probability threshold in [0, 1]", err
+
+
+def test_a_source_that_cannot_be_opened_is_an_error_unless_allowed(student, tmp_path, capsys):
+    missing = str(tmp_path / "missing.mp4")
+    command = ["stream", "--ckpt", str(student.checkpoint), *map(str, student.videos[:2]), missing]
+    assert main(command) == 2  # before: a warning, exit 0 and a silent 2-view run
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: stream: view 3: {missing}: ") and len(err.splitlines()) == 1
+    out = tmp_path / "two.jsonl"
+    assert main([*command, "--allow-missing", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: view 3 cannot be opened, left out: {missing}: " in err
+    frames = [item for item in lines(out.read_text()) if item["type"] == "frame"]
+    assert len(frames) == 12 and all(item["views"] == [0, 1] for item in frames)
+
+
+@pytest.mark.parametrize(("name", "times", "length"), [
+    ("6fps", [i / 6 for i in range(60)], 25),  # 10 s at 6 fps; the old interval rule said 12 s
+    ("5to25fps", [i / 5 for i in range(30)] + [6 + i / 25 for i in range(150)], 30),  # 12 s; it said 28 s
+])
+def test_predict_and_stream_report_the_video_s_own_times(student, tmp_path, name, times, length):
+    videos = [write_timed(tmp_path / name / f"view{k}.mp4", times) for k in (1, 2, 3)]
+    model, meta = load_student(student.checkpoint)
+    prediction = predict_clip(model, meta, videos, min_gap=0.0, min_duration=0.0, threshold=0.0)
+    assert len(prediction.frame_probs) == length  # grid frame j at j / 2.5 s: the video's duration
+    assert max(segment.end for segment in prediction.segments) == pytest.approx((length - 1) / 2.5)
+    summary, items = run_stream(model, meta, stream_sources(videos, meta))
+    frames = [item for item in items if item["type"] == "frame"]
+    assert summary.frames == length and frames[-1]["t"] == pytest.approx((length - 1) / 2.5)
+    assert frames[-1]["t"] <= times[-1] + 1 / 2.5

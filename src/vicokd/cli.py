@@ -543,6 +543,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                         help="drop merged segments shorter than S seconds, end - start (default 0.4)")
     parser.add_argument("--stride", type=int, default=None, metavar="N",
                         help="grid frames between window starts on clips longer than T (default T // 2)")
+    parser.add_argument("--grid", choices=["timestamps", "interval"], default=None,
+                        help="which decoded frame is grid frame j: the one nearest to j / 2.5 s by timestamp, or "
+                             "every round(fps / 2.5)-th (default: the checkpoint's data.grid)")
     parser.add_argument("--batch-size", type=int, default=4, help="windows per model call (default 4)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     _add_quiet(parser)
@@ -556,7 +559,7 @@ def _run_predict(args: argparse.Namespace) -> int:
                                                ("min_duration", args.min_duration)) if value is not None}
     model, meta = load_student(args.ckpt, device=args.device)
     prediction = predict_clip(model, meta, args.videos, stride=args.stride, batch_size=args.batch_size,
-                              progress=not args.quiet, **options)
+                              grid=args.grid, progress=not args.quiet, **options)
     for line in prediction.warnings:
         print(f"warning: {line}", file=sys.stderr)
     print(prediction.format())
@@ -595,6 +598,11 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
                         help="seconds to wait for a view's next frame before leaving it out (default 2)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="one threshold for every class (default: the checkpoint's calibrated ones)")
+    parser.add_argument("--grid", choices=["timestamps", "interval"], default=None,
+                        help="which decoded frame is grid frame j: the one nearest to j / 2.5 s by timestamp, or "
+                             "every round(fps / 2.5)-th (default: the checkpoint's data.grid)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="run with the other views when a source cannot be opened (default: an error)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.set_defaults(func=_run_stream)
 
@@ -605,12 +613,13 @@ def _run_stream(args: argparse.Namespace) -> int:
 
     model, meta = load_onnx_student(args.onnx) if args.onnx else load_student(args.ckpt, device=args.device)
     readers = stream_sources(args.sources, meta, realtime=args.realtime, input_format=args.input_format,
-                             follow=args.follow)
+                             follow=args.follow, grid=args.grid)
     stall = DEFAULT_STALL_S if args.stall is None else args.stall
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", encoding="utf-8") if args.out is not None else contextlib.nullcontext(sys.stdout) as out:
-        runner = StreamRunner(model, meta, readers, out, stride=args.stride, threshold=args.threshold, stall=stall)
+        runner = StreamRunner(model, meta, readers, out, stride=args.stride, threshold=args.threshold, stall=stall,
+                              allow_missing=args.allow_missing)
         summary = runner.run()
     if summary.frames == 0:
         reasons = "; ".join(summary.warnings) or "no frame from any source"

@@ -40,6 +40,11 @@ class DataConfig:
     cache: str = "cache/synthetic-home"  # output of `vicokd prepare`
     classes: tuple[str, ...] | None = None  # fixed class list; None = sorted union of labels
     fps: float = 2.5  # frame grid rate
+    # Which decoded frame is grid frame j (vicokd.data.frame_grid): "timestamps" = the frame whose
+    # presentation time is nearest to j / fps (right at every frame rate, variable rates and
+    # timestamp resets included); "interval" = source frame j·round(video_fps / fps), the reference
+    # code's rule (the same frames on constant-rate files at multiples of 2.5 fps; the paper preset).
+    grid: Literal["timestamps", "interval"] = "timestamps"
     num_frames: int = 70  # T, frames sampled per clip
     image_size: tuple[int, int] = (224, 224)  # (H, W) of cached frames, aspect ignored
     sample_rate: int = 16000

@@ -162,9 +162,10 @@ class DecodeEveryAccess(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         c = self.config
         clip = self.clips[index]
-        length = min(probe_video(path).grid_length(c.fps) for path in clip.videos)
+        length = min(probe_video(path).grid_length(c.fps, c.grid) for path in clip.videos)
         frames_at = sample_indices(length, self.num_frames, "jitter", np.random.default_rng([self.seed, 0, index]))
-        grid = np.stack([read_grid_frames(path, c.image_size, c.fps, length=length) for path in clip.videos])
+        grid = np.stack([read_grid_frames(path, c.image_size, c.fps, length=length, rule=c.grid)
+                         for path in clip.videos])
         video = torch.from_numpy(grid).permute(0, 1, 4, 2, 3)  # (V, L, 3, H, W)
         audio = torch.stack([self._fbank(path, length) for path in clip.videos])  # (V, L, 1024, M)
         return {

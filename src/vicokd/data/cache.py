@@ -66,7 +66,6 @@ from vicokd.data.media import (
     iter_grid_frames,
     probe_video,
 )
-from vicokd.data.sampling import grid_interval
 from vicokd.data.workers import run_in_workers
 from vicokd.errors import DataError
 from vicokd.io import write_json_atomic
@@ -74,7 +73,7 @@ from vicokd.io import write_json_atomic
 CACHE_VERSION = 2  # 2: frames (V, L, 3, H, W); 1: frames (V, L, H, W, 3)
 INDEX_FILE = "index.json"
 # Settings that change the cached arrays; a cache made with other values is refused.
-_CACHE_KEYS = ("fps", "image_size", "sample_rate", "num_mel_bins", "frame_length_ms", "frame_shift_ms")
+_CACHE_KEYS = ("fps", "grid", "image_size", "sample_rate", "num_mel_bins", "frame_length_ms", "frame_shift_ms")
 
 
 @dataclass(frozen=True)
@@ -285,8 +284,7 @@ class _NpyWriter:
 
 def _audio_samples(info: VideoInfo, length: int, config: DataConfig) -> int:
     """Samples of audio that the first `length` grid frames of a view cover (its whole duration when shorter)."""
-    frames = min(info.num_frames, length * grid_interval(info.fps, config.fps))
-    return round(frames / info.fps * config.sample_rate)
+    return round(info.covered_seconds(length, config.fps, config.grid) * config.sample_rate)
 
 
 def decode_clip(clip: Clip, config: DataConfig, out_dir: Path) -> tuple[dict[str, Any], list[str]]:
@@ -297,7 +295,7 @@ def decode_clip(clip: Clip, config: DataConfig, out_dir: Path) -> tuple[dict[str
     warnings: list[str] = []
     inputs = video_fingerprint(clip)  # before decoding: a video replaced meanwhile is redone next time
     infos = [probe_video(path) for path in clip.videos]
-    view_lengths = [info.grid_length(config.fps) for info in infos]
+    view_lengths = [info.grid_length(config.fps, config.grid) for info in infos]
     length = min(view_lengths)
     if length < 1:
         raise DataError(f"{clip.source}: a view has no frames ({clip.videos[view_lengths.index(length)]})")
@@ -308,7 +306,8 @@ def decode_clip(clip: Clip, config: DataConfig, out_dir: Path) -> tuple[dict[str
     views = len(clip.videos)
     with _NpyWriter(out_dir / "frames.npy", (views, length, 3, *config.image_size), np.uint8) as out:
         for path, info in zip(clip.videos, infos):  # (H, W, 3) decoded → (3, H, W) stored
-            for image in iter_grid_frames(path, config.image_size, config.fps, length, info=info, warnings=warnings):
+            for image in iter_grid_frames(path, config.image_size, config.fps, length, rule=config.grid, info=info,
+                                          warnings=warnings):
                 out.write(image.transpose(2, 0, 1))
     samples = [_audio_samples(info, length, config) for info in infos]
     settings = (config.sample_rate, config.frame_length_ms, config.frame_shift_ms)
@@ -421,6 +420,8 @@ def _check_existing(cache_dir: Path, settings: dict[str, Any]) -> None:
     if not path.is_file():
         return
     old = _read_index_json(path)
+    if old.get("data") is not None:  # caches from before data.grid were read with the interval rule
+        old["data"] = {"grid": "interval", **old["data"]}
     if old.get("data") != settings:
         raise DataError(f"{path}: this cache was prepared with other settings ({old.get('data')}); "
                         "use another --out folder")

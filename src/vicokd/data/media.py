@@ -1,9 +1,12 @@
 """Decode frames and audio with PyAV; Kaldi-compatible log-mel filter banks in torch.
 
-Frames: the 2.5-FPS grid of :mod:`vicokd.data.sampling` (source frame ``j·interval`` is grid
-frame j), converted to RGB and resized to (H, W) by FFmpeg's scaler (aspect ignored, as the
-reference code). :func:`read_grid_frames` decodes sequentially when most grid frames are wanted
-and seeks to each wanted frame when only a few are.
+Frames: the 2.5-FPS grid of :mod:`vicokd.data.frame_grid` (grid frame j is the frame nearest to
+time j / 2.5 s by its timestamp, or source frame ``j·interval`` under ``data.grid=interval``),
+converted to RGB and resized to (H, W) by FFmpeg's scaler (aspect ignored, as the reference
+code). :func:`probe_video` reads the presentation time of every packet (no decoding) so that a
+changing frame rate or a timestamp reset is known before the frames are. :func:`read_grid_frames`
+decodes sequentially when most grid frames are wanted and seeks to each wanted frame when only a
+few are.
 
 Audio: the view's own track, mono, resampled to 16 kHz float32 in [-1, 1]; cut into L equal
 chunks (chunk j goes with grid frame j); per chunk a Kaldi-style log-mel fbank: 25 ms Hanning
@@ -29,13 +32,14 @@ from __future__ import annotations
 import math
 import warnings as _warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 import numpy as np
 import torch
 
+from vicokd.data.frame_grid import GridPicker, GridRule, VideoClock, timestamp_grid_length
 from vicokd.data.sampling import grid_interval
 from vicokd.errors import DataError
 
@@ -69,16 +73,30 @@ def _warn(message: str, warnings: list[str] | None) -> None:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """Stream facts needed for the grid: frame rate, frame count, whether an audio track exists."""
+    """Stream facts needed for the grid: frame rate, frame count, whether an audio track exists.
+
+    `end` is where the video ends on its own clock (seconds; :class:`~vicokd.data.frame_grid.VideoClock`);
+    `clock` holds the packet timestamps' facts (a changing rate, resets).
+    """
 
     fps: float
     num_frames: int
     has_audio: bool
     width: int
     height: int
+    end: float = 0.0
+    clock: VideoClock | None = field(default=None, compare=False, repr=False)
 
-    def grid_length(self, fps: float = 2.5) -> int:
-        return math.ceil(self.num_frames / grid_interval(self.fps, fps))
+    def grid_length(self, fps: float = 2.5, rule: GridRule = "timestamps") -> int:
+        if rule == "interval":
+            return math.ceil(self.num_frames / grid_interval(self.fps, fps))
+        return timestamp_grid_length(self.end, fps)
+
+    def covered_seconds(self, length: int, fps: float = 2.5, rule: GridRule = "timestamps") -> float:
+        """Seconds of the video that its first `length` grid frames cover (its whole duration when shorter)."""
+        if rule == "interval":
+            return min(self.num_frames, length * grid_interval(self.fps, fps)) / self.fps
+        return min(self.end, length / fps)
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -96,27 +114,59 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.vide
     return container.streams.video[0]
 
 
+def _packet_clock(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                  fps: float) -> VideoClock:
+    """The clock of the stream's frames from its packets' timestamps, without decoding.
+
+    Packets come in decode order (B-frames out of presentation order), so their presentation
+    times are sorted between the points where the decode timestamp goes back (a reset); a packet
+    the demuxer cannot read ends the scan (decoding then judges the file).
+    """
+    clock = VideoClock(fps)
+    segment: list[float] = []
+    last_dts = None
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is None:
+                continue
+            dts = packet.pts if packet.dts is None else packet.dts
+            if last_dts is not None and dts < last_dts:
+                for time in sorted(segment):
+                    clock.time(time)
+                segment = []
+            last_dts = dts
+            segment.append(float(packet.pts * stream.time_base))
+    except av.error.FFmpegError:
+        pass
+    for time in sorted(segment):
+        clock.time(time)
+    return clock
+
+
 def probe_video(path: str | Path) -> VideoInfo:
-    """Frame rate, frame count (decoded when the container does not say) and audio presence."""
+    """Frame rate, frame count, where the video ends on its clock, and audio presence.
+
+    The frame count is the header's (the packets' when it has none); the end is ``frames / fps``
+    for a constant-rate file and the packets' clock (:func:`_packet_clock`) when the rate
+    changes or the timestamps reset.
+    """
     path = Path(path)
     with _open(path) as container:
         stream = _video_stream(container, path)
         rate = stream.average_rate or stream.guessed_rate
         if not rate:
             raise DataError(f"{path}: video stream has no frame rate")
-        count = stream.frames
-        if not count:
-            try:
-                count = sum(1 for _ in container.decode(stream))
-            except av.error.FFmpegError as exc:
-                raise DataError(f"{path}: corrupt video ({exc})") from None
+        clock = _packet_clock(container, stream, float(rate))
+        count = stream.frames or clock.count
+        regular = not (clock.variable_rate or clock.resets)
+        end = count / float(rate) if regular or not clock.count else clock.end
         return VideoInfo(float(rate), int(count), bool(container.streams.audio),
-                         stream.codec_context.width, stream.codec_context.height)
+                         stream.codec_context.width, stream.codec_context.height, end, clock)
 
 
-def _frame_index(frame: av.VideoFrame, stream: av.video.stream.VideoStream, fps: float) -> int:
-    start = stream.start_time or 0
-    return round(float((frame.pts - start) * stream.time_base) * fps)
+def frame_time(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> float | None:
+    """Presentation time of a decoded frame in seconds (None when it has none)."""
+    return None if frame.pts is None else float(frame.pts * stream.time_base)
 
 
 def _short_video(path: Path, info: VideoInfo, decoded: int, repeated: int, warnings: list[str] | None) -> None:
@@ -133,42 +183,42 @@ def _short_video(path: Path, info: VideoInfo, decoded: int, repeated: int, warni
     _warn(f"{path}: video ends early: {lengths}; {effect}", warnings)
 
 
-def _decode_targets(path: Path, info: VideoInfo, targets: list[int], image: Callable[[av.VideoFrame], np.ndarray],
-                    to_end: bool, warnings: list[str] | None) -> Iterator[tuple[int, np.ndarray]]:
-    """Decode `path` front to back; yield (target, image) for each wanted source index, in order.
+def _decode_grid(path: Path, info: VideoInfo, length: int, image: Callable[[av.VideoFrame], np.ndarray],
+                 rule: GridRule, grid_fps: float, warnings: list[str] | None) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode `path` front to back; yield (grid index, image) for grid frames 0 … `length` − 1, in order.
 
-    A target gets the first frame at or after it. Decoding stops after the last target unless
-    `to_end`; then every frame is decoded and counted, and a video shorter than its header is
-    judged by :func:`_short_video`. Targets past the last decoded frame get that frame.
+    A :class:`~vicokd.data.frame_grid.GridPicker` chooses the frames. Decoding stops once they are
+    all chosen unless `length` reaches the video's own grid length; then every frame is decoded and
+    counted, and a video shorter than its header is judged by :func:`_short_video`. Grid frames
+    past the last decoded frame get that frame. The picker's timing notes (a timestamp reset, a
+    changing rate, an interval rule off the clock) are warnings.
     """
-    pending = list(targets)
-    count, last, ended = 0, None, False
+    picker = GridPicker(rule, info.fps, grid_fps, image)
+    to_end = length >= info.grid_length(grid_fps, rule)
+    count, ended = 0, False
     try:
         with _open(path) as container:
             stream = _video_stream(container, path)
             for frame in container.decode(stream):
                 count += 1
-                index = _frame_index(frame, stream, info.fps)
-                converted = None
-                while pending and index >= pending[0]:
-                    converted = image(frame) if converted is None else converted
-                    yield pending.pop(0), converted
-                last = frame
-                if not pending and not to_end:
+                for index, converted in picker.push(frame_time(frame, stream), frame):
+                    if index < length:
+                        yield index, converted
+                if picker.next_index >= length and not to_end:
                     break
             else:
                 ended = True
     except av.error.FFmpegError as exc:
         raise DataError(f"{path}: corrupt video: decoding failed after {count} of {info.num_frames} frames "
                         f"({exc})") from None
-    if last is None:
+    if count == 0:
         raise DataError(f"{path}: no decodable frames")
     if ended and count < info.num_frames:
-        _short_video(path, info, count, sum(1 for t in pending if t < info.num_frames), warnings)
-    if pending:
-        converted = image(last)
-        for target in pending:
-            yield target, converted
+        own = min(length, info.grid_length(grid_fps, rule))
+        _short_video(path, info, count, max(0, own - min(picker.next_index, own)), warnings)
+    for line in picker.clock.notes(str(path), rule, info.fps, grid_fps):
+        _warn(line, warnings)
+    yield from picker.finish(length)
 
 
 def iter_grid_frames(
@@ -177,29 +227,28 @@ def iter_grid_frames(
     grid_fps: float = 2.5,
     length: int | None = None,
     *,
+    rule: GridRule = "timestamps",
     info: VideoInfo | None = None,
     warnings: list[str] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the first `length` grid frames of a video in order, uint8 RGB (H, W, 3), `size` = (H, W).
 
     One sequential decode with one frame in memory at a time (plus the one being yielded): what
-    `prepare` writes to disk as it goes. `length` defaults to the grid length of the header;
-    `info` is the video's :func:`probe_video` when the caller has it. A video shorter than its
-    header is a warning appended to `warnings` (issued as a :class:`ShortMediaWarning` when
-    None) or a :class:`DataError` (module docstring); decode errors are ``DataError``.
+    `prepare` writes to disk as it goes. `rule` is ``data.grid`` (:mod:`vicokd.data.frame_grid`);
+    `length` defaults to the video's grid length; `info` is the video's :func:`probe_video` when
+    the caller has it. A video shorter than its header is a warning appended to `warnings`
+    (issued as a :class:`ShortMediaWarning` when None) or a :class:`DataError` (module
+    docstring); decode errors are ``DataError``.
     """
     path = Path(path)
     info = probe_video(path) if info is None else info
     height, width = size
-    interval = grid_interval(info.fps, grid_fps)
-    total = info.grid_length(grid_fps) if length is None else length
-    targets = [i * interval for i in range(total)]
-    to_end = not targets or targets[-1] + interval >= info.num_frames
+    total = info.grid_length(grid_fps, rule) if length is None else length
 
     def image(frame: av.VideoFrame) -> np.ndarray:
         return frame.to_ndarray(format="rgb24", width=width, height=height)
 
-    for _, frame in _decode_targets(path, info, targets, image, to_end, warnings):
+    for _, frame in _decode_grid(path, info, total, image, rule, grid_fps, warnings):
         yield frame
 
 
@@ -207,67 +256,82 @@ def read_grid_frames(
     path: str | Path,
     size: tuple[int, int],
     grid_fps: float = 2.5,
-    indices: np.ndarray | list[int] | None = None,
+    indices: np.ndarray | list[int] | range | None = None,
     length: int | None = None,
     *,
+    rule: GridRule = "timestamps",
     warnings: list[str] | None = None,
 ) -> np.ndarray:
     """Decode grid frames of a video as uint8 RGB (N, H, W, 3), `size` = (H, W).
 
-    `indices` are grid indices (all of the first `length` grid frames when None). Few indices
-    (under a quarter of the grid) are read by seeking to the key frame before each one; otherwise
-    the video is decoded once, front to back. A grid frame past the end the header declares
-    repeats the last frame. A video that ends before its header says is a warning appended to
-    `warnings` (a :class:`ShortMediaWarning` when None) within :data:`SHORT_TOLERANCE_S`, and a
-    :class:`DataError` beyond; decode errors are ``DataError`` (module docstring).
+    `indices` are grid indices (all of the first `length` grid frames when None); `rule` is
+    ``data.grid``. Few indices (under a quarter of the grid) of a video without timestamp resets
+    are read by seeking to the key frame before each one; otherwise the video is decoded once,
+    front to back. A grid frame past the video's end repeats the last frame. A video that ends
+    before its header says is a warning appended to `warnings` (a :class:`ShortMediaWarning` when
+    None) within :data:`SHORT_TOLERANCE_S`, and a :class:`DataError` beyond; decode errors are
+    ``DataError`` (module docstring).
     """
     path = Path(path)
     height, width = size
     info = probe_video(path)
-    interval = grid_interval(info.fps, grid_fps)
-    total = info.grid_length(grid_fps) if length is None else length
+    total = info.grid_length(grid_fps, rule) if length is None else length
     wanted = np.arange(total) if indices is None else np.asarray(indices, dtype=np.int64)
-    targets = sorted({int(i) * interval for i in wanted})
+    targets = sorted({int(i) for i in wanted})
     found: dict[int, np.ndarray] = {}
 
     def image(frame: av.VideoFrame) -> np.ndarray:
         return frame.to_ndarray(format="rgb24", width=width, height=height)
 
-    seeking = bool(targets) and len(targets) * 4 < info.grid_length(grid_fps)
+    own = info.grid_length(grid_fps, rule)
+    seeking = bool(targets) and len(targets) * 4 < own and not (info.clock and info.clock.resets)
     if seeking:
-        found = _seek_targets(path, info, targets, image)
+        found = _seek_targets(path, info, targets, image, rule, grid_fps)
     if len(found) < len(targets):  # many targets, or a seek found the file shorter than its header
-        to_end = seeking or targets[-1] + interval >= info.num_frames
-        found = dict(_decode_targets(path, info, targets, image, to_end, warnings))
+        wanted_set = set(targets)
+        last = max(targets[-1] + 1, own) if seeking else targets[-1] + 1
+        found = {j: frame for j, frame in _decode_grid(path, info, last, image, rule, grid_fps, warnings)
+                 if j in wanted_set}
     out = np.empty((len(wanted), height, width, 3), dtype=np.uint8)
     for row, i in enumerate(wanted):
-        out[row] = found[int(i) * interval]
+        out[row] = found[int(i)]
     return out
 
 
-def _seek_targets(path: Path, info: VideoInfo, targets: list[int],
-                  image: Callable[[av.VideoFrame], np.ndarray]) -> dict[int, np.ndarray]:
-    """Seek to the key frame before each target and decode up to it.
+def _seek_targets(path: Path, info: VideoInfo, targets: list[int], image: Callable[[av.VideoFrame], np.ndarray],
+                  rule: GridRule, grid_fps: float) -> dict[int, np.ndarray]:
+    """Seek to the key frame before each target grid frame and decode up to it.
 
-    Targets past the declared end get the last frame; a target the header promises but the
-    file does not reach is left out (the caller then decodes the whole file, which counts).
+    Under ``timestamps`` the target is the frame nearest to ``j / grid_fps`` (times from the
+    stream's start); under ``interval`` the first frame at or after source frame ``j·interval``.
+    Targets past the video's end get the last frame; a target the header promises but the file
+    does not reach is left out (the caller then decodes the whole file, which counts).
     """
     found: dict[int, np.ndarray] = {}
+    interval = grid_interval(info.fps, grid_fps)
     try:
         with _open(path) as container:
             stream = _video_stream(container, path)
+            origin = float((stream.start_time or 0) * stream.time_base)
             for target in targets:
-                offset = int(target / info.fps / stream.time_base) + (stream.start_time or 0)
-                container.seek(offset, stream=stream)
-                last = None
+                when = target * interval / info.fps if rule == "interval" else target / grid_fps
+                container.seek(int((origin + when) / stream.time_base), stream=stream, backward=True)
+                last: tuple[float, av.VideoFrame] | None = None
                 for frame in container.decode(stream):
-                    if _frame_index(frame, stream, info.fps) >= target:
-                        found[target] = image(frame)
+                    now = (frame_time(frame, stream) or origin) - origin
+                    if rule == "interval":
+                        reached = round(now * info.fps) >= target * interval
+                        chosen = frame
+                    else:
+                        reached = now >= when
+                        chosen = last[1] if last is not None and when - last[0] <= now - when else frame
+                    if reached:
+                        found[target] = image(chosen)
                         break
-                    last = frame
+                    last = (now, frame)
                 else:
-                    if last is not None and target >= info.num_frames:
-                        found[target] = image(last)
+                    if last is not None and last[0] >= info.end - 1.5 / info.fps:  # it was the last frame
+                        found[target] = image(last[1])
     except av.error.FFmpegError as exc:
         raise DataError(f"{path}: corrupt video ({exc})") from None
     return found

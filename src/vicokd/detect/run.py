@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from vicokd.config import Config
 from vicokd.data.annotations import Clip, available_splits, read_clips, split_file
+from vicokd.data.frame_grid import GridRule
 from vicokd.data.person_scores import SCORES_FILE, read_person_scores, write_person_scores
 from vicokd.detect.base import FrameLoader, PersonDetector
 from vicokd.detect.registry import create_detector
@@ -115,15 +116,15 @@ class _VideoFrames:
 
     transform = None
 
-    def __init__(self, fps: float) -> None:
-        self.fps = fps
+    def __init__(self, fps: float, rule: GridRule) -> None:
+        self.fps, self.rule = fps, rule
         self._shapes: dict[str, tuple[int, int]] = {}
 
     def shape(self, clip: Clip) -> tuple[int, int]:
         from vicokd.data.media import probe_video
 
         if clip.key not in self._shapes:
-            lengths = [probe_video(path).grid_length(self.fps) for path in clip.videos]
+            lengths = [probe_video(path).grid_length(self.fps, self.rule) for path in clip.videos]
             if min(lengths) < 1:
                 raise DataError(f"{clip.source}: a view has no frames")
             self._shapes[clip.key] = (clip.num_views, min(lengths))
@@ -136,7 +137,8 @@ class _VideoFrames:
             length = self.shape(clip)[1]
             first = probe_video(clip.videos[0])
             size = (first.height, first.width)
-            return np.stack([read_grid_frames(path, size, self.fps, length=length) for path in clip.videos])
+            return np.stack([read_grid_frames(path, size, self.fps, length=length, rule=self.rule)
+                             for path in clip.videos])
 
         return load
 
@@ -182,7 +184,7 @@ def _choose_source(clips: list[Clip], cache: Path | None, config: Config
         if not source.mismatch:
             return source, default
         print(f"note: not using {default} ({source.mismatch}); decoding the videos", file=sys.stderr)
-    return _VideoFrames(config.data.fps), None
+    return _VideoFrames(config.data.fps, config.data.grid), None
 
 
 def detect_dataset(

@@ -11,9 +11,10 @@ held in memory as uint8, V·L·H·W·3 bytes.
 Rules (T = the checkpoint's ``data.num_frames``, C classes, fps = ``data.fps``):
 
 1. Frames: every grid frame of each view (:func:`vicokd.data.media.read_grid_frames` at the
-   checkpoint's ``data.image_size``); clip length L = min over views, with a warning when the
-   views' grid lengths differ; the model normalises the uint8 frames itself (its ``pixel_mean`` /
-   ``pixel_std``: ``data.mean`` / ``data.std`` of its training config).
+   checkpoint's ``data.image_size``, by its ``data.grid`` rule or `grid`); clip length L = min
+   over views, with a warning when the views' grid lengths differ; the model normalises the
+   uint8 frames itself (its ``pixel_mean`` / ``pixel_std``: ``data.mean`` / ``data.std`` of its
+   training config).
 2. Windows (:func:`window_indices`): L ≤ T gives one window, the uniform sampling of
    evaluation ``idx_i = floor(i·L/T)`` (every grid frame appears at least once, some repeat);
    L > T gives windows of T consecutive grid frames starting at 0, s, 2s, … plus one ending at
@@ -46,6 +47,7 @@ from tqdm import tqdm
 from vicokd.calibration import Calibration
 from vicokd.config import config_from_dict
 from vicokd.data.cache import CacheIndex, load_frames
+from vicokd.data.frame_grid import GridRule
 from vicokd.data.media import probe_video, read_grid_frames
 from vicokd.data.sampling import sample_indices
 from vicokd.errors import DataError, VicokdError
@@ -259,9 +261,9 @@ def segments_from_probs(
     return segments
 
 
-def _grid_lengths(videos: list[Path], fps: float) -> tuple[list[int], list[str]]:
+def _grid_lengths(videos: list[Path], fps: float, rule: GridRule) -> tuple[list[int], list[str]]:
     """Grid length of every view and the warning when they differ (L = the minimum)."""
-    lengths = [probe_video(path).grid_length(fps) for path in videos]
+    lengths = [probe_video(path).grid_length(fps, rule) for path in videos]
     length = min(lengths)
     if length < 1:
         raise DataError(f"{videos[lengths.index(length)]}: video has no frames")
@@ -345,6 +347,7 @@ def predict_clip(
     min_duration: float = DEFAULT_MIN_DURATION,
     stride: int | None = None,
     batch_size: int = 4,
+    grid: GridRule | None = None,
     progress: bool = False,
 ) -> Prediction:
     """Run `model` over one recording of V = ``len(videos)`` views (rules in the module docstring).
@@ -354,6 +357,7 @@ def predict_clip(
     ``calibration`` (when training had a validation split) the per-class scaling of the reported
     probabilities and the per-class segment thresholds; `threshold` replaces those thresholds
     by one for every class (default without a calibration: :data:`DEFAULT_THRESHOLD`).
+    `grid` replaces the checkpoint's ``data.grid`` (which decoded frame is grid frame j).
     The model runs on its own device, in eval mode, `batch_size` windows per call; `progress`
     shows bars for decoding and for the windows when the clip is longer than T.
     """
@@ -363,13 +367,14 @@ def predict_clip(
     if batch_size < 1:
         raise VicokdError(f"--batch-size {batch_size}: must be at least 1")
     config = config_from_dict(meta["config"], "checkpoint sidecar config").data
+    rule = grid or config.grid
     classes = list(meta["classes"])
     calibration, thresholds, source = decision_settings(meta, threshold)
     for value in thresholds:
         _check_segment_settings(config.fps, float(value), min_gap, min_duration)
     stride = _checked_stride(stride, config.num_frames)
     paths = [Path(v) for v in videos]
-    lengths, warnings = _grid_lengths(paths, config.fps)
+    lengths, warnings = _grid_lengths(paths, config.fps, rule)
     trained_views = meta.get("views")
     if trained_views and len(paths) != trained_views:
         warnings.append(f"{len(paths)} views given; the model was trained on clips of {trained_views} views "
@@ -377,7 +382,7 @@ def predict_clip(
     length = min(lengths)
     bars = progress and length > config.num_frames
     frames = torch.from_numpy(np.stack([
-        read_grid_frames(path, config.image_size, config.fps, length=length, warnings=warnings)
+        read_grid_frames(path, config.image_size, config.fps, length=length, rule=rule, warnings=warnings)
         for path in tqdm(paths, desc="decode", unit="view", disable=not bars, leave=False)
     ])).permute(0, 1, 4, 2, 3)  # (V, L, 3, H, W) uint8
     frame_probs, view_probs, clip_probs, windows = window_probabilities(

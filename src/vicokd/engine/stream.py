@@ -2,10 +2,11 @@
 
 Each view is read by a :class:`GridReader` thread: anything PyAV opens (a file, an RTSP/HTTP URL,
 a capture device with ``input_format``, e.g. ``v4l2``), decoded front to back; with ``follow`` a
-file still being written (MPEG-TS, Matroska, …) is read as it grows; source frame
-``j·interval`` becomes grid frame j (``interval = round(source fps / data.fps)``, the rule of
-``prepare`` and ``predict``), resized to ``data.image_size`` exactly as they do. ``realtime``
-paces a file at its own rate.
+file still being written (MPEG-TS, Matroska, …) is read as it grows; grid frame j is the frame
+nearest to j / ``data.fps`` seconds on the source's clock (``data.grid``, the rule of ``prepare``
+and ``predict``: :mod:`vicokd.data.frame_grid`), resized to ``data.image_size`` exactly as they
+do. ``realtime`` paces a file at its own clock. A source that cannot be opened at the start is
+an error, unless ``allow_missing`` runs the other views (with a warning).
 
 The :class:`StreamRunner` takes one grid tick j at a time:
 
@@ -50,7 +51,9 @@ import numpy as np
 import torch
 
 from vicokd.config import config_from_dict
-from vicokd.data.sampling import grid_interval, sample_indices
+from vicokd.data.frame_grid import GridPicker, GridRule
+from vicokd.data.media import frame_time as _frame_time
+from vicokd.data.sampling import sample_indices
 from vicokd.engine.predict import decision_settings
 from vicokd.errors import DataError, VicokdError
 from vicokd.models import MultiViewActionModel
@@ -64,38 +67,56 @@ SOURCE_ENDED = object()  # what a reader puts last in its `frames` queue (custom
 
 
 class GridReader(threading.Thread):
-    """Decode one source into ``(grid index, uint8 (H, W, 3) frame)`` items on :attr:`frames`."""
+    """Decode one source into ``(grid index, uint8 (H, W, 3) frame)`` items on :attr:`frames`.
+
+    Grid frames are chosen by a :class:`~vicokd.data.frame_grid.GridPicker` under `rule`
+    (``data.grid``); :attr:`opened` is set once the source is open (or failed to open:
+    :attr:`error` then says why), :attr:`notes` holds the picker's timing notes when it ends.
+    """
 
     def __init__(self, source: str, size: tuple[int, int], fps: float, realtime: bool = False,
-                 input_format: str | None = None, follow: float = 0.0) -> None:
+                 input_format: str | None = None, follow: float = 0.0, rule: GridRule = "timestamps") -> None:
         super().__init__(name=f"vicokd-stream-{source}", daemon=True)
-        self.source, self.size, self.fps, self.realtime = source, size, fps, realtime
+        self.source, self.size, self.fps, self.realtime, self.rule = source, size, fps, realtime, rule
         self.input_format = input_format  # FFmpeg's demuxer for a capture device, e.g. "v4l2"
         self.follow = follow  # > 0: a growing file, read until it has not grown for this many seconds
         self.frames: queue.Queue = queue.Queue(maxsize=256)
         self.error: str | None = None
+        self.opened = threading.Event()
+        self.open_failed = False
+        self.notes: list[str] = []
+        self._picker: GridPicker | None = None
 
-    def _decode(self, done: int) -> tuple[list[tuple[int, Any]], float]:
-        """Source frames n ≥ `done` of the source as it is now, and its frame rate."""
+    def _picker_for(self, rate: float) -> GridPicker:
+        if self._picker is None:
+            height, width = self.size
+            self._picker = GridPicker(self.rule, rate, self.fps,
+                                      lambda frame: frame.to_ndarray(format="rgb24", width=width, height=height))
+        return self._picker
+
+    def _give(self, items: list[tuple[int, np.ndarray]]) -> None:
+        for item in items:
+            self.frames.put(item)
+
+    def _decode(self, done: int) -> list[tuple[float | None, Any]]:
+        """Decode the source as it is now. Followed files: return (time, frame) of frames n ≥ `done`;
+        otherwise every grid frame is given as it is decided (paced by the video's clock with `realtime`)."""
         with av.open(self.source, format=self.input_format) as container:
+            self.opened.set()
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
             if not rate:
                 raise DataError(f"{self.source}: the video stream has no frame rate")
+            picker = self._picker_for(float(rate))
             if self.follow:  # a growing file: decode what is there (the caller holds back its end)
-                return [(n, f) for n, f in enumerate(container.decode(stream)) if n >= done], float(rate)
+                return [(_frame_time(f, stream), f) for n, f in enumerate(container.decode(stream)) if n >= done]
             started = time.monotonic()
-            interval = grid_interval(float(rate), self.fps)
-            for n, frame in enumerate(container.decode(stream)):
+            for frame in container.decode(stream):
+                items = picker.push(_frame_time(frame, stream), frame)
                 if self.realtime:  # a file played at its own rate
-                    time.sleep(max(0.0, started + n / float(rate) - time.monotonic()))
-                self._put(n, interval, frame)
-        return [], float(rate)
-
-    def _put(self, n: int, interval: int, frame: Any) -> None:
-        if n % interval == 0:
-            height, width = self.size
-            self.frames.put((n // interval, frame.to_ndarray(format="rgb24", width=width, height=height)))
+                    time.sleep(max(0.0, started + picker.clock.last - time.monotonic()))
+                self._give(items)
+        return []
 
     def _follow(self) -> None:
         """Read a file that is still being written: decode it again whenever it grows, from the first
@@ -104,17 +125,17 @@ class GridReader(threading.Thread):
         done, held = 0, None
         while True:
             size = Path(self.source).stat().st_size
-            new, rate = self._decode(done)
-            interval = grid_interval(rate, self.fps)
-            for n, frame in new[:-1]:
-                self._put(n, interval, frame)
-                done = n + 1
+            new = self._decode(done)
+            picker = self._picker
+            for moment, frame in new[:-1]:
+                self._give(picker.push(moment, frame))
+                done += 1
             held = new[-1] if new else held
             idle_since = time.monotonic()
             while Path(self.source).stat().st_size == size:
                 if time.monotonic() - idle_since > self.follow:
-                    if held is not None and held[0] >= done:
-                        self._put(held[0], interval, held[1])
+                    if held is not None:
+                        self._give(picker.push(*held))
                     return
                 time.sleep(_POLL_S)
 
@@ -124,9 +145,14 @@ class GridReader(threading.Thread):
                 self._follow()
             else:
                 self._decode(0)
+            if self._picker is not None:
+                self._give(self._picker.finish())
+                self.notes = self._picker.clock.notes(self.source, self.rule, self._picker.nominal_fps, self.fps)
         except (OSError, av.error.FFmpegError, DataError, IndexError) as exc:
+            self.open_failed = not self.opened.is_set()
             self.error = f"{self.source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         finally:
+            self.opened.set()
             self.frames.put(SOURCE_ENDED)
 
 
@@ -198,7 +224,8 @@ class StreamRunner:
 
     def __init__(self, model: MultiViewActionModel | OnnxParts, meta: dict[str, Any], readers: Sequence[Any],
                  out: TextIO, *, stride: int | None = None, threshold: float | None = None,
-                 stall: float = DEFAULT_STALL_S, warn: Callable[[str], None] | None = None) -> None:
+                 stall: float = DEFAULT_STALL_S, allow_missing: bool = False,
+                 warn: Callable[[str], None] | None = None) -> None:
         data = config_from_dict(meta["config"], "checkpoint sidecar config").data
         self.model = model.eval() if isinstance(model, MultiViewActionModel) else model
         self.fps, self.num_frames = data.fps, data.num_frames
@@ -210,7 +237,7 @@ class StreamRunner:
             raise VicokdError(f"--stall {stall}: must be > 0 seconds")
         self.calibration, self.thresholds, self.source = decision_settings(meta, threshold)
         self.views = [_View(reader) for reader in readers]
-        self.out, self.stall = out, stall
+        self.out, self.stall, self.allow_missing = out, stall, allow_missing
         self.warnings: list[str] = []
         self._warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
         self._written = 0  # the next grid frame to write
@@ -293,6 +320,8 @@ class StreamRunner:
                 return None
             if item is SOURCE_ENDED:
                 view.ended = True
+                for line in getattr(view.reader, "notes", []):
+                    self._note(f"view {self.views.index(view) + 1}: {line}")
                 if view.reader.error:
                     self._note(f"view {self.views.index(view) + 1}: {view.reader.error}")
                 return None
@@ -346,6 +375,25 @@ class StreamRunner:
         for c in list(self._open):
             self._end(c, self._written - 1)
 
+    def _check_opened(self) -> None:
+        """A source that cannot be opened is an error, or with `allow_missing` a view left out (warning)."""
+        for v, view in enumerate(self.views):
+            opened = getattr(view.reader, "opened", None)
+            if opened is None:  # a custom reader: judged by its frames
+                continue
+            opened.wait()
+            if not view.reader.open_failed:
+                continue
+            if not self.allow_missing:
+                raise VicokdError(f"stream: view {v + 1}: {view.reader.error}; the source cannot be opened "
+                                  "(--allow-missing runs with the other views)")
+            self._note(f"view {v + 1} cannot be opened, left out: {view.reader.error}")
+            view.ended, view.active = True, False
+            while view.reader.frames.get() is not SOURCE_ENDED:
+                pass
+        if all(view.ended for view in self.views):
+            raise VicokdError("stream: no source can be opened")
+
     def run(self) -> StreamSummary:
         """Read until every source ends (or Ctrl-C); returns what was written."""
         started = time.perf_counter()
@@ -355,6 +403,7 @@ class StreamRunner:
                     "sources": [str(view.reader.source) for view in self.views]})
         for view in self.views:
             view.reader.start()
+        self._check_opened()
         j, interrupted = 0, False
         try:
             while (state := self._tick(j)) is not False:
@@ -372,8 +421,10 @@ class StreamRunner:
 
 
 def stream_sources(sources: Sequence[str | Path], meta: dict[str, Any], realtime: bool = False,
-                   input_format: str | None = None, follow: float = 0.0) -> list[GridReader]:
-    """One :class:`GridReader` per source, at the checkpoint's frame size and grid rate."""
+                   input_format: str | None = None, follow: float = 0.0,
+                   grid: GridRule | None = None) -> list[GridReader]:
+    """One :class:`GridReader` per source, at the checkpoint's frame size, grid rate and grid rule
+    (`grid` replaces the rule)."""
     data = config_from_dict(meta["config"], "checkpoint sidecar config").data
-    return [GridReader(str(source), tuple(data.image_size), data.fps, realtime, input_format, follow)
-            for source in sources]
+    return [GridReader(str(source), tuple(data.image_size), data.fps, realtime, input_format, follow,
+                       grid or data.grid) for source in sources]
