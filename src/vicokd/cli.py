@@ -434,12 +434,14 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
-    parser = _parser(sub, "pretrain", "pretrain the visual encoder without action labels on a separate synthetic "
-                     "home (what the simulator knows per frame: actor location, visibility, posture, props, "
-                     "scene state); the encoder, frame size and normalisation are those of --config (default "
-                     "configs/demo/student.yaml); writes OUT/encoder.safetensors for model.visual.pretrained "
+    parser = _parser(sub, "pretrain", "pretrain the visual (or audio) encoder without action labels on a separate "
+                     "synthetic home (what the simulator knows per frame: actor location, visibility, posture, props, "
+                     "scene state; for audio, which kinds of sound play in each chunk); the encoder, frame size and "
+                     "normalisation are those of --config (default configs/demo/student.yaml); writes "
+                     "OUT/encoder.safetensors for model.visual.pretrained (model.audio.pretrained) "
                      "(re-running reuses finished steps)",
                      "vicokd pretrain pretrain/ --data-seed 0\n"
+                     "  vicokd pretrain pretrain-audio/ --modality audio --home pretrain/home\n"
                      "  vicokd demo --out demo --set model.visual.pretrained=pretrain/encoder.safetensors\n"
                      "  vicokd pretrain pt-loc --home pretrain/home --targets visible,mask --epochs 4")
     parser.add_argument("out", type=Path, help="output folder (encoder.safetensors, pretrain.json, home/)")
@@ -454,6 +456,9 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                         help="comma list of simulator targets visible, mask, pose, hand_mouth, props, state "
                              "(the default: all six) and the self-supervised foreground (pixels that differ from "
                              "the clip's median frame)")
+    parser.add_argument("--modality", choices=["visual", "audio"], default="visual",
+                        help="which encoder: visual (model.visual, on frames) or audio (model.audio, an AST on fbank "
+                             "chunks, targets: the kinds of sound in each chunk)")
     parser.add_argument("--mask-head", choices=["tokens", "pooled"], default="tokens",
                         help="actor mask predicted per patch token (default) or from the pooled feature")
     parser.add_argument("--home", type=Path, default=None,
@@ -471,6 +476,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
              "duration": args.duration and _parse_range(args.duration, "--duration"),
              "targets": None if args.targets is None else tuple(_comma_list(args.targets) or ())}
     options = PretrainOptions(out=args.out, data_seed=args.data_seed, views=args.views, mask_head=args.mask_head,
+                              modality=args.modality,
                               overrides=tuple(args.overrides), workers=args.workers,
                               **{k: v for k, v in given.items() if v is not None})
     run_pretrain(options, progress=not args.quiet)

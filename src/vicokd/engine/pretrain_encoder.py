@@ -1,8 +1,9 @@
-"""Pretrain a visual encoder per frame on what a simulator knows (no action labels).
+"""Pretrain a visual or audio encoder per frame on what a simulator knows (no action labels).
 
-The encoder is the timm network of ``model.visual`` (the one `build_visual_encoder` makes);
-small heads on top of it predict per-frame target groups, each a matrix (N, k) of values in
-[0, 1] with a weight per frame (0 = the frame does not count for that group):
+The encoder is the timm network of ``model.visual`` (the one `build_visual_encoder` makes) on
+frames, or the AST of ``model.audio`` (``kind: ast``, the one `build_audio_encoder` makes) on
+fbank chunks; small heads on top of it predict per-frame target groups, each a matrix (N, k) of
+values in [0, 1] with a weight per frame (0 = the frame does not count for that group):
 
 * a **pooled** group (``visible``, ``pose``, ``props``, ...) is predicted by ``Linear(width → k)``
   from the pooled feature, the feature a frozen encoder hands to the model downstream;
@@ -17,8 +18,8 @@ warm-up then cosine decay, over shuffled frames; the batch order of epoch e is d
 
 A state after every epoch (encoder, heads, optimiser, history) is written with
 :func:`vicokd.engine.checkpoint.save_tree` (safetensors + JSON, no pickle); the encoder alone is
-saved as a plain timm state dict in a .safetensors file, loadable through
-``model.visual.pretrained``.
+saved as a plain timm (or ``ASTModel``) state dict in a .safetensors file, loadable through
+``model.visual.pretrained`` (``model.audio.pretrained``).
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from vicokd.config import VisualEncoderConfig, replace
+from vicokd.config import AudioEncoderConfig, VisualEncoderConfig, replace
 from vicokd.data.dataset import normalize_video
 from vicokd.errors import VicokdError
 from vicokd.io import atomic_path
 from vicokd.models.checkpoint import load_tree, save_tree
-from vicokd.models.encoders import build_visual_encoder
+from vicokd.models.encoders import ASTEncoder, build_audio_encoder, build_visual_encoder
 
 PATCH_GROUPS = ("mask", "foreground")  # one column per patch, predicted per patch token with mask_head="tokens"
 STATE_VERSION = 1
@@ -61,7 +62,11 @@ class TargetGroup:
 
 @dataclass(frozen=True)
 class PretrainData:
-    """Frames (N, 3, H, W) uint8 with their target groups; `val` marks held-out frames."""
+    """Inputs with their target groups; `val` marks held-out frames.
+
+    `frames` are images (N, 3, H, W) uint8 for a visual encoder, or normalised fbank chunks
+    (N, R, M) float16 / float32 for an audio encoder.
+    """
 
     frames: np.ndarray
     groups: tuple[TargetGroup, ...]
@@ -109,10 +114,13 @@ class PretrainHeads(nn.Module):
             tokens = group.name in PATCH_GROUPS and mask_head == "tokens"
             self.heads[group.name] = nn.Linear(width, 1 if tokens else group.values.shape[1])
 
-    def forward(self, net: nn.Module, images: Tensor) -> dict[str, Tensor]:
+    def forward(self, net: nn.Module, inputs: Tensor) -> dict[str, Tensor]:
         """Logits per group: (N, k)."""
-        tokens = net.forward_features(images)
-        pooled = net.forward_head(tokens, pre_logits=True)
+        if isinstance(net, ASTEncoder):
+            tokens, pooled = None, net(inputs)
+        else:
+            tokens = net.forward_features(inputs)
+            pooled = net.forward_head(tokens, pre_logits=True)
         out = {}
         for name, head in self.heads.items():
             if name in PATCH_GROUPS and self.mask_head == "tokens":
@@ -132,9 +140,19 @@ def patch_grid(net: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
     return tuple(int(v) for v in embed.grid_size)  # type: ignore[return-value]
 
 
-def build_encoder_net(config: VisualEncoderConfig) -> nn.Module:
-    """The timm network of `config` (its pretrained weights if set), trainable."""
+def build_encoder_net(config: VisualEncoderConfig | AudioEncoderConfig) -> nn.Module:
+    """The timm network (or :class:`ASTEncoder`) of `config`, its pretrained weights if set, trainable."""
+    if isinstance(config, AudioEncoderConfig):
+        if config.kind != "ast":
+            raise VicokdError(f"model.audio.kind: pretraining needs an AST encoder, not {config.kind!r}")
+        return build_audio_encoder(replace(config, freeze=False), dim=1).net
     return build_visual_encoder(replace(config, freeze=False), dim=1).net
+
+
+def _width(net: nn.Module) -> int:
+    if isinstance(net, ASTEncoder):
+        return int(net.model.config.hidden_size)
+    return getattr(net, "head_hidden_size", None) or net.num_features
 
 
 def _group_loss(logits: Tensor, values: Tensor, weight: Tensor) -> Tensor:
@@ -155,10 +173,11 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 def save_encoder(net: nn.Module, path: str | Path) -> Path:
-    """The timm network's state dict as a .safetensors file (temporary file, then rename)."""
+    """The timm network's (the ``ASTModel``'s) state dict as a .safetensors file (temporary file, then rename)."""
     path = Path(path)
+    state = (net.model if isinstance(net, ASTEncoder) else net).state_dict()
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
     return path
 
 
@@ -176,7 +195,7 @@ class _Evaluator:
         net.eval()
         sums: dict[str, list[float]] = {}
         for batch in _batches(self.indices, 512, None):
-            logits = heads(net, _images(self.data, batch, self.settings))
+            logits = heads(net, _inputs(self.data, batch, self.settings))
             for group in self.data.groups:
                 values = torch.from_numpy(group.values[batch])
                 weight = torch.from_numpy(group.weight[batch])
@@ -194,24 +213,27 @@ class _Evaluator:
         return out
 
 
-def _images(data: PretrainData, batch: np.ndarray, settings: PretrainSettings) -> Tensor:
-    return normalize_video(torch.from_numpy(data.frames[np.sort(batch)]), settings.mean, settings.std)
+def _inputs(data: PretrainData, batch: np.ndarray, settings: PretrainSettings) -> Tensor:
+    """The encoder's input for `batch`: normalised images, or the fbank chunks as float32."""
+    rows = torch.from_numpy(data.frames[np.sort(batch)])
+    if rows.dtype == torch.uint8:
+        return normalize_video(rows, settings.mean, settings.std)
+    return rows.float()
 
 
-def pretrain_encoder(config: VisualEncoderConfig, data: PretrainData, settings: PretrainSettings,
+def pretrain_encoder(config: VisualEncoderConfig | AudioEncoderConfig, data: PretrainData, settings: PretrainSettings,
                      state_path: str | Path, *, progress: bool = True,
                      echo: Callable[[str], None] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Train the encoder of `config` on `data` (see the module docstring).
 
     Resumes from `state_path` when it holds a state of the same run (its epochs are kept);
-    returns the trained timm network and a history ``{"epochs": [...], "seconds": ...}``.
+    returns the trained network (:func:`build_encoder_net`) and a history ``{"epochs": [...], "seconds": ...}``.
     """
     settings.validate()
     echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     torch.manual_seed(settings.seed)
     net = build_encoder_net(config)
-    width = getattr(net, "head_hidden_size", None) or net.num_features
-    heads = PretrainHeads(width, data.groups, settings.mask_head)
+    heads = PretrainHeads(_width(net), data.groups, settings.mask_head)
     params = [*net.parameters(), *heads.parameters()]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -257,7 +279,7 @@ def pretrain_encoder(config: VisualEncoderConfig, data: PretrainData, settings: 
             step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
                 group["lr"] = settings.lr * _lr_factor(step, total, warmup)
-            logits = heads(net, _images(data, batch, settings))
+            logits = heads(net, _inputs(data, batch, settings))
             index = torch.from_numpy(batch)
             losses = {name: _group_loss(logits[name], values[index], weight[index])
                       for name, (values, weight) in tensors.items()}

@@ -10,11 +10,13 @@ Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
    seed ``--data-seed``);
 2. pretrain the visual encoder on a separate home (:mod:`vicokd.pipeline.pretrain`: its own
    generator seed, never the demo's clips; supervised by what the simulator knows per frame,
-   never by action labels) into ``OUT/pretrain/encoder.safetensors``;
+   never by action labels) into ``OUT/pretrain/encoder.safetensors``, and the audio encoder (the
+   AST) on the same home's audio, supervised by the kinds of sound in each chunk, into
+   ``OUT/pretrain-audio/encoder.safetensors`` (the analogue of the paper's AudioSet AST);
 3. prepare ``OUT/cache``; person scores from the generator's ground-truth visibility (the
    ``groundtruth`` detector: no detector is run on the synthetic frames);
-4. frozen encoders (the default): the features of the pretrained visual encoder and of a
-   seeded, randomly initialised audio encoder for every grid frame, ``OUT/features``
+4. frozen encoders (the default): the features of the pretrained visual and audio encoders
+   for every grid frame, ``OUT/features``
    (``--finetune`` trains the encoders end to end instead, starting from the same weights);
 5. the Table-1 grid of :mod:`vicokd.pipeline.grid` for one backbone and ``--seeds`` seeds:
    teacher, then every student method (:data:`DEMO_METHODS`) with frame (V_F) and sequence (V_S)
@@ -93,21 +95,29 @@ class DemoOptions:
         return self.out / "pretrain" / ENCODER_FILE
 
     @property
+    def audio_encoder_path(self) -> Path:
+        return self.out / "pretrain-audio" / ENCODER_FILE
+
+    @property
     def features_dir(self) -> Path:
         return self.out / "features"
 
     def synth_options(self) -> SynthOptions:
         return demo_synth_options(self.num_clips, self.views, self.data_seed)
 
-    def pretrain_options(self) -> PretrainOptions:
+    def pretrain_options(self, modality: str = "visual") -> PretrainOptions:
+        """Options of the visual or audio pretraining; both use the home of ``OUT/pretrain``."""
         sizes = FAST_PRETRAIN if self.fast else {}
-        return PretrainOptions(out=self.out / "pretrain", data_seed=self.data_seed, views=self.views,
-                               workers=self.workers, overrides=self.overrides, **sizes)  # type: ignore[arg-type]
+        out = self.out / ("pretrain" if modality == "visual" else "pretrain-audio")
+        return PretrainOptions(out=out, home=self.out / "pretrain" / "home", data_seed=self.data_seed,
+                               views=self.views, modality=modality, workers=self.workers, overrides=self.overrides,
+                               **sizes)  # type: ignore[arg-type]
 
     def plan(self) -> GridPlan:
         env = EnvData(DEMO_ENV, self.out / "data", self.out / "cache")
         overrides = [f"optim.epochs={self.num_epochs}"] if self.num_epochs else []
         overrides.append(f"model.visual.pretrained={self.encoder_path}")
+        overrides.append(f"model.audio.pretrained={self.audio_encoder_path}")
         if not self.finetune:
             overrides.append(f"data.features={self.features_dir}")
         return make_plan("table1", [env], seeds=self.num_seeds, preset="demo", out=self.out,
@@ -127,21 +137,22 @@ def synthesise(options: DemoOptions, log: StepLog, progress: bool = True) -> Non
         step.detail = f"{summary.train} train / {summary.test} test clips, {summary.seconds / 60:.1f} min per view"
 
 
-def pretrain(options: DemoOptions, log: StepLog, progress: bool = True) -> None:
-    """Step: the visual encoder pretrained on a separate home, without action labels."""
-    pretrain_options = options.pretrain_options()
-    with log.step(f"pretrain the visual encoder ({pretrain_options.clips} clips of another home, "
+def pretrain(options: DemoOptions, log: StepLog, modality: str = "visual", progress: bool = True) -> None:
+    """Step: the visual or audio encoder pretrained on a separate home, without action labels."""
+    pretrain_options = options.pretrain_options(modality)
+    encoder = pretrain_options.out / ENCODER_FILE
+    with log.step(f"pretrain the {modality} encoder ({pretrain_options.clips} clips of another home, "
                   f"{pretrain_options.epochs} epochs)") as step:
-        reused = (pretrain_options.out / REPORT_FILE).is_file() and options.encoder_path.is_file()
+        reused = (pretrain_options.out / REPORT_FILE).is_file() and encoder.is_file()
         report = run_pretrain(pretrain_options, progress=progress)
         if reused:
             step.status = "reused"
         step.seconds = sum(s or 0.0 for s in report.get("step_seconds", {}).values()) or None
-        step.detail = f"{options.encoder_path}, targets {', '.join(report['request']['targets'])}"
+        step.detail = f"{encoder}, targets {', '.join(report['request']['targets'])}"
 
 
 def encoder_features(options: DemoOptions, plan: GridPlan, log: StepLog, progress: bool = True) -> None:
-    """Step: frozen-encoder features of every grid frame (pretrained visual, seeded random audio)."""
+    """Step: frozen-encoder features of every grid frame (pretrained visual and audio encoders)."""
     with log.step("encoder features (frozen encoders)") as step:
         config = plan.env_config(plan.envs[0])
         index = read_index(config.data.cache)
@@ -156,9 +167,10 @@ def encoder_features(options: DemoOptions, plan: GridPlan, log: StepLog, progres
 def run_demo(options: DemoOptions, progress: bool = True) -> Path:
     """Every step of the demo (see the module docstring); returns the report's path."""
     plan = options.plan()
-    log = StepLog(options.out / "steps.json", 2 + step_count(plan) + (0 if options.finetune else 1) + 1)
+    log = StepLog(options.out / "steps.json", 3 + step_count(plan) + (0 if options.finetune else 1) + 1)
     synthesise(options, log, progress)
-    pretrain(options, log, progress)
+    pretrain(options, log, "visual", progress)
+    pretrain(options, log, "audio", progress)
     prepare_env(plan, plan.envs[0], log, progress)
     if not options.finetune:
         encoder_features(options, plan, log, progress)

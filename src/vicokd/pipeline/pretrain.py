@@ -1,22 +1,27 @@
-"""`vicokd pretrain`: a visual encoder pretrained without action labels on a separate synthetic home.
+"""`vicokd pretrain`: an encoder pretrained without action labels on a separate synthetic home.
 
-The demo's encoders start from scratch; the paper's start from ImageNet. This is the CPU-scale
-analogue: a second synthetic home, never the demo's, supervises the encoder per frame with
-what the simulator knows (:mod:`vicokd.data.synthetic.targets`: where the actor is on the patch
-grid, whether a camera sees them, their posture, the prop in hand, the scene's lamp, curtains
-and air conditioner). Action labels are never read.
+The demo's encoders start from scratch; the paper's start from ImageNet (visual) and AudioSet
+(audio). This is the CPU-scale analogue: a second synthetic home, never the demo's, supervises
+the encoder per frame with what the simulator knows (:mod:`vicokd.data.synthetic.targets`).
+``modality = "visual"``: where the actor is on the patch grid, whether a camera sees them, their
+posture, the prop in hand, the scene's lamp, curtains and air conditioner. ``modality =
+"audio"``: which kinds of sound play in each 0.4-s chunk (vacuum, gulp, chew, ring, footstep,
+door, ...: AudioSet-style event labels), the AST of ``model.audio`` on the chunk's fbank.
+Action labels are never read.
 
 Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
 
 1. synthesise the pretraining home into ``HOME/data`` (default ``HOME = OUT/home``): the demo's
    generator options (:func:`vicokd.pipeline.home.demo_synth_options`) with the
    generator seed :func:`pretrain_seed` of the data seed, so its clips are never the demo's;
-2. decode every view's grid frames at ``data.image_size`` and compute the per-frame targets,
-   one file per clip in ``HOME/frames-<W>x<H>-grid<gh>x<gw>/``;
-3. train the encoder of ``model.visual`` (:mod:`vicokd.engine.pretrain_encoder`), resumable per
-   epoch (``OUT/train-state.safetensors``);
-4. write ``OUT/encoder.safetensors`` (the timm model's state dict: set
-   ``model.visual.pretrained`` to it) and ``OUT/pretrain.json`` (request, targets, losses, times).
+2. decode every view's grid frames at ``data.image_size`` (audio: every view's fbank chunks, as
+   ``prepare`` computes them) and compute the per-frame targets, one file per clip in
+   ``HOME/frames-<W>x<H>-grid<gh>x<gw>/`` (audio: ``HOME/fbank-<rows>x<mels>/``);
+3. train the encoder of ``model.visual`` or ``model.audio`` (:mod:`vicokd.engine.pretrain_encoder`),
+   resumable per epoch (``OUT/train-state.safetensors``);
+4. write ``OUT/encoder.safetensors`` (the timm model's or ``ASTModel``'s state dict: set
+   ``model.visual.pretrained`` or ``model.audio.pretrained`` to it) and ``OUT/pretrain.json``
+   (request, targets, losses, times).
 
 Several pretraining runs can share one home (``--home``): only steps 3-4 depend on the
 training options.
@@ -37,13 +42,13 @@ from tqdm import tqdm
 
 from vicokd.config import Config, config_to_dict, load_config
 from vicokd.data.annotations import parse_record
-from vicokd.data.media import read_grid_frames
+from vicokd.data.media import fbank_rows, grid_fbank, probe_video, read_audio, read_grid_frames
 from vicokd.data.person_scores import read_person_scores
 from vicokd.data.synthetic import SynthOptions, plan_dataset
 from vicokd.data.synthetic.actor import PROPS
 from vicokd.data.synthetic.generate import VISIBILITY
 from vicokd.data.synthetic.scene import STATE_CHANNELS
-from vicokd.data.synthetic.targets import POSE_TARGETS, clip_targets
+from vicokd.data.synthetic.targets import POSE_TARGETS, SOUND_KINDS, clip_targets, sound_targets
 from vicokd.data.workers import run_in_workers
 from vicokd.engine.pretrain_encoder import (
     PretrainData,
@@ -62,6 +67,8 @@ from vicokd.pipeline.steps import StepLog
 PRETRAIN_SEED_OFFSET = 1_000_000  # generator seed of the pretraining home = data seed + this
 TARGETS = ("visible", "mask", "pose", "hand_mouth", "props", "state", "foreground")
 DEFAULT_TARGETS = ("visible", "mask", "pose", "hand_mouth", "props", "state")
+AUDIO_TARGETS = ("sounds",)  # the kinds of sound playing in each chunk (SOUND_KINDS)
+MODALITIES = ("visual", "audio")
 DEFAULT_CLIPS = 60
 DEFAULT_EPOCHS = 10  # validation mAP above 6 epochs on three demo-like homes (docs/experiments/pretrain.md)
 ENCODER_FILE = "encoder.safetensors"
@@ -87,7 +94,8 @@ class PretrainOptions:
     epochs: int = DEFAULT_EPOCHS
     views: int = 5
     duration: tuple[float, float] = (20.0, 40.0)
-    targets: tuple[str, ...] = DEFAULT_TARGETS
+    targets: tuple[str, ...] | None = None  # None: DEFAULT_TARGETS (visual), AUDIO_TARGETS (audio)
+    modality: str = "visual"
     mask_head: str = "tokens"
     batch_size: int = 128
     lr: float = 2e-3
@@ -99,13 +107,23 @@ class PretrainOptions:
     def home_dir(self) -> Path:
         return self.home if self.home is not None else self.out / "home"
 
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        if self.targets is not None:
+            return self.targets
+        return AUDIO_TARGETS if self.modality == "audio" else DEFAULT_TARGETS
+
     def validate(self) -> None:
-        unknown = [t for t in self.targets if t not in TARGETS]
-        if unknown or not self.targets:
-            raise VicokdError(f"--targets: unknown target {unknown[0]!r} (known: {', '.join(TARGETS)})" if unknown
-                              else f"--targets: name at least one of {', '.join(TARGETS)}")
-        if len(set(self.targets)) != len(self.targets):
-            raise VicokdError(f"--targets: a target is listed twice ({','.join(self.targets)})")
+        if self.modality not in MODALITIES:
+            raise VicokdError(f"--modality {self.modality!r}: choose {' or '.join(MODALITIES)}")
+        known = AUDIO_TARGETS if self.modality == "audio" else TARGETS
+        targets = self.target_names
+        unknown = [t for t in targets if t not in known]
+        if unknown or not targets:
+            raise VicokdError(f"--targets: unknown {self.modality} target {unknown[0]!r} (known: {', '.join(known)})"
+                              if unknown else f"--targets: name at least one of {', '.join(known)}")
+        if len(set(targets)) != len(targets):
+            raise VicokdError(f"--targets: a target is listed twice ({','.join(targets)})")
         if self.data_seed < 0:
             raise VicokdError(f"--data-seed {self.data_seed}: must be >= 0")
         if self.clips < 2:
@@ -258,7 +276,7 @@ def load_pretrain_data(options: PretrainOptions, directory: Path) -> tuple[Pretr
     data = options.home_dir / "data"
     keys = clip_keys(synth, data)
     visibility, _ = read_person_scores(data / VISIBILITY)
-    frames, val, columns = [], [], {name: [] for name in options.targets}
+    frames, val, columns = [], [], {name: [] for name in options.target_names}
     for i, key in enumerate(keys):
         with np.load(directory / f"{key}.npz", allow_pickle=False) as clip:
             arrays = {name: clip[name] for name in clip.files}
@@ -268,7 +286,7 @@ def load_pretrain_data(options: PretrainOptions, directory: Path) -> tuple[Pretr
         visible = visibility[key][:, :length].reshape(-1, 1).astype(np.float32)
         per_frame = {
             "foreground": foreground_cells(arrays["frames"], arrays["mask"].shape[2:]).reshape(views * length, -1)
-            if "foreground" in options.targets else None,
+            if "foreground" in options.target_names else None,
             "visible": visible,
             "mask": arrays["mask"].reshape(views * length, -1),
             "pose": _flat(arrays["pose"], views),
@@ -276,13 +294,13 @@ def load_pretrain_data(options: PretrainOptions, directory: Path) -> tuple[Pretr
             "props": _flat(arrays["props"], views),
             "state": _flat(arrays["state"], views),
         }
-        for name in options.targets:
+        for name in options.target_names:
             columns[name].append((per_frame[name], visible[:, 0]))
     names = {"visible": ("visible",), "pose": POSE_TARGETS, "hand_mouth": ("hand_mouth",), "props": PROPS,
              "state": STATE_CHANNELS}
     groups, dropped = [], {}
     is_val = np.concatenate(val)
-    for name in options.targets:
+    for name in options.target_names:
         values = np.concatenate([v for v, _ in columns[name]]).astype(np.float32)
         seen = np.concatenate([w for _, w in columns[name]]).astype(np.float32)
         # what a camera cannot see it cannot be asked about: pose and props count where the actor is visible
@@ -298,7 +316,7 @@ def load_pretrain_data(options: PretrainOptions, directory: Path) -> tuple[Pretr
         groups.append(TargetGroup(name, np.ascontiguousarray(values[:, keep]), weight,
                                   tuple(c for c, k in zip(labels, keep) if k)))
     if not groups:
-        raise VicokdError(f"--targets {','.join(options.targets)}: every target is constant in this home")
+        raise VicokdError(f"--targets {','.join(options.target_names)}: every target is constant in this home")
     all_frames = np.concatenate(frames)
     info = {"frames": len(all_frames), "val_frames": int(is_val.sum()), "clips": len(keys),
             "val_clips": sum(1 for i in range(len(keys)) if i % VAL_EVERY == VAL_EVERY - 1),
@@ -308,15 +326,113 @@ def load_pretrain_data(options: PretrainOptions, directory: Path) -> tuple[Pretr
     return PretrainData(all_frames, tuple(groups), is_val), info
 
 
+# ------------------------------------------------------------------------------ audio: fbank, sounds
+
+
+def fbank_dir(home: Path, config: Config) -> Path:
+    data = config.data
+    return home / f"fbank-{data.num_mel_bins}mel-{data.frame_length_ms:g}x{data.frame_shift_ms:g}ms-{data.grid}"
+
+
+def _clip_fbank_and_sounds(synth: SynthOptions, index: int, data: Path, config: Config, target: Path) -> str:
+    """One clip's fbank chunks (V, L, R, M) float16, as ``prepare`` computes them, and its sound targets (L, K)."""
+    _, jobs = _planned(synth)
+    job = jobs[index]
+    c = config.data
+    paths = [data / video for video in job.videos]
+    infos = [probe_video(path) for path in paths]
+    length = min(info.grid_length(c.fps, c.grid) for info in infos)
+    samples = [round(info.covered_seconds(length, c.fps, c.grid) * c.sample_rate) for info in infos]
+    rows = min(fbank_rows(n // length, c.sample_rate, c.frame_length_ms, c.frame_shift_ms) for n in samples)
+    views = []
+    for path, n in zip(paths, samples):
+        wave = read_audio(path, c.sample_rate)
+        wave = np.zeros(n, np.float32) if wave is None else np.pad(wave[:n], (0, max(0, n - len(wave))))
+        fbank = grid_fbank(wave, length, c.sample_rate, c.num_mel_bins, c.frame_length_ms, c.frame_shift_ms)
+        views.append(fbank[:, :rows].astype(np.float16))
+    with atomic_path(target) as tmp:
+        np.savez(tmp, fbank=np.stack(views), sounds=sound_targets(job.script, length, c.fps),
+                 videos=np.array([str(p) for p in paths]))
+    return target.name
+
+
+def make_fbank(options: PretrainOptions, config: Config, log: StepLog, progress: bool = True) -> Path:
+    """Step: every clip's fbank chunks and sound targets in ``HOME/fbank-…`` (clips already there are kept)."""
+    synth = options.synth_options()
+    data = options.home_dir / "data"
+    directory = fbank_dir(options.home_dir, config)
+    c = config.data
+    settings = {"version": FRAMES_VERSION, "synth": synth.to_json(), "fps": c.fps, "grid": c.grid,
+                "sample_rate": c.sample_rate, "num_mel_bins": c.num_mel_bins,
+                "frame_length_ms": c.frame_length_ms, "frame_shift_ms": c.frame_shift_ms, "kinds": list(SOUND_KINDS)}
+    with log.step(f"fbank and sound targets ({synth.clips} clips, {len(SOUND_KINDS)} kinds of sound)") as step:
+        manifest = directory / "fbank.json"
+        if manifest.is_file() and json.loads(manifest.read_text()) != settings:
+            raise VicokdError(f"{directory}: made from another home or with other settings; delete it or choose "
+                              "another --home")
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(manifest, settings)
+        keys = clip_keys(synth, data)
+        todo = [(i, directory / f"{key}.npz") for i, key in enumerate(keys) if not (directory / f"{key}.npz").is_file()]
+        if not todo:
+            step.status = "reused"
+            return directory
+        started = time.perf_counter()
+        jobs = [(synth, index, data, config, target) for index, target in todo]
+        with tqdm(total=len(keys), initial=len(keys) - len(todo), desc="fbank+sounds", unit="clip",
+                  disable=not progress, file=sys.stderr) as bar:
+            for _, future in run_in_workers(_clip_fbank_and_sounds, jobs, options.workers):
+                future.result()
+                bar.update()
+        step.detail = f"{len(todo)} clips in {time.perf_counter() - started:.1f} s"
+    return directory
+
+
+def load_audio_pretrain_data(options: PretrainOptions, directory: Path) -> tuple[PretrainData, dict[str, Any]]:
+    """Every view's fbank chunks of the home (N = Σ V·L, R, M) with the ``sounds`` group (kinds that vary)."""
+    keys = clip_keys(options.synth_options(), options.home_dir / "data")
+    chunks, sounds, val, videos = [], [], [], []
+    for i, key in enumerate(keys):
+        with np.load(directory / f"{key}.npz", allow_pickle=False) as clip:
+            fbank, per_chunk = clip["fbank"], clip["sounds"]
+            videos += [str(v) for v in clip["videos"]]
+        views, length = fbank.shape[:2]
+        chunks.append(fbank.reshape(views * length, *fbank.shape[2:]))
+        sounds.append(_flat(per_chunk, views))
+        val.append(np.full(views * length, i % VAL_EVERY == VAL_EVERY - 1))
+    rows = min(chunk.shape[1] for chunk in chunks)  # clips may differ by a row: cut to the shortest
+    inputs = np.concatenate([chunk[:, :rows] for chunk in chunks])
+    values = np.concatenate(sounds).astype(np.float32)
+    is_val = np.concatenate(val)
+    keep = values[~is_val].std(axis=0) > 0
+    if not keep.any():
+        raise VicokdError("--targets sounds: no kind of sound varies in this home")
+    group = TargetGroup("sounds", np.ascontiguousarray(values[:, keep]), np.ones(len(values), np.float32),
+                        tuple(k for k, kept in zip(SOUND_KINDS, keep) if kept))
+    info = {"frames": len(inputs), "val_frames": int(is_val.sum()), "clips": len(keys),
+            "val_clips": sum(1 for i in range(len(keys)) if i % VAL_EVERY == VAL_EVERY - 1),
+            "targets": {"sounds": list(group.columns)},
+            "dropped": {f"sounds.{k}": "constant in the training chunks" for k, kept in zip(SOUND_KINDS, keep)
+                        if not kept},
+            "positive_share": {"sounds": [round(float(x), 4) for x in (group.values[~is_val] > 0.5).mean(axis=0)]},
+            "videos": videos}
+    return PretrainData(inputs, (group,), is_val), info
+
+
 # ------------------------------------------------------------------------------------- run
 
 
 def request(options: PretrainOptions, config: Config) -> dict[str, Any]:
     """What decides the encoder's weights (compared on re-runs)."""
     model = config_to_dict(config.model)
-    return {"synth": options.synth_options().to_json(), "targets": list(options.targets),
-            "mask_head": options.mask_head, "epochs": options.epochs, "batch_size": options.batch_size,
-            "lr": options.lr, "seed": config.train.seed, "visual": model["visual"],
+    common = {"synth": options.synth_options().to_json(), "targets": list(options.target_names),
+              "epochs": options.epochs, "batch_size": options.batch_size, "lr": options.lr, "seed": config.train.seed}
+    if options.modality == "audio":
+        data = config_to_dict(config.data)
+        return {**common, "modality": "audio", "audio": model["audio"],
+                "fbank": {k: data[k] for k in ("fps", "grid", "sample_rate", "num_mel_bins", "frame_length_ms",
+                                                "frame_shift_ms")}}
+    return {**common, "mask_head": options.mask_head, "visual": model["visual"],
             "image_size": list(config.data.image_size), "mean": list(config.data.mean), "std": list(config.data.std)}
 
 
@@ -342,19 +458,23 @@ def run_pretrain(options: PretrainOptions, progress: bool = True) -> dict[str, A
     options.out.mkdir(parents=True, exist_ok=True)
     log = StepLog(options.out / "steps.json", 4)
     synthesise_home(options, log, progress)
-    grid = patch_grid(build_encoder_net(config.model.visual), config.data.image_size)
-    directory = make_frames(options, config, grid, log, progress)
-    with log.step(f"pretrain the encoder ({options.epochs} epochs, targets {','.join(options.targets)})") as step:
+    audio = options.modality == "audio"
+    encoder_config = config.model.audio if audio else config.model.visual
+    grid = None if audio else patch_grid(build_encoder_net(config.model.visual), config.data.image_size)
+    directory = make_fbank(options, config, log, progress) if audio else make_frames(options, config, grid, log,
+                                                                                       progress)
+    with log.step(f"pretrain the {options.modality} encoder ({options.epochs} epochs, targets "
+                  f"{','.join(options.target_names)})") as step:
         if report_path.is_file() and encoder_path.is_file():
             report = json.loads(report_path.read_text())
             step.status, step.seconds = "reused", report["train_seconds"]
             net = None
         else:
-            data, info = load_pretrain_data(options, directory)
+            data, info = (load_audio_pretrain_data if audio else load_pretrain_data)(options, directory)
             settings = PretrainSettings(epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
                                         seed=config.train.seed, mask_head=options.mask_head,
                                         mean=config.data.mean, std=config.data.std)
-            net, history = pretrain_encoder(config.model.visual, data, settings, options.out / STATE_FILE,
+            net, history = pretrain_encoder(encoder_config, data, settings, options.out / STATE_FILE,
                                             progress=progress, echo=log.echo)
             step.detail = f"{info['frames']} frames, final train loss {history['epochs'][-1]['train']['loss']:.3f}"
     with log.step("write the encoder and the report") as step:
@@ -364,12 +484,13 @@ def run_pretrain(options: PretrainOptions, progress: bool = True) -> dict[str, A
             return report
         save_encoder(net, encoder_path)
         steps = {name: rec.get("seconds") for name, rec in log.records.items()}
+        usage = f"--set model.{options.modality}.pretrained={encoder_path}"
         report = {"request": wanted, "encoder": str(encoder_path), "generator_seed": pretrain_seed(options.data_seed),
-                  "data_seed": options.data_seed, "home": str(options.home_dir), "patch_grid": list(grid),
+                  "data_seed": options.data_seed, "home": str(options.home_dir),
+                  "patch_grid": None if grid is None else list(grid),
                   **info, "epochs": history["epochs"], "train_seconds": history["seconds"],
-                  "step_seconds": steps,
-                  "usage": f"--set model.visual.pretrained={encoder_path}"}
+                  "step_seconds": steps, "usage": usage}
         write_json_atomic(report_path, report)
         step.detail = str(encoder_path)
-    print(f"encoder: {encoder_path}; use it with --set model.visual.pretrained={encoder_path}")
+    print(f"encoder: {encoder_path}; use it with {usage}")
     return report

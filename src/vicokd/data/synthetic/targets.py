@@ -11,7 +11,11 @@ where the camera matters and per clip otherwise:
 * ``hand_mouth`` (L,): 1 when a hand target is within :data:`MOUTH_RADIUS` of the mouth;
 * ``props`` (L, 6): which prop of :data:`~vicokd.data.synthetic.actor.PROPS` is held;
 * ``state`` (L, 5): the scene channels of :data:`~vicokd.data.synthetic.scene.STATE_CHANNELS`;
-* ``present`` (L,): 1 while the actor is in the room.
+* ``present`` (L,): 1 while the actor is in the room;
+* :func:`sound_targets` (L, K): per grid chunk (the audio of [j / 2.5, (j + 1) / 2.5) s), the share
+  of it during which a sound of each kind of :data:`SOUND_KINDS` plays (the recipes of
+  :mod:`.audio`: vacuum, gulp, chew, ring, footstep, door, ...). The kind of a sound, never the
+  action it belongs to: AudioSet-style event labels for pretraining an audio encoder.
 
 Whether a camera sees the actor at all is the generator's ``visibility.npz``. Nothing here
 renders pixels or writes videos; the script of a clip is planned again from the generator's
@@ -27,12 +31,14 @@ import numpy as np
 
 from vicokd.data.sampling import grid_length
 from vicokd.data.synthetic.actor import PROPS, Capsules, mouth, pose_capsules
+from vicokd.data.synthetic.audio import RECIPES
 from vicokd.data.synthetic.render import GRID_FPS, StaticLayer, cast_capsules, frame_times
 from vicokd.data.synthetic.scene import STATE_CHANNELS, Camera, Home
 from vicokd.data.synthetic.script import ClipScript
 
 POSE_TARGETS = ("sit", "bend", "walk")
 MOUTH_RADIUS = 0.15  # metres between a hand target and the mouth that count as "hand at the mouth"
+SOUND_KINDS: tuple[str, ...] = tuple(sorted(RECIPES))
 
 
 class MaskCaster:
@@ -101,3 +107,22 @@ def clip_targets(home: Home, script: ClipScript, size: tuple[int, int], fps: flo
         "state": np.stack([state[c] for c in STATE_CHANNELS], axis=1).astype(np.float32),
         "present": present,
     }
+
+
+def sound_targets(script: ClipScript, length: int, fps: float = GRID_FPS) -> np.ndarray:
+    """Share (L, K) of grid chunk j = [j / fps, (j + 1) / fps) s covered by sounds of each kind of
+    :data:`SOUND_KINDS` (float32 in [0, 1]; overlapping sounds of one kind count once)."""
+    starts = np.arange(length) / fps
+    out = np.zeros((length, len(SOUND_KINDS)), dtype=np.float32)
+    for k, kind in enumerate(SOUND_KINDS):
+        spans = sorted((e.start, e.start + e.duration) for e in script.sounds if e.kind == kind and e.duration > 0)
+        merged: list[list[float]] = []
+        for begin, end in spans:
+            if merged and begin <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([begin, end])
+        for begin, end in merged:
+            overlap = np.clip(np.minimum(starts + 1 / fps, end) - np.maximum(starts, begin), 0, None)
+            out[:, k] += (overlap * fps).astype(np.float32)
+    return np.clip(out, 0.0, 1.0)
