@@ -54,6 +54,9 @@ from vicokd.models.backbones import backbone_spec
 from vicokd.models.checkpoint import load_state_dict, model_from_checkpoint, read_meta, update_meta
 
 
+INIT_FILE = "init.json"  # test mAP of the weights a run starts from
+
+
 class SafetensorsModelCheckpoint(ModelCheckpoint):
     """Lightning's checkpoint callback writing ``best``/``last`` as safetensors + JSON."""
 
@@ -254,6 +257,8 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
                            person=person, eval_split="test" if config.train.select_on_test else "val")
     directory.mkdir(parents=True, exist_ok=True)
     write_text(directory / "config.yaml", config_to_yaml(config))
+    if not resume:  # the test mAP of the weights the run starts from (kept for a resumed run)
+        write_json_atomic(directory / INIT_FILE, _initial_test_metrics(config, module, data))
     resume_epoch = read_meta(last)["epoch"] if resume else None
     trainer, checkpoint = build_trainer(config, directory, epochs=config.optim.epochs,
                                         progress=progress, resume_epoch=resume_epoch)
@@ -273,6 +278,9 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
         data.test_split = "test"
     test_trainer.test(module, datamodule=data, verbose=False)
     test = module.last_eval
+    transfer = None
+    if teacher is not None:
+        transfer = _transfer(config, module, teacher, teacher_checkpoint, data, test, calibration, directory)
     summary = {
         "name": config.train.name, "method": method.name, "role": method.role,
         "supervision": config.distill.supervision if method.role == "student" else "frame",
@@ -284,6 +292,8 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
         "test": {"seq_map": test["seq_map"], "frame_map": test["frame_map"],
                  "per_class": per_class_ap_table(test["seq_logits"], test["labels"], classes)},
         "calibration": calibration.to_json() if calibration else None,
+        "init": _read_init(directory),
+        "transfer": transfer,
         "teacher": teacher_meta, "epochs": config.optim.epochs, "seconds": round(time.perf_counter() - started, 1),
         "grad_share": {**summarize_grad_shares(directory / "metrics.csv"),
                        "every": config.train.grad_share_every,
@@ -292,6 +302,83 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
     if trainer.is_global_zero:
         write_json_atomic(directory / "summary.json", summary)
     return summary
+
+
+
+def _without_rng_change(function: Any) -> Any:
+    """Run `function()` leaving the torch, numpy and Python random states as they were."""
+    import random
+
+    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    try:
+        return function()
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+
+
+def _initial_test_metrics(config: Config, module: ViCoKDModule, data: ClipsDataModule) -> dict[str, Any]:
+    """Test sequence and frame mAP of the model before its first step (step 0: its initialisation).
+
+    For a student started from the teacher (``distill.student_init: teacher``) this is what the
+    copied weights are worth on their own; the run's training starts from exactly these weights
+    (the random states are left as they were).
+    """
+    def measure() -> dict[str, Any]:
+        trainer, _ = build_trainer(config, None, epochs=1, progress=False)
+        split = data.test_split
+        data.test_split = "test"
+        try:
+            trainer.test(module, datamodule=data, verbose=False)
+        finally:
+            data.test_split = split
+        return {"seq_map": module.last_eval["seq_map"], "frame_map": module.last_eval["frame_map"],
+                "student_init": config.distill.student_init if module.teacher is not None else "scratch"}
+
+    return _without_rng_change(measure)
+
+
+def _read_init(directory: Path) -> dict[str, Any] | None:
+    import json
+
+    path = directory / INIT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _transfer(config: Config, module: ViCoKDModule, teacher: MultiViewActionModel, teacher_checkpoint: str | Path,
+              data: ClipsDataModule, test: dict[str, Any], calibration: Calibration | None,
+              directory: Path) -> dict[str, Any]:
+    """How much of the teacher the student took: the teacher on the same test clips, the agreement of
+    their frame decisions, per-class AP of both.
+
+    Decisions: p ≥ threshold per class, each model at its own calibrated thresholds (0.5 where it
+    has none); agreement = share of (test frame, class) pairs decided alike.
+    """
+    classes = module.classes
+    teacher_module = ViCoKDModule(config, classes, model=teacher)
+    trainer, _ = build_trainer(config, None, epochs=1, progress=False)
+    trainer.test(teacher_module, datamodule=data, verbose=False)
+    taught = teacher_module.last_eval
+    if not np.array_equal(taught["ids"], test["ids"]):
+        raise VicokdError("transfer diagnostics: teacher and student saw different test clips")
+    teacher_calibration = read_meta(teacher_checkpoint).get("calibration")
+
+    def decisions(logits: np.ndarray, stored: Calibration | None) -> np.ndarray:
+        flat = torch.as_tensor(logits).reshape(-1, len(classes))
+        if stored is None:
+            return (flat.sigmoid() >= 0.5).numpy()
+        probs = stored.probabilities(flat, classes).numpy()
+        return probs >= stored.threshold_array(classes)
+
+    student_says = decisions(test["frame_logits"], calibration)
+    teacher_says = decisions(taught["frame_logits"],
+                             Calibration.from_json(teacher_calibration) if teacher_calibration else None)
+    return {
+        "teacher_test": {"seq_map": taught["seq_map"], "frame_map": taught["frame_map"],
+                         "per_class": per_class_ap_table(taught["seq_logits"], taught["labels"], classes)},
+        "frame_decision_agreement": float((student_says == teacher_says).mean()),
+    }
 
 
 def format_evaluation(report: dict[str, Any]) -> str:

@@ -21,7 +21,8 @@ Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
 5. the Table-1 grid of :mod:`vicokd.pipeline.grid` for one backbone and ``--seeds`` seeds:
    teacher, then every student method (:data:`DEMO_METHODS`) with frame (V_F) and sequence (V_S)
    labels;
-6. the report: Table 1 as mean ± std over seeds (the same table code as ``vicokd reproduce``),
+6. every teacher on the test split with its audio, with half of it and without it;
+7. the report: Table 1 as mean ± std over seeds (the same table code as ``vicokd reproduce``),
    the gradient share of every loss term, per-class AP, Fig. 3-style validation curves, the floor
    plan, the time of every step and the configs used.
 
@@ -41,6 +42,7 @@ from vicokd.data.synthetic import SynthOptions
 from vicokd.engine.features import compute_features
 from vicokd.pipeline.demo_report import write_report
 from vicokd.pipeline.grid import (
+    Cell,
     EnvData,
     GridPlan,
     make_plan,
@@ -164,10 +166,33 @@ def encoder_features(options: DemoOptions, plan: GridPlan, log: StepLog, progres
         step.detail = f"{len(index.clips)} clips into {options.features_dir}"
 
 
+AUDIO_CONDITIONS = ("av", "audio-missing", "visual")  # what the teacher is evaluated under (vicokd evaluate)
+
+
+def teacher_conditions(plan: GridPlan, summaries: dict[Cell, dict], log: StepLog, progress: bool = True) -> None:
+    """Step: every teacher seed on the test split with its audio, with half the views' audio dropped
+    (``audio-missing``) and with none (``visual``), into ``<run>/eval/test-<condition>.json``."""
+    from vicokd.engine.run import evaluate
+
+    with log.step("the teacher with and without its audio (test split)") as step:
+        done = 0
+        for cell, summary in summaries.items():
+            if cell.method != "teacher":
+                continue
+            for condition in AUDIO_CONDITIONS:
+                target = plan.out / "runs" / cell.name / "eval" / f"test-{condition}.json"
+                if not target.is_file():
+                    evaluate(summary["best_checkpoint"], split="test", condition=condition, out=target,
+                             progress=False)
+                    done += 1
+        step.status = "done" if done else "reused"
+        step.detail = f"{done} evaluations"
+
+
 def run_demo(options: DemoOptions, progress: bool = True) -> Path:
     """Every step of the demo (see the module docstring); returns the report's path."""
     plan = options.plan()
-    log = StepLog(options.out / "steps.json", 3 + step_count(plan) + (0 if options.finetune else 1) + 1)
+    log = StepLog(options.out / "steps.json", 3 + step_count(plan) + (0 if options.finetune else 1) + 2)
     synthesise(options, log, progress)
     pretrain(options, log, "visual", progress)
     pretrain(options, log, "audio", progress)
@@ -175,6 +200,7 @@ def run_demo(options: DemoOptions, progress: bool = True) -> Path:
     if not options.finetune:
         encoder_features(options, plan, log, progress)
     summaries = run_cells(plan, log, progress)
+    teacher_conditions(plan, summaries, log, progress)
     with log.step("report") as step:
         report = write_report(options, plan, summaries, log)
         step.detail = str(report)

@@ -292,6 +292,131 @@ def actor_attention_section(options: DemoOptions, plan: GridPlan, summaries: dic
     ])
 
 
+def _eval_report(plan: GridPlan, cell: Cell, condition: str) -> dict[str, Any] | None:
+    import json
+
+    path = plan.out / "runs" / cell.name / "eval" / f"test-{condition}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def teacher_audio_section(plan: GridPlan) -> str:
+    """The teacher with its audio, with half the views' audio dropped and with none: mean ± std over
+    seeds, and per class the AP the audio adds (which classes the sound carries)."""
+    from vicokd.pipeline.demo import AUDIO_CONDITIONS
+
+    reports = {c: [r for seed in plan.seeds if (r := _eval_report(plan, _cell(plan, "teacher", seed=seed), c))]
+               for c in AUDIO_CONDITIONS}
+    if not reports["av"]:
+        return ""
+    names = {"av": "with audio", "audio-missing": "audio-missing (each view's audio dropped with p = ½)",
+             "visual": "no audio at all"}
+    rows = []
+    for condition, found in reports.items():
+        if found:
+            rows.append([names[condition], _text(Stat(tuple(r["seq_map"] for r in found))),
+                         _text(Stat(tuple(r["frame_map"] for r in found))), str(len(found))])
+    av = Stat(tuple(r["seq_map"] for r in reports["av"]))
+    lines = ["## What the teacher hears\n",
+             "The teacher's test mAP with its audio and without it (`vicokd evaluate --condition ...`), mean ± std "
+             "over the seeds. Its audio encoder is the AST pretrained on the kinds of sound of a separate home "
+             "([pretrain-audio/pretrain.json](pretrain-audio/pretrain.json)), frozen.\n",
+             markdown_table(["teacher", "sequence mAP", "frame mAP", "seeds"], rows), ""]
+    for condition in ("audio-missing", "visual"):
+        if reports[condition]:
+            line = compare("With audio", av, names[condition].split(" (")[0],
+                           Stat(tuple(r["seq_map"] for r in reports[condition])))
+            lines.append(f"- Sequence mAP: {line}")
+    if reports["visual"]:
+        classes = [row["class"] for row in reports["av"][0]["per_class_seq"]]
+        rows = []
+        for i, name in enumerate(classes):
+            cells = []
+            for key in ("per_class_seq", "per_class_frame"):
+                gains = [a[key][i]["ap"] - v[key][i]["ap"] for a, v in zip(reports["av"], reports["visual"])
+                         if not (a[key][i]["excluded"] or v[key][i]["excluded"])]
+                cells.append(_text(Stat(tuple(gains))) if gains else "—")
+            rows.append([name, *cells])
+        lines += ["", "Per class: AP with audio minus AP without any (test, mean ± std over seeds).\n",
+                  markdown_table(["class", "sequence AP gain", "frame AP gain"], rows)]
+    return "\n".join(lines) + "\n"
+
+
+def transfer_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) -> str:
+    """Per distillation method: the student's test mAP at step 0 and at its best epoch, the share of the
+    teacher-student gap it closes, and the agreement of its frame decisions with the teacher's."""
+    rows = []
+    gaps: dict[tuple[str, str], list[float]] = {}
+    for sup, tag in (("frame", "V_F"), ("sequence", "V_S")):
+        for method in plan.methods:
+            if method in ("teacher", "student"):
+                continue
+            init, best, closed, agree = [], [], [], []
+            for seed in plan.seeds:
+                summary = summaries.get(_cell(plan, method, sup, seed))
+                base = summaries.get(_cell(plan, "student", sup, seed))
+                teacher = summaries.get(_cell(plan, "teacher", seed=seed))
+                if summary is None or not summary.get("transfer"):
+                    continue
+                if summary.get("init"):
+                    init.append(summary["init"]["seq_map"])
+                best.append(summary["test"]["seq_map"])
+                agree.append(100 * summary["transfer"]["frame_decision_agreement"])
+                if base and teacher and teacher["test"]["seq_map"] != base["test"]["seq_map"]:
+                    closed.append(100 * (summary["test"]["seq_map"] - base["test"]["seq_map"])
+                                  / (teacher["test"]["seq_map"] - base["test"]["seq_map"]))
+            if not best:
+                continue
+            gaps[(method, sup)] = closed
+            rows.append([f"{method_label(method)} {tag}", _text(Stat(tuple(init))) if init else "—",
+                         _text(Stat(tuple(best))), _text(Stat(tuple(closed))) if closed else "—",
+                         _text(Stat(tuple(agree)))])
+    if not rows:
+        return ""
+    return ("## Transfer from the teacher\n\n"
+            "Test sequence mAP of each distilled student at step 0 (its initialisation: "
+            "`distill.student_init`) and at its best epoch (chosen on validation); the teacher-student gap "
+            "closed, (student_KD − student) / (teacher − student) per seed in percent (the plain student and the "
+            "teacher of the same seed); and the share of (test frame, class) decisions on which student and "
+            "teacher agree (each at its calibrated thresholds). Mean ± std over seeds.\n\n"
+            + markdown_table(["method", "step 0", "best epoch", "gap closed [%]", "decision agreement [%]"], rows))
+
+
+def per_class_transfer_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) -> str:
+    """Per class: the teacher's lead over the student and how much of it CoKD and ViCoKD recovered (V_F, V_S)."""
+    def per_class(cell: Cell) -> dict[str, float] | None:
+        summary = summaries.get(cell)
+        return None if summary is None else {row["class"]: row["ap"] for row in summary["test"]["per_class"]
+                                             if not row["excluded"]}
+
+    rows = []
+    for sup, tag in (("frame", "V_F"), ("sequence", "V_S")):
+        lead: dict[str, list[float]] = {}
+        won: dict[tuple[str, str], list[float]] = {}
+        for seed in plan.seeds:
+            teacher, base = per_class(_cell(plan, "teacher", seed=seed)), per_class(_cell(plan, "student", sup, seed))
+            if teacher is None or base is None:
+                continue
+            for name in teacher:
+                if name in base:
+                    lead.setdefault(name, []).append(teacher[name] - base[name])
+            for method in ("cokd", "vicokd"):
+                kd = per_class(_cell(plan, method, sup, seed))
+                for name in (kd or {}):
+                    if name in base:
+                        won.setdefault((method, name), []).append(kd[name] - base[name])
+        for name, values in lead.items():
+            rows.append([tag, name, _text(Stat(tuple(values))),
+                         *(_text(Stat(tuple(won[(m, name)]))) if won.get((m, name)) else "—"
+                           for m in ("cokd", "vicokd"))])
+    if not rows:
+        return ""
+    return ("## Per class: the teacher's lead and what distillation recovered\n\n"
+            "Test sequence AP, mean ± std over seeds of the per-seed differences: teacher − student, and "
+            "KD student − student (the part of the lead recovered; negative = lost).\n\n"
+            + markdown_table(["supervision", "class", "teacher − student", "CoKD − student", "ViCoKD − student"],
+                             rows))
+
+
 def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dict[str, Any]], log: StepLog) -> Path:
     """``OUT/report.md`` with ``OUT/plots/*`` and ``OUT/tables/table1.*``."""
     out = options.out
@@ -312,8 +437,9 @@ def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dic
         "Teacher and students start from a visual encoder pretrained without action labels on a separate "
         "synthetic home ([pretrain/pretrain.json](pretrain/pretrain.json)); "
         + ("the encoders are trained end to end (`--finetune`). " if options.finetune else
-           "the encoders are frozen and the runs train from their cached features (the audio encoder of the "
-           "teacher is a seeded random AST). ")
+           "the encoders are frozen and the runs train from their cached features; the teacher's audio encoder "
+           "is an AST pretrained on the kinds of sound of that home, never its action labels "
+           "([pretrain-audio/pretrain.json](pretrain-audio/pretrain.json)). ")
         + "Person masks come from the generator's ground-truth visibility (`groundtruth` detector), "
         "not from a detector run on the frames. Models are chosen on the validation split; "
         "all numbers below are on the test split, measured by this run, mean ± sample std over the seeds.\n",
@@ -322,6 +448,9 @@ def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dic
         "Same code as `vicokd reproduce --grid table1` (files: [tables/table1.md](tables/table1.md), "
         "[tables/table1.csv](tables/table1.csv)).\n",
         *[table_markdown(table) for table in tables],
+        teacher_audio_section(plan),
+        transfer_section(plan, summaries),
+        per_class_transfer_section(plan, summaries),
         per_class_section(plan, summaries, plots),
         curves_section(plan, summaries, plots),
         loss_terms_section(plan, summaries),
