@@ -25,7 +25,9 @@ def demo(tmp_path_factory):
 def test_demo_writes_report_tables_and_plots(demo):
     out, _ = demo
     report = (out / "report.md").read_text()
-    for heading in ("## What the runs measured", "## Table 1", "## Per-class AP", "## mAP per epoch",
+    for heading in ("## What the runs measured", "## Table 1", "## What the teacher hears",
+                    "## Transfer from the teacher", "## Per class: the teacher's lead", "## Per-class AP",
+                    "## mAP per epoch",
                     "## Gradient share of each loss term", "## Attention maps", "## The synthetic home",
                     "## Steps and times", "## Configs used"):
         assert heading in report, heading
@@ -38,6 +40,16 @@ def test_demo_writes_report_tables_and_plots(demo):
     encoder = out / "pretrain" / "encoder.safetensors"
     config = json.loads((out / "runs" / "synthetic-home-multitsf-vicokd-frame-s1" / "summary.json").read_text())
     assert encoder.is_file() and (out / "features").is_dir() and config["grad_share"]["every"] > 0
+    # the teacher hears through the AST pretrained on the pretraining home's sounds
+    audio = out / "pretrain-audio" / "encoder.safetensors"
+    teacher_run = out / "runs" / "synthetic-home-multitsf-teacher-s0"
+    teacher = json.loads((teacher_run / "checkpoints" / "best.json").read_text())
+    assert audio.is_file() and teacher["vicokd"]["pretrained"]["audio"] == str(audio)
+    for condition in ("av", "audio-missing", "visual"):
+        assert (teacher_run / "eval" / f"test-{condition}.json").is_file()
+    # transfer diagnostics in every distillation run's summary
+    assert config["init"]["student_init"] == "teacher" and 0 <= config["init"]["seq_map"] <= 100
+    assert 0 <= config["transfer"]["frame_decision_agreement"] <= 1 and config["transfer"]["teacher_test"]["per_class"]
     for name in RUNS:
         assert (out / "runs" / f"synthetic-home-multitsf-{name}" / "summary.json").is_file(), name
     for stem in ("fig3-curves-frame", "fig3-curves-sequence", "per-class-ap", "floorplan"):
@@ -62,6 +74,10 @@ def test_demo_pretraining_never_reads_the_demo_clips(demo):
 
     demo_videos, pretrain_videos = digests(out / "data"), digests(out / "pretrain" / "home")
     assert demo_videos and pretrain_videos and not demo_videos & pretrain_videos
+    # the audio encoder learnt from the pretraining home's files only (by content, not by name)
+    heard = json.loads((out / "pretrain-audio" / "pretrain.json").read_text())
+    audio_videos = {hashlib.sha256(open(path, "rb").read()).hexdigest() for path in heard["videos"]}
+    assert audio_videos and audio_videos <= pretrain_videos and not audio_videos & demo_videos
     made = json.loads((out / "pretrain" / "pretrain.json").read_text())
     assert made["generator_seed"] != json.loads((out / "data" / "synth.json").read_text())["options"]["seed"]
     assert str(out / "pretrain" / "home") in made["home"] and str(out / "data") not in made["home"]
@@ -77,8 +93,9 @@ def test_demo_rerun_reuses_and_resumes(demo, capsys):
     (run / "summary.json").unlink()  # as if killed after its last checkpoint
     assert main(args) == 0
     printed = capsys.readouterr().out
-    # synth, pretrain (and its own 4 steps), prepare, person scores, features + finished runs
-    assert printed.count(": reused") == 5 + 4 + len(RUNS) - 1
+    # synth, visual and audio pretraining (and their own 4 steps each), prepare, person scores, features,
+    # the teacher's audio conditions + finished runs
+    assert printed.count(": reused") == 7 + 4 + 4 + len(RUNS) - 1
     assert "vicokd-sequence-s0: resumed" in printed
     assert (run / "summary.json").is_file() and kept.stat().st_mtime_ns == before
     steps = json.loads((out / "steps.json").read_text())["steps"]

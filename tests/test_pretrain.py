@@ -15,7 +15,8 @@ from vicokd.cli import main
 from vicokd.config import replace
 from vicokd.data.synthetic import SynthOptions, generate_home, plan_dataset
 from vicokd.data.synthetic.render import ViewRenderer, render_view
-from vicokd.data.synthetic.targets import clip_targets
+from vicokd.data.synthetic.script import SoundEvent
+from vicokd.data.synthetic.targets import SOUND_KINDS, clip_targets, sound_targets
 from vicokd.engine.pretrain_encoder import PretrainData, PretrainSettings, TargetGroup, pretrain_encoder
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
@@ -105,7 +106,8 @@ def test_rerun_reuses_finished_steps(pretrained: PretrainOptions, capsys: pytest
 
 
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for extra, message in ((["--targets", "visible,actions"], "unknown target 'actions'"),
+    for extra, message in ((["--targets", "visible,actions"], "unknown visual target 'actions'"),
+                           (["--modality", "audio", "--targets", "visible"], "unknown audio target 'visible'"),
                            (["--clips", "1"], "--clips 1"), (["--duration", "soon"], "--duration 'soon'")):
         assert main(["pretrain", str(tmp_path / "x"), *extra, "--quiet"]) == 2
         err = capsys.readouterr().err
@@ -175,3 +177,43 @@ def test_foreground_cells_find_what_moves() -> None:
     assert np.all(cells[1] == 0)  # a still view has no foreground
     assert cells[0, 0, 0, 0] == 1.0 and cells[0, 8, 0, 2] == 1.0  # the square, where it is
     assert np.all(cells[0, :, 1:] == 0)
+
+
+# ------------------------------------------------------------------------------ audio
+
+
+@pytest.fixture(scope="module")
+def heard(pretrained: PretrainOptions, tmp_path_factory: pytest.TempPathFactory) -> PretrainOptions:
+    """The audio encoder pretrained on the visual run's home (as the demo does)."""
+    options = PretrainOptions(out=tmp_path_factory.mktemp("pretrain-audio") / "pt", home=pretrained.home_dir,
+                              modality="audio", **TINY)
+    run_pretrain(options, progress=False)
+    return options
+
+
+def test_sound_targets_hand_computed() -> None:
+    class Script:  # the one field sound_targets reads
+        sounds = (SoundEvent("gulp", 0.2, 0.4, 1.0), SoundEvent("gulp", 0.5, 0.2, 1.0),
+                  SoundEvent("ring", 0.9, 1.0, (0.0, 0.0, 1.0)))
+
+    targets = sound_targets(Script(), 3)  # chunks [0, .4), [.4, .8), [.8, 1.2)
+    gulp, ring = SOUND_KINDS.index("gulp"), SOUND_KINDS.index("ring")
+    np.testing.assert_allclose(targets[:, gulp], [0.5, 0.75, 0.0], atol=1e-6)  # 0.2-0.7 merged once
+    np.testing.assert_allclose(targets[:, ring], [0.0, 0.0, 0.75], atol=1e-6)
+    assert targets.sum() == pytest.approx(2.0)
+
+
+def test_audio_checkpoint_loads_through_model_audio_pretrained(heard: PretrainOptions) -> None:
+    encoder = heard.out / ENCODER_FILE
+    saved = load_file(str(encoder))
+    config = replace(heard.load_config(), **{"model.audio.pretrained": str(encoder), "model.mode": "teacher"})
+    model = MultiViewActionModel(config.model, 4)
+    loaded = model.audio_encoder.net.model.state_dict()
+    assert set(loaded) == set(saved)
+    assert all(torch.equal(loaded[name], value) for name, value in saved.items())
+    report = json.loads((heard.out / REPORT_FILE).read_text())
+    assert report["request"]["modality"] == "audio" and report["targets"]["sounds"]
+    assert set(report["targets"]["sounds"]) <= set(SOUND_KINDS)
+    assert report["usage"] == f"--set model.audio.pretrained={encoder}"
+    # it learnt from the pretraining home's videos and nothing else
+    assert report["videos"] and all(str(heard.home_dir / "data") in path for path in report["videos"])

@@ -53,7 +53,6 @@ from vicokd.models import MultiViewActionModel
 from vicokd.models.backbones import backbone_spec
 from vicokd.models.checkpoint import load_state_dict, model_from_checkpoint, read_meta, update_meta
 
-
 INIT_FILE = "init.json"  # test mAP of the weights a run starts from
 
 
