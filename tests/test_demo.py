@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,7 +77,7 @@ def test_demo_pretraining_never_reads_the_demo_clips(demo):
     assert demo_videos and pretrain_videos and not demo_videos & pretrain_videos
     # the audio encoder learnt from the pretraining home's files only (by content, not by name)
     heard = json.loads((out / "pretrain-audio" / "pretrain.json").read_text())
-    audio_videos = {hashlib.sha256(open(path, "rb").read()).hexdigest() for path in heard["videos"]}
+    audio_videos = {hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in heard["videos"]}
     assert audio_videos and audio_videos <= pretrain_videos and not audio_videos & demo_videos
     made = json.loads((out / "pretrain" / "pretrain.json").read_text())
     assert made["generator_seed"] != json.loads((out / "data" / "synth.json").read_text())["options"]["seed"]
