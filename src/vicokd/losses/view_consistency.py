@@ -59,6 +59,26 @@ def _bernoulli(p: Tensor) -> Tensor:
     return torch.stack([p, 1.0 - p], dim=-1)
 
 
+def pair_divergences(probs: Tensor, divergence: Literal["js", "kl"] = "js", multilabel: bool = False
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """Divergence of every view pair i < j at every frame: (B, N_pairs, T), and the pairs' view indices.
+
+    `probs` (B, V, T, C) as in :func:`view_consistency_loss`; JS (or ``KL(p_i ‖ p_j)``) over classes,
+    or with `multilabel` the mean over classes of the Bernoulli divergences. Returns
+    ``(divergences, first, second)`` with ``first[k] < second[k]`` the views of pair k.
+    """
+    if divergence not in ("js", "kl"):
+        raise ValueError(f"divergence must be 'js' or 'kl', got {divergence!r}")
+    p = promote(probs)
+    first, second = torch.triu_indices(p.shape[1], p.shape[1], offset=1, device=p.device)
+    p_i, p_j = p[:, first], p[:, second]  # (B, N_pairs, T, C)
+    divergence_of = _js if divergence == "js" else _kl
+    # multilabel: the Bernoulli (p, 1 − p) of every class on a new last axis, then the mean over classes
+    terms = (divergence_of(_bernoulli(p_i), _bernoulli(p_j)).mean(dim=-1) if multilabel
+             else divergence_of(p_i, p_j))
+    return terms, first, second
+
+
 def view_consistency_loss(
     probs: Tensor,
     mask: Tensor,
@@ -78,15 +98,9 @@ def view_consistency_loss(
     batch, views, frames, _ = probs.shape
     if tuple(mask.shape) != (batch, views, frames):
         raise ValueError(f"mask must be (B, V, T) = {(batch, views, frames)}, got {tuple(mask.shape)}")
-    if divergence not in ("js", "kl"):
-        raise ValueError(f"divergence must be 'js' or 'kl', got {divergence!r}")
     p = promote(probs)
-    first, second = torch.triu_indices(views, views, offset=1, device=p.device)
-    p_i, p_j = p[:, first], p[:, second]  # (B, N_pairs, T, C)
-    divergence_of = _js if divergence == "js" else _kl
-    # multilabel: the Bernoulli (p, 1 − p) of every class on a new last axis, then the mean over classes
-    terms = (divergence_of(_bernoulli(p_i), _bernoulli(p_j)).mean(dim=-1) if multilabel
-             else divergence_of(p_i, p_j))  # (B, N_pairs, T)
+    terms, first, second = pair_divergences(p, divergence, multilabel)  # (B, N_pairs, T)
+    p_i, p_j = p[:, first], p[:, second]
     if confidence_weighting:
         weight = p_i.amax(dim=-1) * p_j.amax(dim=-1)
         terms = terms * (weight.detach() if detach_weights else weight)
