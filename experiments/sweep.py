@@ -55,7 +55,8 @@ def main() -> None:
             entry = {**record, "name": name, "val": summary["val"], "test": {k: summary["test"][k] for k in
                                                                               ("seq_map", "frame_map")},
                      "best_epoch": summary["best_epoch"], "grad_share": summary["grad_share"],
-                     "seconds": summary["seconds"]}
+                     "seconds": summary["seconds"], "init": summary.get("init"),
+                     "agreement": (summary.get("transfer") or {}).get("frame_decision_agreement")}
             with results.open("a") as handle:
                 handle.write(json.dumps(entry) + "\n")
             print(name, "val", {k: round(v, 2) for k, v in summary["val"].items()}, "test",
@@ -91,7 +92,7 @@ def write_table(results: Path, out: Path) -> None:
     for r in records:
         groups.setdefault((r["variant"], r["method"], r["supervision"]), []).append(r)
     lines = ["| variant | method | sup | n | val seq mAP | val frame mAP | test seq mAP | test frame mAP | "
-             "VC share % | LD share % |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "test seq mAP at step 0 | VC share % | LD share % |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (variant, method, sup), rows in groups.items():
         shares = [r["grad_share"]["share"] for r in rows]
         vc = [100 * s["vc"] for s in shares if "vc" in s]
@@ -99,7 +100,8 @@ def write_table(results: Path, out: Path) -> None:
         lines.append(f"| {variant} | {method} | {'V_F' if sup == 'frame' else 'V_S'} | {len(rows)} | "
                      f"{_stat([r['val']['seq_map'] for r in rows])} | {_stat([r['val']['frame_map'] for r in rows])} | "
                      f"{_stat([r['test']['seq_map'] for r in rows])} | "
-                     f"{_stat([r['test']['frame_map'] for r in rows])} | {_stat(vc)} | {_stat(ld)} |")
+                     f"{_stat([r['test']['frame_map'] for r in rows])} | "
+                     f"{_stat([r['init']['seq_map'] for r in rows if r.get('init')])} | {_stat(vc)} | {_stat(ld)} |")
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
 

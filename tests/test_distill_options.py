@@ -169,6 +169,31 @@ def test_student_init_copies_every_shared_weight() -> None:
         wider.copy_shared_weights(teacher)
 
 
+@pytest.mark.parametrize("backbone", ["multitsf", "multiasl", "multitrans"])
+def test_gated_student_from_the_teacher_is_the_teacher_without_audio_at_step_0(backbone: str) -> None:
+    """model.fusion.student_gate: g = 0 at init, so F^AV = F^V, as a teacher whose audio is absent."""
+    torch.manual_seed(0)
+    teacher = MultiViewActionModel(tiny_model_config(backbone, mode="teacher"), C).eval()
+    gated = replace(tiny_model_config(backbone), **{"fusion.student_gate": True})
+    student = MultiViewActionModel(gated, C).eval()
+    student.copy_shared_weights(teacher)
+    frames = video()
+    with torch.no_grad():
+        silent = teacher({"video": frames, "audio": torch.zeros(B, V, T, 48, 128),
+                          "audio_present": torch.zeros(B, V, dtype=torch.bool)})
+        out = student({"video": frames})
+    torch.testing.assert_close(out.seq_logits, silent.seq_logits)
+    torch.testing.assert_close(out.view_frame_logits, silent.view_frame_logits)
+    # the gate trains: L_S reaches it through the attention output
+    student.train()
+    two_way_loss(student({"video": frames}).seq_logits, labels()).backward()
+    assert student.attention_gate.grad is not None and student.attention_gate.grad.abs().sum() > 0
+    ungated = MultiViewActionModel(tiny_model_config(backbone), C).eval()
+    ungated.copy_shared_weights(teacher)
+    with torch.no_grad():  # without the gate the random adapter's pseudo-audio moves the outputs
+        assert not torch.allclose(ungated({"video": frames}).seq_logits, silent.seq_logits)
+
+
 # ---------------------------------------------------------------- gradient shares
 
 

@@ -119,6 +119,11 @@ class FusionConfig:
     # attention inputs only; the residual F^AV = F^V + F^attn uses the encoder output as is.
     positional: bool = True
     adapter_hidden: int | None = None  # None = D (the paper's Linear(D→D) → ReLU → Linear(D→D))
+    # Paper silent; beyond Eq. 6. True: the student adds its pseudo-audio attention through a
+    # per-channel gate g initialised at 0, F^AV = F^V + g ⊙ F^attn, so that a student started from the
+    # teacher (distill.student_init: teacher) is at step 0 exactly the teacher without audio, instead of
+    # the teacher's attention applied to a random adapter's output. False: Eq. 3 as written.
+    student_gate: bool = False
 
 
 @dataclass(frozen=True)

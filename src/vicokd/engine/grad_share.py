@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 INERT_SHARE = 0.01  # a term under 1 % of the summed term gradient norms is called inert
 _PREFIX_GROUPS = (("visual_encoder.", "visual"), ("audio_encoder.", "audio"), ("adapter.", "cross_modal"),
-                  ("cross_attention.", "cross_modal"))
+                  ("cross_attention.", "cross_modal"), ("attention_gate", "cross_modal"))
 
 
 def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:

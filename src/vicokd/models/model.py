@@ -5,6 +5,7 @@
     teacher:  F^V = E_V(video)   F^A = E_A(audio)     F^attn = CrossAttn(F^V, F^A)   (Eq. 2)
     student:  F^V = E_V(video)   F̂^A = A_ψ(F^V)       F^attn = CrossAttn(F^V, F̂^A)   (Eq. 6)
     both:     F^AV = F^V + F^attn (Eq. 3)  →  backbone  →  F^Fusion and logits
+    (student with ``model.fusion.student_gate``: F^attn = g ⊙ CrossAttn(F^V, F̂^A), g ∈ R^D from 0)
 
 ``forward(batch)`` takes a dict:
 
@@ -37,7 +38,7 @@ extras                dict          backbone extras: ``human_logits`` (B, V, T) 
 ====================  ============  =============================================================
 
 Teacher and student share every parameter name except ``audio_encoder.*`` (teacher only) and
-``adapter.*`` (student only), so ``student.load_state_dict(teacher.state_dict(), strict=False)``
+``adapter.*`` / ``attention_gate`` (student only), so ``student.load_state_dict(teacher.state_dict(), strict=False)``
 reports exactly those as unexpected / missing keys.
 """
 
@@ -99,6 +100,8 @@ class MultiViewActionModel(nn.Module):
             self.audio_encoder = build_audio_encoder(config.audio, config.dim)
         else:
             self.adapter = CrossModalAdapter(config.dim, config.fusion.adapter_hidden)
+            if config.fusion.student_gate:  # model.fusion.student_gate: g ⊙ F^attn, g = 0 at init
+                self.attention_gate = nn.Parameter(torch.zeros(config.dim))
         self.cross_attention = CrossModalAttention(config.dim, config.fusion.num_heads, config.fusion.dropout,
                                                    config.fusion.positional)
         self.backbone = build_backbone(config, num_classes)
@@ -184,6 +187,8 @@ class MultiViewActionModel(nn.Module):
         else:
             audio = self.adapter(visual)
         attn = self.cross_attention(visual, audio, present)
+        if not self.is_teacher and self.config.fusion.student_gate:
+            attn = attn * self.attention_gate
         av = visual + attn
         out = self.backbone(av)
         # model.sequence_head "frame_pool": temporal average pooling of the view-fused frame logits
