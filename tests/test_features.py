@@ -19,6 +19,7 @@ from vicokd.engine.module import ViCoKDModule
 from vicokd.engine.run import fit
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
+from vicokd.models.checkpoint import load_state_dict
 
 from media_helpers import make_dataset
 
@@ -125,3 +126,45 @@ def test_features_of_a_clip_prepare_redid_are_refused_then_recomputed(setup, tmp
     assert "(1 new)" in capsys.readouterr().out
     MultiViewClips(config.data.cache, "test", 6, features=out)  # current again
     np.testing.assert_array_equal(load_features(out, "01_00_Part1", "visual"), before["01_00_Part1"])
+
+
+def test_trainable_top_block_from_cached_tokens_equals_the_model_on_raw_video(setup):
+    """model.visual.trainable_blocks: 1 — the cache holds the tokens after block L-1; a run trains the
+    top block (and everything above) from them, and its model gives the raw-video output."""
+    base, overrides, teacher = setup
+    out = base / "feats-k1"
+    k1 = [*overrides, "model.visual.trainable_blocks=1"]
+    compute_features(load_config(CONFIGS / "teacher.yaml", k1), out, encoders_from=teacher, progress=False)
+    tokens = load_features(out, "01_00_Part1", "visual")
+    assert tokens.ndim == 4 and tokens.shape[:2] == (3, 10)  # (V, L, prefix + patches, W)
+    config = apply_feature_cache(load_config(CONFIGS / "teacher.yaml", [*k1, f"data.features={out}"]))
+    assert not config.model.visual.freeze and config.model.audio.freeze
+    model = MultiViewActionModel(config.model, 4).eval()
+    load_cached_encoders(model, out)
+    encoder = model.visual_encoder
+    trainable = {name for name, p in encoder.net.named_parameters() if p.requires_grad}
+    last = len(encoder.net.blocks) - 1
+    assert trainable and all(name.startswith((f"blocks.{last}.", "norm.", "fc_norm.")) for name in trainable)
+    assert not encoder.net.patch_embed.proj.weight.requires_grad
+    pixels = collate([MultiViewClips(config.data.cache, "test", 6)[0]])
+    cached = collate([MultiViewClips(config.data.cache, "test", 6, features=out)[0]])
+    assert cached["visual_features"].shape[:3] == (1, 3, 6) and cached["visual_features"].ndim == 5
+    pixels["video"] = normalize_video(pixels["video"], config.data.mean, config.data.std)
+    with torch.no_grad():
+        from_pixels, from_cache = model(pixels), model(cached)
+    torch.testing.assert_close(from_cache.visual, from_pixels.visual, atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(from_cache.seq_logits, from_pixels.seq_logits, atol=2e-2, rtol=2e-2)
+    # a run from the tokens trains the top block, and its checkpoint runs on raw video
+    run = load_config(CONFIGS / "teacher.yaml", [*k1, f"data.features={out}", "train.name=k1"])
+    summary = fit(run, progress=False)
+    trained = load_state_dict(summary["best_checkpoint"])
+    start = load_file(str(out / ENCODERS_FILE))
+    top = [k for k in start if k.startswith(f"visual_encoder.net.blocks.{last}.")]
+    below = [k for k in start if k.startswith("visual_encoder.net.patch_embed.")]
+    assert any(not torch.equal(trained[k], start[k]) for k in top)
+    assert all(torch.equal(trained[k], start[k]) for k in below)
+    assert main(["evaluate", "--ckpt", summary["best_checkpoint"], "--set", "data.features=null",
+                 "--out", str(base / "k1-pixels.json")]) == 0
+    with pytest.raises(VicokdError, match="-1 .* cannot train from data.features"):
+        apply_feature_cache(load_config(CONFIGS / "teacher.yaml", [*overrides, f"data.features={out}",
+                                                                   "model.visual.trainable_blocks=-1"]))

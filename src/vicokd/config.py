@@ -82,6 +82,12 @@ class VisualEncoderConfig:
     chunk_size: int = 256  # frames per encoder call (memory bound)
     checkpointing: bool = False  # recompute each chunk in backward instead of storing activations
     freeze: bool = False  # encoder weights fixed and in eval mode; the projection to D still trains
+    # K top transformer blocks that train (ViT-style timm models): 0 = frozen (as `freeze`), K >= 1 =
+    # blocks L-K .. L-1 and the final norm train, the patch embedding and blocks below stay fixed; -1 =
+    # all. With data.features, the cache holds the tokens after block L-K (K >= 1) or the pooled
+    # features (K = 0) and a run trains from them; its checkpoints still run on raw video.
+    # None = follow `freeze` (data.features then freezes the encoder).
+    trainable_blocks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -371,7 +377,7 @@ RANGES: dict[str, str] = {
     "data.fps": "(0, inf)", "data.num_frames": "[1, inf)", "data.image_size": "[1, inf)",
     "data.sample_rate": "[1, inf)", "data.num_mel_bins": "[1, inf)", "data.frame_length_ms": "(0, inf)",
     "data.frame_shift_ms": "(0, inf)", "data.std": "(0, inf)", "data.val_fraction": "[0, 1)",
-    "data.person_threshold": "[0, 1]", "data.num_workers": "[0, inf)",
+    "data.person_threshold": "[0, 1]", "data.num_workers": "[0, inf)", "model.visual.trainable_blocks": "[-1, inf)",
     "model.dim": "[1, inf)", "model.fusion.num_heads": "[1, inf)", "model.fusion.dropout": "[0, 1)",
     "optim.lr": "(0, inf)", "optim.weight_decay": "[0, inf)", "optim.min_lr": "[0, inf)",
     "optim.batch_size": "[1, inf)", "optim.epochs": "[1, inf)", "optim.accumulate_grad_batches": "[1, inf)",

@@ -35,6 +35,7 @@ from vicokd.errors import VicokdError
 from vicokd.io import atomic_path, write_json_atomic
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import load_state_dict, read_safetensors
+from vicokd.models.encoders import vit_tokens
 
 _ENCODERS = ("visual_encoder", "audio_encoder")
 
@@ -102,7 +103,7 @@ def compute_features(config: Config, out: str | Path, *, encoders_from: str | Pa
             if all(p.is_file() for p in targets.values()) and features_are_current(out, index.clips[key]):
                 continue
             frames = torch.from_numpy(np.array(load_frames(data.cache, key)))  # (V, L, 3, H, W)
-            visual = model.visual_encoder.features(model.normalize(frames))
+            visual = _visual_features(model, model.normalize(frames))
             _save_array(targets["visual"], visual.to(torch.float16).numpy())
             if audio:
                 fbank = torch.from_numpy(load_fbank(data.cache, key).astype(np.float32))
@@ -114,18 +115,39 @@ def compute_features(config: Config, out: str | Path, *, encoders_from: str | Pa
     return header
 
 
+def _visual_features(model: MultiViewActionModel, frames: torch.Tensor) -> torch.Tensor:
+    """What the cache keeps of the visual encoder: pooled features (V, L, W), or with
+    ``model.visual.trainable_blocks`` K >= 1 the tokens after block L-K (V, L, N, W)."""
+    encoder = model.visual_encoder
+    if encoder.token_start is None:
+        return encoder.features(frames)
+    lead = frames.shape[:-3]
+    items = frames.reshape(-1, *frames.shape[-3:])
+    tokens = torch.cat([vit_tokens(encoder.net, chunk, encoder.token_start)
+                        for chunk in items.split(encoder.chunk_size)])
+    return tokens.reshape(*lead, *tokens.shape[1:])
+
+
 def apply_feature_cache(config: Config) -> Config:
-    """The run config with frozen encoders when ``data.features`` is set (checked against the cache)."""
+    """The run config with frozen encoders when ``data.features`` is set (checked against the cache).
+
+    The visual encoder stays as it is with ``trainable_blocks`` K >= 1 (its top K blocks train on
+    the cached tokens); -1 (all blocks) cannot train from a cache.
+    """
     if config.data.features is None:
         return config
+    blocks = config.model.visual.trainable_blocks
+    if blocks == -1:
+        raise VicokdError("model.visual.trainable_blocks: -1 (every block) cannot train from data.features; "
+                          "set K >= 1 or drop data.features")
     header = read_feature_index(config.data.features)
     if header["model"] != _encoder_sections(config):
         raise VicokdError(f"{config.data.features}: features were computed with other model.visual / model.audio "
                           "/ data.image_size settings than this config")
     if config.model.mode == "teacher" and not header["audio"]:
         raise VicokdError(f"{config.data.features}: has no audio features; a teacher needs them")
-    model = replace(config.model, visual=replace(config.model.visual, freeze=True),
-                    audio=replace(config.model.audio, freeze=True))
+    visual = config.model.visual if blocks is not None and blocks > 0 else replace(config.model.visual, freeze=True)
+    model = replace(config.model, visual=visual, audio=replace(config.model.audio, freeze=True))
     return replace(config, model=model)
 
 

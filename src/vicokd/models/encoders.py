@@ -45,6 +45,8 @@ __all__ = [
     "fit_rows",
     "load_weights",
     "resolve_pretrained",
+    "vit_from_tokens",
+    "vit_tokens",
 ]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
@@ -168,6 +170,65 @@ class ChunkedEncoder(nn.Module):
         """(*lead, *item) → (*lead, D)."""
         return self.proj(self.features(x))
 
+    def from_tokens(self, tokens: Tensor) -> Tensor:
+        """F^V from the cached tokens after block L-K (:func:`vit_tokens`): (*lead, N, W) → (*lead, D).
+
+        Runs the top K blocks, the final norm and the pooling (:func:`vit_from_tokens`), in chunks.
+        """
+        start = self.token_start
+        if start is None:
+            raise VicokdError("token features need model.visual.trainable_blocks >= 1")
+        lead = tokens.shape[:-2]
+        items = tokens.reshape(-1, *tokens.shape[-2:])
+
+        def run(chunk: Tensor) -> Tensor:
+            return vit_from_tokens(self.net, chunk, start)
+
+        chunks = [checkpoint(run, chunk, use_reentrant=False)
+                  if self.checkpointing and self.training and torch.is_grad_enabled() else run(chunk)
+                  for chunk in items.split(self.chunk_size)]
+        return self.proj(torch.cat(chunks).reshape(*lead, -1))
+
+    @property
+    def token_start(self) -> int | None:
+        """L-K, the first block that trains (None unless some but not all blocks train)."""
+        return getattr(self, "_token_start", None)
+
+    def train_top_blocks(self, count: int) -> None:
+        """Freeze all of a ViT-style `net` but its top `count` blocks and final norm (count >= 1)."""
+        blocks = getattr(self.net, "blocks", None)
+        if blocks is None or not hasattr(self.net, "patch_embed"):
+            raise ConfigError(f"model.visual.trainable_blocks: {count} needs a ViT-style timm model, "
+                              f"not {type(self.net).__name__}")
+        if count > len(blocks):
+            raise ConfigError(f"model.visual.trainable_blocks: {count}, but the encoder has {len(blocks)} blocks")
+        self._token_start = len(blocks) - count
+        self.net.requires_grad_(False)
+        for module in (*list(blocks)[self._token_start:], self.net.norm, getattr(self.net, "fc_norm", None)):
+            if module is not None:
+                module.requires_grad_(True)
+
+
+def vit_tokens(net: nn.Module, images: Tensor, upto: int) -> Tensor:
+    """Tokens of a timm ViT after its first `upto` blocks: (N, 3, H, W) → (N, prefix + patches, W).
+
+    ``patch_embed → position embedding (+ prefix tokens) → patch dropout → norm_pre → blocks[:upto]``,
+    the start of timm's ``forward_features``.
+    """
+    x = net.norm_pre(net.patch_drop(net._pos_embed(net.patch_embed(images))))
+    for block in list(net.blocks)[:upto]:
+        x = block(x)
+    return x
+
+
+def vit_from_tokens(net: nn.Module, tokens: Tensor, start: int) -> Tensor:
+    """The rest of a timm ViT from the tokens after block `start`: ``blocks[start:] → norm → pooled``,
+    (N, tokens, W) → (N, W); ``vit_from_tokens(net, vit_tokens(net, x, s), s) == net(x)``."""
+    x = tokens
+    for block in list(net.blocks)[start:]:
+        x = block(x)
+    return net.forward_head(net.norm(x), pre_logits=True)
+
 
 # ------------------------------------------------------------------------------ visual
 
@@ -197,8 +258,13 @@ def build_visual_encoder(config: VisualEncoderConfig, dim: int) -> ChunkedEncode
         raise VicokdError(f"model.visual.pretrained: {source}: does not fit {config.name} "
                           f"{config.timm_kwargs or ''}: {_mismatch(exc)}") from None
     width = getattr(net, "head_hidden_size", None) or net.num_features
-    return ChunkedEncoder(net, width, dim, item_ndim=3, chunk_size=config.chunk_size,
-                          checkpointing=config.checkpointing, freeze=config.freeze)
+    blocks = config.trainable_blocks
+    frozen = config.freeze if blocks is None else blocks == 0
+    encoder = ChunkedEncoder(net, width, dim, item_ndim=3, chunk_size=config.chunk_size,
+                             checkpointing=config.checkpointing, freeze=frozen)
+    if blocks is not None and blocks > 0:
+        encoder.train_top_blocks(blocks)
+    return encoder
 
 
 @torch.no_grad()

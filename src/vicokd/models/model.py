@@ -16,7 +16,9 @@
 - ``"audio_present"`` (B, V) bool (teacher only; default all True): a False view gets
   F^attn = 0, so F^AV = F^V;
 - or, for frozen encoders, ``"visual_features"`` / ``"audio_features"`` (B, V, T, width): the
-  cached outputs of the encoders' networks (before their projection to D) in place of video/audio.
+  cached outputs of the encoders' networks (before their projection to D) in place of video/audio;
+  with ``model.visual.trainable_blocks: K`` ≥ 1, ``"visual_features"`` (B, V, T, N, width) are the
+  tokens after block L-K, and the top K blocks run on them.
 
 and returns a :class:`ModelOutput` (B batch, V views, T frames, C classes, D = ``model.dim``):
 
@@ -170,8 +172,10 @@ class MultiViewActionModel(nn.Module):
         return maps.reshape(*lead, *maps.shape[-2:])
 
     def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
-        if "visual_features" in batch:  # frozen encoder, features cached by `prepare --features`
-            visual = self.visual_encoder.proj(batch["visual_features"])
+        if "visual_features" in batch:  # cached by `prepare --features`: pooled (B, V, T, W) or tokens (.., N, W)
+            cached = batch["visual_features"]
+            visual = (self.visual_encoder.from_tokens(cached) if cached.ndim == 5
+                      else self.visual_encoder.proj(cached))
         else:
             video = batch["video"]
             if video.ndim != 6:
