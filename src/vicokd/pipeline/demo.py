@@ -101,8 +101,19 @@ class DemoOptions:
         return self.out / "pretrain-audio" / ENCODER_FILE
 
     @property
+    def trainable_blocks(self) -> int:
+        """``model.visual.trainable_blocks`` of the runs (0: frozen encoders)."""
+        return self.pretrain_options().load_config().model.visual.trainable_blocks or 0
+
+    @property
+    def encoders_change(self) -> bool:
+        """Whether the runs train (part of) the visual encoder, so each model looks its own way."""
+        return self.finetune or self.trainable_blocks != 0
+
+    @property
     def features_dir(self) -> Path:
-        return self.out / "features"
+        blocks = self.trainable_blocks
+        return self.out / ("features" if blocks == 0 else f"features-top{blocks}")
 
     def synth_options(self) -> SynthOptions:
         return demo_synth_options(self.num_clips, self.views, self.data_seed)

@@ -67,7 +67,8 @@ def _stat(results: Sequence[RunResult], plan: GridPlan, method: str, supervision
 
 
 def _text(stat: Stat, fmt: str = ".2f") -> str:
-    return f"{stat.mean:{fmt}}" + (f" ± {stat.std:{fmt}}" if stat.std is not None else "")
+    spread = fmt.lstrip("+")
+    return f"{stat.mean:{fmt}}" + (f" ± {stat.std:{spread}}" if stat.std is not None else "")
 
 
 def compare(name_a: str, a: Stat | None, name_b: str, b: Stat | None) -> str | None:
@@ -181,9 +182,9 @@ def _pick_moment(frames_labels: np.ndarray, visible: np.ndarray) -> int:
 
 
 def attention_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plots: Path) -> str:
-    """Fig. 4-style: views × {teacher, student, ViCoKD} CLS attention on chosen test clips."""
+    """Fig. 4-style: views × {teacher, student, CoKD, ViCoKD} CLS attention on chosen test clips."""
     chosen = {"Teacher": _cell(plan, "teacher"), "Student V_F": _cell(plan, "student"),
-              "ViCoKD V_F": _cell(plan, "vicokd")}
+              "CoKD V_F": _cell(plan, "cokd"), "ViCoKD V_F": _cell(plan, "vicokd")}
     if not all(cell in summaries for cell in chosen.values()):
         return ""
     config = plan.config(chosen["Teacher"])
@@ -261,11 +262,15 @@ def actor_attention_section(options: DemoOptions, plan: GridPlan, summaries: dic
     torch.manual_seed(config.train.seed)
     encoders["randomly initialised (seed of the runs)"] = MultiViewActionModel(
         replace(model_config, **{"visual.pretrained": None}), classes, config.data.mean, config.data.std)
-    if options.finetune:
-        for label, method in (("Teacher", "teacher"), ("Student V_F", "student"), ("ViCoKD V_F", "vicokd")):
-            cell = _cell(plan, method)
-            if cell in summaries:
-                encoders[f"{label} (fine-tuned)"] = model_from_checkpoint(summaries[cell]["best_checkpoint"])[0]
+    trained: dict[str, list[MultiViewActionModel]] = {}
+    if options.encoders_change:  # every seed's encoder: the share is a mean ± std over seeds
+        for label, method in (("Teacher", "teacher"), ("Student V_F", "student"), ("CoKD V_F", "cokd"),
+                              ("ViCoKD V_F", "vicokd")):
+            for seed in plan.seeds:
+                cell = _cell(plan, method, seed=seed)
+                if cell in summaries:
+                    trained.setdefault(f"{label} (trained)", []).append(
+                        model_from_checkpoint(summaries[cell]["best_checkpoint"])[0])
     probe = next(iter(encoders.values())).eval()
     h, w = index.image_size
     with torch.no_grad():
@@ -275,12 +280,28 @@ def actor_attention_section(options: DemoOptions, plan: GridPlan, summaries: dic
         return "## Where the visual encoder looks\n\nNo test frame shows the actor: nothing to measure.\n"
     video = torch.from_numpy(frames).permute(0, 3, 1, 2)
     rows, chance = [], 0.0
-    for label, model in encoders.items():
+
+    def share(model: MultiViewActionModel) -> float:
+        nonlocal chance
         model.eval()
         with torch.no_grad():
             maps = torch.cat([model.visual_attention(chunk) for chunk in video.split(1024)]).float().numpy()
         inside, chance = attention_inside(maps, coverage)
-        rows.append([label, f"{100 * inside:.1f}"])
+        return 100 * inside
+
+    for label, model in encoders.items():
+        rows.append([label, f"{share(model):.1f}"])
+    shares = {label: [share(model) for model in models] for label, models in trained.items()}
+    for label, values in shares.items():
+        rows.append([label, _text(Stat(tuple(values)), ".1f")])
+    paired = []
+    if "ViCoKD V_F (trained)" in shares and "Student V_F (trained)" in shares:
+        diffs = [a - b for a, b in zip(shares["ViCoKD V_F (trained)"], shares["Student V_F (trained)"])]
+        paired.append(f"- ViCoKD − student, paired over seeds: {_text(Stat(tuple(diffs)), '+.1f')} points "
+                      "(the paper's Fig. 4 claim: ViCoKD attends more to the person).")
+    if "ViCoKD V_F (trained)" in shares and "CoKD V_F (trained)" in shares:
+        diffs = [a - b for a, b in zip(shares["ViCoKD V_F (trained)"], shares["CoKD V_F (trained)"])]
+        paired.append(f"- ViCoKD − CoKD, paired over seeds: {_text(Stat(tuple(diffs)), '+.1f')} points.")
     return "\n".join([
         "## Where the visual encoder looks\n",
         f"Share of the last-block CLS attention (mean over heads) that falls on the actor, weighted by the part "
@@ -288,7 +309,7 @@ def actor_attention_section(options: DemoOptions, plan: GridPlan, summaries: dic
         f"{len(frames):,} test images (every {ACTOR_STRIDE}th grid frame of every test clip, each view that sees "
         f"the actor). Uniform "
         f"attention would give {100 * chance:.1f} %.\n",
-        markdown_table(["visual encoder", "attention on the actor [%]"], rows), "",
+        markdown_table(["visual encoder", "attention on the actor [%]"], rows), "", *paired, "",
     ])
 
 
@@ -497,6 +518,10 @@ def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dic
         "Teacher and students start from a visual encoder pretrained without action labels on a separate "
         "synthetic home ([pretrain/pretrain.json](pretrain/pretrain.json)); "
         + ("the encoders are trained end to end (`--finetune`). " if options.finetune else
+           f"the top {options.trainable_blocks} block(s) of the visual encoder train from cached tokens, "
+           "the rest of the encoders is frozen; the teacher's audio encoder is an AST pretrained on the kinds of "
+           "sound of that home, never its action labels "
+           "([pretrain-audio/pretrain.json](pretrain-audio/pretrain.json)). " if options.trainable_blocks else
            "the encoders are frozen and the runs train from their cached features; the teacher's audio encoder "
            "is an AST pretrained on the kinds of sound of that home, never its action labels "
            "([pretrain-audio/pretrain.json](pretrain-audio/pretrain.json)). ")
@@ -516,7 +541,7 @@ def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dic
         curves_section(plan, summaries, plots),
         loss_terms_section(plan, summaries),
         grad_share_section(plan, summaries),
-        attention_section(plan, summaries, plots) if options.finetune else
+        attention_section(plan, summaries, plots) if options.encoders_change else
         "## Attention maps\n\nLeft out: with frozen encoders every model shares the pretrained visual encoder, so "
         "the Fig. 4 maps of teacher, student and ViCoKD would be the same picture. `vicokd demo --finetune` "
         "trains the encoders and draws them.\n",
