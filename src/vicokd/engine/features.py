@@ -45,6 +45,17 @@ def _encoder_sections(config: Config) -> dict[str, Any]:
     return {"visual": model["visual"], "audio": model["audio"], "image_size": list(config.data.image_size)}
 
 
+def _same_encoders(recorded: dict[str, Any] | None, config: Config) -> bool:
+    """Whether a feature directory's recorded encoder sections are those of `config`; a field the record
+    lacks (added to the config since) counts as its default."""
+    if recorded is None:
+        return False
+    defaults = _encoder_sections(Config())
+    filled = {**recorded, **{section: {**defaults[section], **recorded.get(section, {})}
+                             for section in ("visual", "audio")}}
+    return filled == _encoder_sections(config)
+
+
 def _save_array(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         np.save(tmp, array)
@@ -84,7 +95,8 @@ def compute_features(config: Config, out: str | Path, *, encoders_from: str | Pa
               "source": source, "audio": audio}
     if (out / FEATURES_FILE).is_file():
         old = read_feature_index(out)
-        if {k: old.get(k) for k in header} != header:
+        if not _same_encoders(old.get("model"), config) or {k: old.get(k) for k in header if k != "model"} != {
+                k: v for k, v in header.items() if k != "model"}:
             raise VicokdError(f"{out}: features were computed with other settings; use another directory")
     (out / "clips").mkdir(parents=True, exist_ok=True)
     nets = {name: getattr(model, name).net for name in _ENCODERS if audio or name == "visual_encoder"}
@@ -141,7 +153,7 @@ def apply_feature_cache(config: Config) -> Config:
         raise VicokdError("model.visual.trainable_blocks: -1 (every block) cannot train from data.features; "
                           "set K >= 1 or drop data.features")
     header = read_feature_index(config.data.features)
-    if header["model"] != _encoder_sections(config):
+    if not _same_encoders(header["model"], config):
         raise VicokdError(f"{config.data.features}: features were computed with other model.visual / model.audio "
                           "/ data.image_size settings than this config")
     if config.model.mode == "teacher" and not header["audio"]:

@@ -62,7 +62,7 @@ from vicokd.engine.pretrain_encoder import (
 from vicokd.errors import VicokdError
 from vicokd.io import atomic_path, write_json_atomic
 from vicokd.pipeline.home import demo_synth_options, synthesise_or_reuse
-from vicokd.pipeline.steps import StepLog
+from vicokd.pipeline.steps import StepLog, request_difference
 
 PRETRAIN_SEED_OFFSET = 1_000_000  # generator seed of the pretraining home = data seed + this
 TARGETS = ("visible", "mask", "pose", "hand_mouth", "props", "state", "foreground")
@@ -437,10 +437,11 @@ def request(options: PretrainOptions, config: Config) -> dict[str, Any]:
 
 
 def _difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
-            return f"{key}: {old.get(key)!r} → {new.get(key)!r}"
-    return None
+    """The first key where two pretraining requests differ (encoder fields added since at their defaults)."""
+    model = config_to_dict(Config()).get("model", {})
+    defaults = {f"{section}.{key}": value for section in ("visual", "audio")
+                for key, value in model[section].items()}
+    return request_difference(old, new, defaults)
 
 
 def run_pretrain(options: PretrainOptions, progress: bool = True) -> dict[str, Any]:

@@ -115,12 +115,20 @@ def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def request_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """The first result-changing key where two requested configs differ, as ``key: old → new``."""
+def request_difference(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None = None
+                       ) -> str | None:
+    """The first result-changing key where two requests differ, as ``key: old → new``.
+
+    A key the old request lacks (a field added to the config since) counts as its value in
+    `defaults` (the flattened default config when None): new fields default to what was done before.
+    """
     old_flat, new_flat = _flat(old), _flat(new)
+    defaults = _flat(config_to_dict(Config())) if defaults is None else defaults
     for key in sorted(set(old_flat) | set(new_flat)):
         if key in _LOCATION_KEYS or key.startswith("detect."):
             continue
+        if key not in old_flat and key in defaults:
+            old_flat[key] = defaults[key]
         if old_flat.get(key) != new_flat.get(key):
             return f"{key}: {old_flat.get(key)!r} → {new_flat.get(key)!r}"
     return None
