@@ -51,6 +51,12 @@ def is_grid_multiple(source_fps: float, fps: float = 2.5) -> bool:
     return round(ratio) >= 1 and abs(ratio - round(ratio)) <= RATE_TOLERANCE * ratio
 
 
+def earlier_is_nearer(target: float, earlier: float, later: float) -> bool:
+    """Whether the frame at `earlier` s is grid time `target`'s under ``timestamps`` rather than the
+    one at `later` s (earlier ≤ target ≤ later): the nearer one, the earlier on a tie (to :data:`TIE_S`)."""
+    return target - earlier <= later - target + TIE_S
+
+
 def timestamp_grid_length(end_seconds: float, fps: float = 2.5) -> int:
     """Grid frames of a video that ends at `end_seconds`: ``ceil(E · fps)`` (0 for no frames)."""
     return max(0, math.ceil(end_seconds * fps - 1e-6))
@@ -165,7 +171,7 @@ class GridPicker:
             while self.next_index / self.fps <= now:
                 target = self.next_index / self.fps
                 before = self.previous
-                earlier = before is not None and target - before[0] <= now - target + TIE_S
+                earlier = before is not None and earlier_is_nearer(target, before[0], now)
                 given.append((self.next_index, self._out(before[1] if earlier else frame)))  # type: ignore[index]
                 self.next_index += 1
         self.previous = (now, frame)

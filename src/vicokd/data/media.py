@@ -39,7 +39,13 @@ import av
 import numpy as np
 import torch
 
-from vicokd.data.frame_grid import GridPicker, GridRule, VideoClock, timestamp_grid_length
+from vicokd.data.frame_grid import (
+    GridPicker,
+    GridRule,
+    VideoClock,
+    earlier_is_nearer,
+    timestamp_grid_length,
+)
 from vicokd.data.sampling import grid_interval
 from vicokd.errors import DataError
 
@@ -324,7 +330,7 @@ def _seek_targets(path: Path, info: VideoInfo, targets: list[int], image: Callab
                         chosen = frame
                     else:
                         reached = now >= when
-                        chosen = last[1] if last is not None and when - last[0] <= now - when else frame
+                        chosen = last[1] if last is not None and earlier_is_nearer(when, last[0], now) else frame
                     if reached:
                         found[target] = image(chosen)
                         break

@@ -279,7 +279,7 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
     test = module.last_eval
     transfer = None
     if teacher is not None:
-        transfer = _transfer(config, module, teacher, teacher_checkpoint, data, test, calibration, directory)
+        transfer = _transfer(config, module, teacher, teacher_checkpoint, data, test, calibration)
     summary = {
         "name": config.train.name, "method": method.name, "role": method.role,
         "supervision": config.distill.supervision if method.role == "student" else "frame",
@@ -346,8 +346,7 @@ def _read_init(directory: Path) -> dict[str, Any] | None:
 
 
 def _transfer(config: Config, module: ViCoKDModule, teacher: MultiViewActionModel, teacher_checkpoint: str | Path,
-              data: ClipsDataModule, test: dict[str, Any], calibration: Calibration | None,
-              directory: Path) -> dict[str, Any]:
+              data: ClipsDataModule, test: dict[str, Any], calibration: Calibration | None) -> dict[str, Any]:
     """How much of the teacher the student took: the teacher on the same test clips, the agreement of
     their frame decisions, per-class AP of both.
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,30 +200,22 @@ def _planned(synth: SynthOptions) -> tuple[Any, list[Any]]:
     return _PLANS[key]
 
 
-def _run_clips(synth: SynthOptions, todo: list[tuple[int, Path]], data: Path, image_size: tuple[int, int],
-               fps: float, grid: tuple[int, int], workers: int) -> Iterator[str]:
-    jobs = [(synth, index, data, image_size, fps, grid, target) for index, target in todo]
-    for _, future in run_in_workers(_clip_frames_and_targets, jobs, workers):
-        yield future.result()
-
-
 def clip_keys(synth: SynthOptions, data: Path) -> list[str]:
     """The clip keys of the home, in clip order (as in ``visibility.npz`` and the cache)."""
     _, jobs = _planned(synth)
     return [parse_record(job.record(), data, f"clip {job.index}").key for job in jobs]
 
 
-def make_frames(options: PretrainOptions, config: Config, grid: tuple[int, int], log: StepLog,
-                progress: bool = True) -> Path:
-    """Step: every clip's frames and targets in ``HOME/frames-…`` (clips already there are kept)."""
+def _per_clip_files(options: PretrainOptions, directory: Path, manifest_name: str, settings: dict[str, Any],
+                    title: str, desc: str, work: Callable[..., str], extra: tuple[Any, ...], log: StepLog,
+                    progress: bool) -> Path:
+    """Step `title`: ``work(synth, index, data, *extra, target)`` writes one ``<key>.npz`` per clip into
+    `directory` (in worker processes); clips already there are kept. `settings` are recorded in
+    `manifest_name`: a directory made with others is refused."""
     synth = options.synth_options()
     data = options.home_dir / "data"
-    directory = frames_dir(options.home_dir, config.data.image_size, grid)
-    settings = {"version": FRAMES_VERSION, "synth": synth.to_json(), "image_size": list(config.data.image_size),
-                "fps": config.data.fps, "grid": list(grid)}
-    with log.step(f"frames and targets ({synth.clips} clips, {config.data.image_size[1]}x"
-                  f"{config.data.image_size[0]}, patch grid {grid[0]}x{grid[1]})") as step:
-        manifest = directory / "frames.json"
+    with log.step(title) as step:
+        manifest = directory / manifest_name
         if manifest.is_file() and json.loads(manifest.read_text()) != settings:
             raise VicokdError(f"{directory}: made from another home or with other settings; delete it or choose "
                               "another --home")
@@ -235,12 +227,26 @@ def make_frames(options: PretrainOptions, config: Config, grid: tuple[int, int],
             step.status = "reused"
             return directory
         started = time.perf_counter()
-        with tqdm(total=len(keys), initial=len(keys) - len(todo), desc="frames+targets", unit="clip",
+        jobs = [(synth, index, data, *extra, target) for index, target in todo]
+        with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="clip",
                   disable=not progress, file=sys.stderr) as bar:
-            for _ in _run_clips(synth, todo, data, config.data.image_size, config.data.fps, grid, options.workers):
+            for _, future in run_in_workers(work, jobs, options.workers):
+                future.result()
                 bar.update()
         step.detail = f"{len(todo)} clips in {time.perf_counter() - started:.1f} s"
     return directory
+
+
+def make_frames(options: PretrainOptions, config: Config, grid: tuple[int, int], log: StepLog,
+                progress: bool = True) -> Path:
+    """Step: every clip's frames and targets in ``HOME/frames-…`` (clips already there are kept)."""
+    size = config.data.image_size
+    settings = {"version": FRAMES_VERSION, "synth": options.synth_options().to_json(), "image_size": list(size),
+                "fps": config.data.fps, "grid": list(grid)}
+    return _per_clip_files(options, frames_dir(options.home_dir, size, grid), "frames.json", settings,
+                           f"frames and targets ({options.clips} clips, {size[1]}x{size[0]}, patch grid "
+                           f"{grid[0]}x{grid[1]})", "frames+targets", _clip_frames_and_targets,
+                           (size, config.data.fps, grid), log, progress)
 
 
 FOREGROUND_THRESHOLD = 12  # uint8 levels (max over RGB) from the clip's median frame that count as foreground
@@ -358,34 +364,13 @@ def _clip_fbank_and_sounds(synth: SynthOptions, index: int, data: Path, config: 
 
 def make_fbank(options: PretrainOptions, config: Config, log: StepLog, progress: bool = True) -> Path:
     """Step: every clip's fbank chunks and sound targets in ``HOME/fbank-…`` (clips already there are kept)."""
-    synth = options.synth_options()
-    data = options.home_dir / "data"
-    directory = fbank_dir(options.home_dir, config)
     c = config.data
-    settings = {"version": FRAMES_VERSION, "synth": synth.to_json(), "fps": c.fps, "grid": c.grid,
+    settings = {"version": FRAMES_VERSION, "synth": options.synth_options().to_json(), "fps": c.fps, "grid": c.grid,
                 "sample_rate": c.sample_rate, "num_mel_bins": c.num_mel_bins,
                 "frame_length_ms": c.frame_length_ms, "frame_shift_ms": c.frame_shift_ms, "kinds": list(SOUND_KINDS)}
-    with log.step(f"fbank and sound targets ({synth.clips} clips, {len(SOUND_KINDS)} kinds of sound)") as step:
-        manifest = directory / "fbank.json"
-        if manifest.is_file() and json.loads(manifest.read_text()) != settings:
-            raise VicokdError(f"{directory}: made from another home or with other settings; delete it or choose "
-                              "another --home")
-        directory.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(manifest, settings)
-        keys = clip_keys(synth, data)
-        todo = [(i, directory / f"{key}.npz") for i, key in enumerate(keys) if not (directory / f"{key}.npz").is_file()]
-        if not todo:
-            step.status = "reused"
-            return directory
-        started = time.perf_counter()
-        jobs = [(synth, index, data, config, target) for index, target in todo]
-        with tqdm(total=len(keys), initial=len(keys) - len(todo), desc="fbank+sounds", unit="clip",
-                  disable=not progress, file=sys.stderr) as bar:
-            for _, future in run_in_workers(_clip_fbank_and_sounds, jobs, options.workers):
-                future.result()
-                bar.update()
-        step.detail = f"{len(todo)} clips in {time.perf_counter() - started:.1f} s"
-    return directory
+    return _per_clip_files(options, fbank_dir(options.home_dir, config), "fbank.json", settings,
+                           f"fbank and sound targets ({options.clips} clips, {len(SOUND_KINDS)} kinds of sound)",
+                           "fbank+sounds", _clip_fbank_and_sounds, (config,), log, progress)
 
 
 def load_audio_pretrain_data(options: PretrainOptions, directory: Path) -> tuple[PretrainData, dict[str, Any]]:
