@@ -142,6 +142,25 @@ def test_features_benchmark(tmp_path):
     assert not list(tmp_path.iterdir())  # the work folder is removed
 
 
+@pytest.mark.slow  # a synthetic home and two short runs in this process
+def test_runs_benchmark(tmp_path):
+    from vicokd.bench.runs import RunsBenchSize, clip_flops, run_runs_benchmark
+
+    size = RunsBenchSize(clips=12, views=2, seeds=1, epochs=2, duration=(8.0, 10.0))
+    result = run_runs_benchmark(size, threads=1, frames=6, work_dir=tmp_path)
+    data = _check(result, "runs", 2)
+    teacher, student = data["rows"]
+    assert [teacher["run"], student["run"]] == ["teacher-s0", "vicokd-s0"]
+    clips, settings = data["settings"]["clips"], data["settings"]
+    config = load_config(Path("configs/demo/teacher.yaml"), ["data.num_frames=6", "optim.epochs=2"])
+    step, forward, _ = clip_flops(config, 2)
+    expected = 2 * clips["train"] * step + 3 * clips["val"] * forward + 2 * clips["test"] * forward  # docstring
+    assert teacher["gflop"] == pytest.approx(expected / 1e9)
+    assert student["gflop"] > 0 and settings["epochs_run"] == 2
+    assert teacher["vs_floor"] == pytest.approx(teacher["wall_s"] / teacher["floor_s"])
+    assert not list(tmp_path.iterdir())  # the work folder is removed
+
+
 def test_registry_and_cli_errors(capsys):
     assert parse_only(None) == list(BENCHMARKS)
     assert parse_only("predict, data") == ["predict", "data"]

@@ -26,7 +26,7 @@ def demo(tmp_path_factory):
 def test_demo_writes_report_tables_and_plots(demo):
     out, _ = demo
     report = (out / "report.md").read_text()
-    for heading in ("## What the runs measured", "## Table 1", "## What the teacher hears",
+    for heading in ("## What the runs measured", "## Table 1", "## Claim scorecard", "## What the teacher hears",
                     "## Transfer from the teacher", "## Per class: the teacher's lead", "## Per-class AP",
                     "## mAP per epoch",
                     "## Gradient share of each loss term", "## Attention maps", "## The synthetic home",

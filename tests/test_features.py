@@ -13,7 +13,7 @@ from vicokd.cli import main
 from vicokd.config import load_config
 from vicokd.data.cache import prepare, read_index
 from vicokd.data.dataset import MultiViewClips, collate, normalize_video
-from vicokd.data.features import ENCODERS_FILE, load_features
+from vicokd.data.features import ENCODERS_FILE, resident_features
 from vicokd.engine.features import apply_feature_cache, compute_features, load_cached_encoders
 from vicokd.engine.module import ViCoKDModule
 from vicokd.engine.run import fit
@@ -38,8 +38,8 @@ def test_cli_features_and_consistency_with_pixels(setup):
     args = ["prepare", str(base / "data"), "--out", str(base / "cache"), "--config", str(CONFIGS / "teacher.yaml"),
             "--features", str(out), "--encoders-from", str(teacher)]
     assert main([*args, *[a for o in overrides for a in ("--set", o)]]) == 0
-    visual = load_features(out, "01_00_Part1", "visual")
-    audio = load_features(out, "01_00_Part1", "audio")
+    visual = resident_features(out, "01_00_Part1", "visual")
+    audio = resident_features(out, "01_00_Part1", "audio")
     assert visual.dtype == np.float16 and visual.shape[:2] == (3, 10) and audio.shape[:2] == (3, 10)
 
     config = apply_feature_cache(load_config(CONFIGS / "teacher.yaml", [*overrides, f"data.features={out}"]))
@@ -114,7 +114,7 @@ def test_features_of_a_clip_prepare_redid_are_refused_then_recomputed(setup, tmp
     prepare(tmp_path / "data", config.data.cache, config.data, workers=1, progress=False)
     out = tmp_path / "feats"
     compute_features(config, out, progress=False)
-    before = {key: load_features(out, key, "visual").copy() for key in ("01_00_Part1", "01_05_Part1")}
+    before = {key: resident_features(out, key, "visual").copy() for key in ("01_00_Part1", "01_05_Part1")}
     video = Path(read_index(config.data.cache).clips["01_05_Part1"].videos[0])
     video = video if video.is_absolute() else tmp_path / "data" / video
     os.utime(video, ns=(video.stat().st_atime_ns, video.stat().st_mtime_ns + 10**9))  # a replaced video
@@ -125,7 +125,7 @@ def test_features_of_a_clip_prepare_redid_are_refused_then_recomputed(setup, tmp
     compute_features(config, out, progress=True)
     assert "(1 new)" in capsys.readouterr().out
     MultiViewClips(config.data.cache, "test", 6, features=out)  # current again
-    np.testing.assert_array_equal(load_features(out, "01_00_Part1", "visual"), before["01_00_Part1"])
+    np.testing.assert_array_equal(resident_features(out, "01_00_Part1", "visual"), before["01_00_Part1"])
 
 
 def test_trainable_top_block_from_cached_tokens_equals_the_model_on_raw_video(setup):
@@ -135,7 +135,7 @@ def test_trainable_top_block_from_cached_tokens_equals_the_model_on_raw_video(se
     out = base / "feats-k1"
     k1 = [*overrides, "model.visual.trainable_blocks=1"]
     compute_features(load_config(CONFIGS / "teacher.yaml", k1), out, encoders_from=teacher, progress=False)
-    tokens = load_features(out, "01_00_Part1", "visual")
+    tokens = resident_features(out, "01_00_Part1", "visual")
     assert tokens.ndim == 4 and tokens.shape[:2] == (3, 10)  # (V, L, prefix + patches, W)
     config = apply_feature_cache(load_config(CONFIGS / "teacher.yaml", [*k1, f"data.features={out}"]))
     assert not config.model.visual.freeze and config.model.audio.freeze

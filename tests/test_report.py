@@ -176,3 +176,63 @@ def test_attention_inside_a_region_against_a_hand_computed_case():
     assert chance == pytest.approx((1.0 + 1.5) / 8)  # mean coverage: uniform attention
     with pytest.raises(ValueError, match="must be the same"):
         attention_inside(maps, coverage[:, :1])
+
+
+# ------------------------------------------------------------------------------ claim scorecard
+
+
+def test_paper_values_transcribe_the_tables():
+    from vicokd.report.scorecard import paper_values
+
+    paper = paper_values()
+    assert paper[("Home-1", "multitsf", "frame", "vicokd")] == 82.91  # Table 1
+    assert paper[("Home-2", "multitrans", "sequence", "logitkd")] == 85.55
+    assert paper[("Home-1", "multiasl", "frame", "teacher")] == 73.81
+    assert ("Home-1", "multiasl", "sequence", "teacher") not in paper  # the teacher has V_F only
+    assert paper[("Home-2", "multitsf", "frame", "teacher-vc")] == 92.61  # Table 3
+    assert paper[("Home-2", "multiasl", "frame", "vicokd-no-ld")] == 92.02  # Table 4
+    assert len(paper) == 2 * (3 + 6 * 6) + 2 * 3 + 4 * 5
+
+
+def _result(method, seed, value, sup="frame", env="toy", backbone="multitsf"):
+    from vicokd.report.tables import CellKey, RunResult
+
+    return RunResult(CellKey(env, backbone, sup, method), seed, value, 0.0)
+
+
+def test_scorecard_verdicts_by_hand():
+    from vicokd.report.scorecard import counts_line, score_claims, scorecard_markdown, verdict_counts
+
+    results = [
+        *(_result("student", s, v) for s, v in enumerate((60.0, 62.0, 61.0))),
+        # CoKD: +3, +3, +3 over the student: paired std 0, holds (paper: CoKD above the student)
+        *(_result("cokd", s, v) for s, v in enumerate((63.0, 65.0, 64.0))),
+        # ViCoKD: −1, +1, 0 → d = 0, paired std 1: within noise
+        *(_result("vicokd", s, v) for s, v in enumerate((59.0, 63.0, 61.0))),
+        # LogitKD: −5 each: below; Home-1 MultiTSF V_F LogitKD 70.08 < student 73.17 → holds
+        *(_result("logitkd", s, v) for s, v in enumerate((55.0, 57.0, 56.0))),
+        # ModalKD: −5 each, the paper has it above (73.67 > 73.17): contradicted
+        *(_result("modalkd", s, v) for s, v in enumerate((55.0, 57.0, 56.0))),
+        _result("dualkd", 0, 50.0),  # one seed against three: pairs on seed 0 only
+    ]
+    claims = {(c.table, c.backbone, c.supervision, c.method, c.against): c
+              for c in score_claims(results, {"toy": "Home-1"})}
+    cokd = claims[("Table 1", "multitsf", "frame", "cokd", "student")]
+    assert (cokd.ours_diff, cokd.spread, cokd.verdict) == (pytest.approx(3.0), pytest.approx(0.0), "holds")
+    assert (cokd.paper_a, cokd.paper_b) == (76.89, 73.17)
+    vicokd = claims[("Table 1", "multitsf", "frame", "vicokd", "student")]
+    assert (vicokd.ours_diff, vicokd.spread, vicokd.verdict) == (pytest.approx(0.0), pytest.approx(1.0),
+                                                                   "within noise")
+    assert claims[("Table 1", "multitsf", "frame", "logitkd", "student")].verdict == "holds"
+    assert claims[("Table 1", "multitsf", "frame", "modalkd", "student")].verdict == "contradicted"
+    assert claims[("Table 1", "multitsf", "frame", "dualkd", "student")].verdict == "one seed"
+    # ViCoKD best: our best other row is CoKD (64.0 mean); d = 61 − 64 = −3, paired std of (−4, −2, −3) = 1
+    best = claims[("Table 1", "multitsf", "frame", "vicokd", "best")]
+    assert best.ours_against == "cokd" and best.paper_b == 76.89  # the paper's best other row is CoKD too
+    assert (best.ours_diff, best.spread, best.verdict) == (pytest.approx(-3.0), pytest.approx(1.0), "contradicted")
+    assert claims[("Table 1", "multitsf", "frame", "teacher", "student")].verdict == "not run"
+    counts = verdict_counts(list(claims.values()))
+    assert counts == {"holds": 2, "contradicted": 2, "within noise": 1, "one seed": 1,
+                      "not run": len(claims) - 6}
+    text = scorecard_markdown(list(claims.values()))
+    assert text.count("\n| Table") == 6 and counts_line(list(claims.values())) in text

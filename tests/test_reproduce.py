@@ -51,6 +51,10 @@ def test_table_numbers_equal_the_run_summaries(grid):
     markdown = (out / "tables" / "table1.md").read_text()
     assert f"{summaries['toy-multitsf-student-frame-s0']['test']['seq_map']:.2f}" in markdown
     assert "MultiTSF V_F" in markdown and "V_S" not in markdown
+    # the one claim these two cells test: the teacher above the student (one seed: no spread to judge by)
+    scorecard = (out / "tables" / "scorecard.md").read_text()
+    assert "toy against the paper's Home-1" in scorecard and "Teacher above Student" in scorecard
+    assert "1 of 52 claims tested" in scorecard and "| one seed |" in scorecard
 
 
 def test_rerun_reuses_every_step(grid, capsys):

@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "data": "vicokd.bench.data:run_data_benchmark",
     "train": "vicokd.bench.train_step:run_train_benchmark",
     "features": "vicokd.bench.features:run_features_benchmark",
+    "runs": "vicokd.bench.runs:run_runs_benchmark",
     "predict": "vicokd.bench.predict:run_predict_benchmark",
     "prepare_memory": "vicokd.bench.prepare_memory:run_prepare_memory_benchmark",
     "stream": "vicokd.bench.stream:run_stream_benchmark",

@@ -109,7 +109,7 @@ def _say(message: str) -> None:
     print(f"[features] {message}", file=sys.stderr, flush=True)
 
 
-def _make_home(config: Config, bench: FeatureBenchSize) -> dict[str, float]:
+def make_home(config: Config, bench: FeatureBenchSize) -> dict[str, float]:
     """Synthesise, prepare and score persons at `config`'s data paths; seconds of each step."""
     synth = DemoOptions(clips=bench.clips, views=bench.views).synth_options()
     if bench.duration is not None:
@@ -213,7 +213,7 @@ def run_features_benchmark(size: str | FeatureBenchSize = "small", *, threads: i
         overrides += [f"optim.epochs={bench.epochs}"] if bench.epochs else []
         overrides += [f"data.num_frames={frames}"] if frames else []
         config = load_config(preset_dir("demo") / "teacher.yaml", overrides)
-        made = _make_home(config, bench)
+        made = make_home(config, bench)
         rows, feature_seconds = _demo_runs(work, overrides, config)
     pixel_flops, feature_flops = _demo_flops(config, overrides, bench.views)
     paper = _paper_rows(bench, threads)

@@ -21,10 +21,12 @@ key                shape / type                meaning
 ``key``            str                         the clip's identity
 =================  ==========================  =====================================================
 
-Each clip's arrays are memory-mapped once per process and kept open (opening a ``.npy`` file
-costs ~0.35 ms, most of a sample from cached features), the :data:`MAX_OPEN_MAPS` most recently
-used of them per dataset: every open map holds a file descriptor (the usual limit is 1,024).
-The maps are not pickled to DataLoader workers, which open their own.
+Each clip's pixel and fbank arrays are memory-mapped once per process and kept open (opening a
+``.npy`` file costs ~0.35 ms), the :data:`MAX_OPEN_MAPS` most recently used of them per dataset:
+every open map holds a file descriptor (the usual limit is 1,024). The maps are not pickled to
+DataLoader workers, which open their own. Cached features are read whole and shared by every
+dataset of the process (:func:`~vicokd.data.features.resident_features`); a clip's frame and
+clip labels are computed once per dataset.
 
 Training samples with jitter, from a generator seeded by (seed, epoch, index), so a run is
 reproducible and resumable; evaluation samples uniformly. The validation split is carved from
@@ -45,7 +47,7 @@ from torch.utils.data import Dataset, default_collate
 
 from vicokd.data.annotations import frame_labels, sequence_labels
 from vicokd.data.cache import CacheIndex, check_sources, load_fbank, load_frames, read_index
-from vicokd.data.features import check_feature_freshness, load_features, read_feature_index
+from vicokd.data.features import check_feature_freshness, read_feature_index, resident_features
 from vicokd.data.person_scores import read_person_scores
 from vicokd.data.sampling import sample_indices
 from vicokd.data.split import stratified_split
@@ -109,6 +111,8 @@ class MultiViewClips(Dataset):
             read_feature_index(self.features)
             check_feature_freshness(self.features, self.index, self.keys)
         self._arrays: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # (key, kind) → memory map
+        self._features: dict[tuple[str, str], np.ndarray] = {}  # (key, kind) → resident features
+        self._labels: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # key → (frame labels (L, C), clip labels (C,))
         self.scores: dict[str, np.ndarray] | None = None
         if person_scores is not None:
             self.scores, _ = read_person_scores(person_scores)
@@ -141,11 +145,11 @@ class MultiViewClips(Dataset):
         key = self.keys[index]
         meta = self.index.clips[key]
         frames_at = self.sample(index, epoch)
+        per_frame, per_clip = self._clip_labels(key)
         item: dict[str, Any] = {
             "audio_present": torch.tensor(meta.audio_present, dtype=torch.bool),
-            "frame_labels": torch.from_numpy(frame_labels(meta.segments, meta.length, self.classes, self.index.fps,
-                                                          where=_where(self.index, key))[frames_at]),
-            "labels": torch.from_numpy(sequence_labels(meta.segments, self.classes, where=_where(self.index, key))),
+            "frame_labels": torch.from_numpy(per_frame[frames_at]),
+            "labels": torch.from_numpy(per_clip.copy()),
             "frame_index": torch.from_numpy(frames_at),
             "index": index,
             "key": key,
@@ -163,19 +167,30 @@ class MultiViewClips(Dataset):
             item["person"] = torch.from_numpy(self.scores[key][:, frames_at].astype(np.float32))
         return item
 
+    def _clip_labels(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """Multi-hot labels of every grid frame (L, C) and of the clip (C,), computed once per clip."""
+        labels = self._labels.get(key)
+        if labels is None:
+            meta = self.index.clips[key]
+            where = _where(self.index, key)
+            labels = (frame_labels(meta.segments, meta.length, self.classes, self.index.fps, where=where),
+                      sequence_labels(meta.segments, self.classes, where=where))
+            self._labels[key] = labels
+        return labels
+
     def _array(self, key: str, kind: str) -> np.ndarray:
-        """The memory map of one clip's ``frames``, ``fbank`` or ``visual`` / ``audio`` features."""
+        """One clip's ``frames`` or ``fbank`` (memory map) or ``visual`` / ``audio`` features (resident)."""
+        if kind in ("visual", "audio"):
+            assert self.features is not None
+            features = self._features.get((key, kind))
+            if features is None:
+                features = self._features[(key, kind)] = resident_features(self.features, key, kind)
+            return features
         array = self._arrays.get((key, kind))
         if array is not None:
             self._arrays.move_to_end((key, kind))
         else:
-            if kind == "frames":
-                array = load_frames(self.cache_dir, key)
-            elif kind == "fbank":
-                array = load_fbank(self.cache_dir, key)
-            else:
-                assert self.features is not None
-                array = load_features(self.features, key, kind)
+            array = load_frames(self.cache_dir, key) if kind == "frames" else load_fbank(self.cache_dir, key)
             self._arrays[(key, kind)] = array
             if len(self._arrays) > MAX_OPEN_MAPS:
                 self._arrays.popitem(last=False)  # the least recently used map closes when unreferenced
@@ -186,7 +201,7 @@ class MultiViewClips(Dataset):
         return torch.from_numpy(self._array(key, kind)[:, frames_at].astype(np.float32))
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_arrays": OrderedDict()}  # workers open their own maps
+        return {**self.__dict__, "_arrays": OrderedDict(), "_features": {}}  # workers open and read their own
 
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -16,6 +16,11 @@ Layout of a feature directory::
     DIR/clips/<key>.inputs.json  the cache clip's input fingerprint the features were computed
                                  from (``ClipMeta.inputs``), written after the arrays
 
+Training reads a clip's features whole, once per process (:func:`resident_features`): the
+arrays stay in memory for every later epoch and run of the process (the demo's 300 clips are
+~30 MB; the cache keeps at most :data:`RESIDENT_BYTES`), instead of a memory map per clip whose
+opening costs more than reading it.
+
 Each clip file is written atomically; re-running skips clips already present whose inputs are
 unchanged. When ``prepare`` redoes a clip (its videos changed), its features are stale: a
 re-run recomputes them, and a dataset reading them refuses with one line until then (a feature
@@ -25,6 +30,7 @@ directory of an older vicokd has no ``inputs.json`` and cannot be checked).
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,7 @@ from vicokd.errors import DataError
 from vicokd.io import write_text
 
 FEATURES_VERSION = 1
+RESIDENT_BYTES = 4 << 30  # feature arrays kept in memory per process (least recently used dropped beyond)
 FEATURES_FILE = "features.json"
 ENCODERS_FILE = "encoders.safetensors"
 
@@ -84,9 +91,32 @@ def read_feature_index(directory: str | Path) -> dict[str, Any]:
     return index
 
 
-def load_features(directory: str | Path, key: str, modality: str) -> np.ndarray:
-    """Memory-mapped float16 features (V, L, W) of one clip and modality ("visual" or "audio")."""
+_resident: OrderedDict[tuple[str, int, int, int], np.ndarray] = OrderedDict()  # (path, inode, mtime, size) → array
+_resident_bytes = [0]  # their total size
+
+
+def resident_features(directory: str | Path, key: str, modality: str) -> np.ndarray:
+    """The float16 features (V, L, W) of one clip, read whole once per process and then shared.
+
+    Keyed by the file's path, inode, modification time and size, so a file rewritten by ``prepare
+    --features`` (atomically: a new inode) is read again. Read-only, as every dataset and run of
+    the process shares it; at most :data:`RESIDENT_BYTES` are kept, least recently used dropped first.
+    """
     path = feature_path(directory, key, modality)
-    if not path.is_file():
-        raise DataError(f"{path}: no {modality} features for clip {key!r}; re-run `vicokd prepare --features`")
-    return np.load(path, mmap_mode="r")
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no {modality} features for clip {key!r}; re-run `vicokd prepare --features`"
+                        ) from None
+    slot = (str(path.absolute()), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    array = _resident.get(slot)
+    if array is not None:
+        _resident.move_to_end(slot)
+        return array
+    array = np.load(path)
+    array.setflags(write=False)
+    _resident[slot] = array
+    _resident_bytes[0] += array.nbytes
+    while _resident_bytes[0] > RESIDENT_BYTES and len(_resident) > 1:
+        _resident_bytes[0] -= _resident.popitem(last=False)[1].nbytes
+    return array

@@ -47,7 +47,9 @@ class ClipsDataModule(L.LightningDataModule):
     """Train (jittered, shuffled), validation and test (uniform) loaders over the prepared cache.
 
     `load_audio` is False for a student without a teacher (no audio needed); `person` loads the
-    person scores (needed by the VC masks and the MultiTSF human head).
+    person scores (needed by the VC masks and the MultiTSF human head). Each (split, sampling)
+    dataset is built once and reused by every loader of the run (a run evaluates the test split
+    up to three times).
     """
 
     def __init__(self, config: Config, *, load_audio: bool, person: bool, eval_split: str = "val",
@@ -58,15 +60,20 @@ class ClipsDataModule(L.LightningDataModule):
         self.person = person
         self.eval_split = eval_split
         self.test_split = test_split
+        self._datasets: dict[tuple[str, str], MultiViewClips] = {}
 
     def dataset(self, split: str, mode: str) -> MultiViewClips:
+        built = self._datasets.get((split, mode))
+        if built is not None:
+            return built
         data = self.config.data
-        return MultiViewClips(
+        built = self._datasets[(split, mode)] = MultiViewClips(
             data.cache, split, data.num_frames, mode,  # type: ignore[arg-type]
             person_scores=person_scores_path(self.config.data) if self.person else None,
             val_fraction=data.val_fraction, split_seed=data.split_seed, seed=self.config.train.seed,
             load_audio=self.load_audio, features=data.features,
         )
+        return built
 
     def _loader(self, dataset: MultiViewClips, sampler: Sampler | None = None) -> DataLoader:
         workers = self.config.data.num_workers

@@ -108,6 +108,12 @@ class ViCoKDModule(L.LightningModule):
     def forward(self, batch: dict[str, Any]) -> ModelOutput:
         return self.model(batch)
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """As Lightning's, without walking the batch when it stays on the CPU (~2 ms a batch)."""
+        if device.type == "cpu":
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_fit_start(self) -> None:
         if self.teacher is not None:
             self.teacher.to(self.device).eval()

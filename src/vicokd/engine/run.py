@@ -123,7 +123,8 @@ def _quiet_lightning() -> None:
     for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*", ".*exists and is not empty.*",
                     ".*does not have many workers.*", ".*litlogger.*", ".*Checkpoint directory .* exists.*",
                     ".*all_gather is deprecated.*", ".*sync_dist=True.*",
-                    ".*module\\(s\\) in eval mode at the start of training.*"):  # frozen encoders stay in eval
+                    ".*module\\(s\\) in eval mode at the start of training.*",
+                    ".*overridden `transfer_batch_to_device`.*"):  # frozen encoders stay in eval
         warnings.filterwarnings("ignore", message=pattern)
 
 

@@ -33,11 +33,13 @@ from vicokd.pipeline.grid import (
     GridPlan,
     collect_results,
     compute_tables,
+    plan_claims,
 )
 from vicokd.pipeline.pretrain import clip_keys
 from vicokd.pipeline.steps import StepLog
 from vicokd.report.attention import attention_inside, attention_maps, plot_attention_grid
 from vicokd.report.curves import plot_curves, plot_grouped_bars, read_last_epoch, read_metric_curve
+from vicokd.report.scorecard import paper_home, scorecard_markdown
 from vicokd.report.tables import (
     METRIC_NAMES,
     SUPERVISION_NAMES,
@@ -99,6 +101,20 @@ def findings(plan: GridPlan, results: Sequence[RunResult]) -> list[str]:
                 if line:
                     lines.append(f"{tag}, {METRIC_NAMES[metric]}: {line}")
     return lines
+
+
+def scorecard_section(plan: GridPlan, results: Sequence[RunResult]) -> str:
+    """The paper's claims that this run can test, ours beside the paper's (:mod:`vicokd.report.scorecard`)."""
+    claims = plan_claims(plan, results)
+    homes = ", ".join(f"{env.name} against the paper's {paper_home(env.name)}" for env in plan.envs)
+    return ("## Claim scorecard\n\n"
+            f"Every comparison of the paper's Tables 1, 3 and 4 that this run's cells can test ({homes}; "
+            "test sequence mAP). *std of diff*: the std over seeds of the paired per-seed difference. "
+            "**holds**: our difference has the paper's sign and is larger than its std; **contradicted**: the "
+            "other sign, larger than its std; **within noise**: not larger than its std. The other backbones "
+            "and Tables 3-4 are not run by the demo (counted as not run); "
+            "`vicokd reproduce` writes the same scorecard for its grid (`tables/scorecard.md`).\n\n"
+            + scorecard_markdown(claims))
 
 
 def per_class_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plots: Path) -> str:
@@ -533,6 +549,7 @@ def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dic
         "Same code as `vicokd reproduce --grid table1` (files: [tables/table1.md](tables/table1.md), "
         "[tables/table1.csv](tables/table1.csv)).\n",
         *[table_markdown(table) for table in tables],
+        scorecard_section(plan, results),
         teacher_audio_section(plan),
         transfer_section(plan, summaries),
         per_class_transfer_section(plan, summaries),

@@ -6,7 +6,8 @@ students distill from the teacher of the same environment, backbone and seed (ea
 its own teacher, so the spread over seeds includes the teacher's). Runs live in
 ``OUT/runs/<env>-<backbone>-<method>[-<supervision>]-s<seed>/``; tables are written to
 ``OUT/tables/<grid>.md`` and ``.csv`` by :mod:`vicokd.report.tables`, from the runs'
-``summary.json`` files only.
+``summary.json`` files only, with the paper's claims scored on them in ``OUT/tables/scorecard.md``
+(:mod:`vicokd.report.scorecard`).
 
 Before the runs, every environment is prepared (``vicokd prepare`` into its cache) and scored
 for persons (``vicokd detect`` with the preset's detector); both steps resume.
@@ -25,9 +26,11 @@ from vicokd.data.cache import INDEX_FILE, cache_settings, prepare, read_index
 from vicokd.data.person_scores import person_scores_path
 from vicokd.detect import detect_dataset
 from vicokd.errors import VicokdError
+from vicokd.io import write_text
 from vicokd.methods import get_method
 from vicokd.models.backbones import BACKBONES, paper_backbones
 from vicokd.pipeline.steps import StepLog, run_training, training_state
+from vicokd.report.scorecard import Claim, paper_home, score_claims, scorecard_markdown
 from vicokd.report.tables import (
     SUPERVISIONS,
     TABLE1_EXTRA_METHODS,
@@ -286,9 +289,18 @@ def table_note(plan: GridPlan, results: Sequence[RunResult]) -> str:
             f"to the reference row; bold = best in its column. Model selection: best validation epoch.\n")
 
 
+def plan_claims(plan: GridPlan, results: Sequence[RunResult]) -> list[Claim]:
+    """The paper's claims (:mod:`vicokd.report.scorecard`) for the plan's environments."""
+    return score_claims(results, {env.name: paper_home(env.name) for env in plan.envs})
+
+
 def write_plan_tables(plan: GridPlan) -> tuple[Path, Path]:
-    """``OUT/tables/<grid>.md`` and ``.csv`` from the finished runs."""
+    """``OUT/tables/<grid>.md`` and ``.csv`` from the finished runs, and ``OUT/tables/scorecard.md``."""
     results = collect_results(plan)
+    homes = ", ".join(f"{env.name} against the paper's {paper_home(env.name)}" for env in plan.envs)
+    write_text(plan.out / "tables" / "scorecard.md",
+               f"# The paper's claims, test sequence mAP ({homes})\n\n"
+               + scorecard_markdown(plan_claims(plan, results)))
     return write_tables(compute_tables(plan, results), plan.out / "tables", plan.grid, table_note(plan, results))
 
 
