@@ -661,14 +661,14 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     parser = _parser(sub, "benchmark", "speed and memory benchmarks: data loading, training step, frozen-encoder "
-                     "epochs, inference",
+                     "epochs, whole runs from features, inference",
                      "vicokd benchmark                          # all, small size (minutes on 2 cores)\n"
                      "  vicokd benchmark --only features          # frozen encoders vs end to end, with mAP\n"
                      "  vicokd benchmark --size full --only train --out benchmarks/results")
     parser.add_argument("--size", choices=["small", "full"], default="small",
                         help="small (default, minutes) or full (the paper's shapes, about 1.5 hours on 2 cores)")
     parser.add_argument("--only", default=None, metavar="NAMES",
-                        help="comma-separated subset of: data, train, features, predict, prepare_memory, stream "
+                        help="comma-separated subset of: data, train, features, runs, predict, prepare_memory, stream "
                              "(default: all)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
                         help="directory for the JSON results (default: benchmarks/results)")

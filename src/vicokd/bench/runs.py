@@ -59,7 +59,7 @@ class RunsBenchSize:
 
 
 RUNS_SIZES = {
-    "full": RunsBenchSize(clips=100, views=5, seeds=2, epochs=None),
+    "full": RunsBenchSize(clips=300, views=5, seeds=2, epochs=None),  # the demo's home
     "small": RunsBenchSize(clips=16, views=3, seeds=1, epochs=3, duration=(10.0, 14.0)),
 }
 

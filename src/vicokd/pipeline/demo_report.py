@@ -33,13 +33,15 @@ from vicokd.pipeline.grid import (
     GridPlan,
     collect_results,
     compute_tables,
+    homes_compared,
     plan_claims,
+    write_scorecard,
 )
 from vicokd.pipeline.pretrain import clip_keys
 from vicokd.pipeline.steps import StepLog
 from vicokd.report.attention import attention_inside, attention_maps, plot_attention_grid
 from vicokd.report.curves import plot_curves, plot_grouped_bars, read_last_epoch, read_metric_curve
-from vicokd.report.scorecard import paper_home, scorecard_markdown
+from vicokd.report.scorecard import scorecard_markdown
 from vicokd.report.tables import (
     METRIC_NAMES,
     SUPERVISION_NAMES,
@@ -106,14 +108,15 @@ def findings(plan: GridPlan, results: Sequence[RunResult]) -> list[str]:
 def scorecard_section(plan: GridPlan, results: Sequence[RunResult]) -> str:
     """The paper's claims that this run can test, ours beside the paper's (:mod:`vicokd.report.scorecard`)."""
     claims = plan_claims(plan, results)
-    homes = ", ".join(f"{env.name} against the paper's {paper_home(env.name)}" for env in plan.envs)
+    write_scorecard(plan, results)
     return ("## Claim scorecard\n\n"
-            f"Every comparison of the paper's Tables 1, 3 and 4 that this run's cells can test ({homes}; "
-            "test sequence mAP). *std of diff*: the std over seeds of the paired per-seed difference. "
+            "Every comparison of the paper's Tables 1, 3 and 4 that this run's cells can test "
+            f"({homes_compared(plan)}; test sequence mAP). *std of diff*: the std over seeds of the paired "
+            "per-seed difference. "
             "**holds**: our difference has the paper's sign and is larger than its std; **contradicted**: the "
             "other sign, larger than its std; **within noise**: not larger than its std. The other backbones "
             "and Tables 3-4 are not run by the demo (counted as not run); "
-            "`vicokd reproduce` writes the same scorecard for its grid (`tables/scorecard.md`).\n\n"
+            "file: [tables/scorecard.md](tables/scorecard.md), as `vicokd reproduce` writes it for its grid.\n\n"
             + scorecard_markdown(claims))
 
 

@@ -294,13 +294,22 @@ def plan_claims(plan: GridPlan, results: Sequence[RunResult]) -> list[Claim]:
     return score_claims(results, {env.name: paper_home(env.name) for env in plan.envs})
 
 
+def homes_compared(plan: GridPlan) -> str:
+    """``home1 against the paper's Home-1, ...``: which paper environment each of ours is held against."""
+    return ", ".join(f"{env.name} against the paper's {paper_home(env.name)}" for env in plan.envs)
+
+
+def write_scorecard(plan: GridPlan, results: Sequence[RunResult]) -> Path:
+    """``OUT/tables/scorecard.md``: the paper's claims scored on the finished runs."""
+    return write_text(plan.out / "tables" / "scorecard.md",
+                      f"# The paper's claims, test sequence mAP ({homes_compared(plan)})\n\n"
+                      + scorecard_markdown(plan_claims(plan, results)))
+
+
 def write_plan_tables(plan: GridPlan) -> tuple[Path, Path]:
     """``OUT/tables/<grid>.md`` and ``.csv`` from the finished runs, and ``OUT/tables/scorecard.md``."""
     results = collect_results(plan)
-    homes = ", ".join(f"{env.name} against the paper's {paper_home(env.name)}" for env in plan.envs)
-    write_text(plan.out / "tables" / "scorecard.md",
-               f"# The paper's claims, test sequence mAP ({homes})\n\n"
-               + scorecard_markdown(plan_claims(plan, results)))
+    write_scorecard(plan, results)
     return write_tables(compute_tables(plan, results), plan.out / "tables", plan.grid, table_note(plan, results))
 
 
