@@ -20,11 +20,13 @@ Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
    (``--finetune`` trains the encoders end to end instead, starting from the same weights);
 5. the Table-1 grid of :mod:`vicokd.pipeline.grid` for one backbone and ``--seeds`` seeds:
    teacher, then every student method (:data:`DEMO_METHODS`) with frame (V_F) and sequence (V_S)
-   labels;
+   labels; then the Table-3 grid (the teacher with view consistency, same backbone) and the
+   Table-4 grid (ViCoKD's five ablations on MultiASL, with its own teachers);
 6. every teacher on the test split with its audio, with half of it and without it;
-7. the report: Table 1 as mean ± std over seeds (the same table code as ``vicokd reproduce``),
-   the gradient share of every loss term, per-class AP, Fig. 3-style validation curves, the floor
-   plan, the time of every step and the configs used.
+7. the report: Tables 1, 3 and 4 as mean ± std over seeds (the same table code as ``vicokd
+   reproduce``), the claim scorecard against the paper's numbers, the gradient share of every
+   loss term, per-class AP, Fig. 3-style validation curves, the floor plan, the time of every
+   step and the configs used.
 
 The demo home acts only the look-alike pairs whose sound tells them apart (CleanVacuum vs Clean,
 UsePhone vs ReadBook, Drink vs Eat) plus Sitdown and Standup (:data:`DEMO_CLASSES`): with
@@ -42,6 +44,7 @@ from vicokd.data.synthetic import SynthOptions
 from vicokd.engine.features import compute_features
 from vicokd.pipeline.demo_report import write_report
 from vicokd.pipeline.grid import (
+    GRID_METHODS,
     Cell,
     EnvData,
     GridPlan,
@@ -56,6 +59,7 @@ from vicokd.pipeline.steps import StepLog
 
 DEMO_ENV = "synthetic-home"
 DEMO_METHODS = ("teacher", "student", "logitkd", "modalkd", "dualkd", "cokd", "vicokd", "vicokd-ml")
+TABLE4_BACKBONE = "multiasl"  # the paper's ablations (Table 4) are on MultiASL
 DEFAULT_CLIPS = 300  # 89 test clips: seed-to-seed std of one method 0.5-1.0 points (docs/experiments/demo-regime.md)
 DEFAULT_SEEDS = 3
 FAST_CLIPS = 16  # --fast: a smoke run through every step; its numbers mean little
@@ -126,16 +130,26 @@ class DemoOptions:
                                views=self.views, modality=modality, workers=self.workers, overrides=self.overrides,
                                **sizes)  # type: ignore[arg-type]
 
-    def plan(self) -> GridPlan:
+    def _grid(self, grid: str, backbone: str, methods: tuple[str, ...]) -> GridPlan:
         env = EnvData(DEMO_ENV, self.out / "data", self.out / "cache")
         overrides = [f"optim.epochs={self.num_epochs}"] if self.num_epochs else []
         overrides.append(f"model.visual.pretrained={self.encoder_path}")
         overrides.append(f"model.audio.pretrained={self.audio_encoder_path}")
         if not self.finetune:
             overrides.append(f"data.features={self.features_dir}")
-        return make_plan("table1", [env], seeds=self.num_seeds, preset="demo", out=self.out,
-                         backbones=[self.backbone], methods=DEMO_METHODS, overrides=[*overrides, *self.overrides],
-                         workers=self.workers)
+        return make_plan(grid, [env], seeds=self.num_seeds, preset="demo", out=self.out, backbones=[backbone],
+                         methods=methods, overrides=[*overrides, *self.overrides], workers=self.workers)
+
+    def plan(self) -> GridPlan:
+        """Table 1 on the demo's backbone: the teacher and every student method under V_F and V_S."""
+        return self._grid("table1", self.backbone, DEMO_METHODS)
+
+    def table_plans(self) -> list[GridPlan]:
+        """Table 3 (the teacher with view consistency) on the demo's backbone and Table 4 (the
+        ablations) on MultiASL, the paper's backbone of Table 4; their teachers of the demo's
+        backbone are Table 1's."""
+        return [self._grid("table3", self.backbone, GRID_METHODS["table3"]),
+                self._grid("table4", TABLE4_BACKBONE, GRID_METHODS["table4"])]
 
 
 def synthesise(options: DemoOptions, log: StepLog, progress: bool = True) -> None:
@@ -202,8 +216,10 @@ def teacher_conditions(plan: GridPlan, summaries: dict[Cell, dict], log: StepLog
 
 def run_demo(options: DemoOptions, progress: bool = True) -> Path:
     """Every step of the demo (see the module docstring); returns the report's path."""
-    plan = options.plan()
-    log = StepLog(options.out / "steps.json", 3 + step_count(plan) + (0 if options.finetune else 1) + 2)
+    plan, tables = options.plan(), options.table_plans()
+    runs = len(set(plan.cells).union(*(extra.cells for extra in tables)))
+    log = StepLog(options.out / "steps.json", 3 + step_count(plan) - len(plan.cells) + runs
+                  + (0 if options.finetune else 1) + 2)
     synthesise(options, log, progress)
     pretrain(options, log, "visual", progress)
     pretrain(options, log, "audio", progress)
@@ -211,9 +227,11 @@ def run_demo(options: DemoOptions, progress: bool = True) -> Path:
     if not options.finetune:
         encoder_features(options, plan, log, progress)
     summaries = run_cells(plan, log, progress)
+    for extra in tables:
+        summaries.update(run_cells(extra, log, progress, done=summaries))
     teacher_conditions(plan, summaries, log, progress)
     with log.step("report") as step:
-        report = write_report(options, plan, summaries, log)
+        report = write_report(options, plan, tables, summaries, log)
         step.detail = str(report)
     print(f"report: {report} (this invocation {log.wall_seconds:.0f} s)")
     return report

@@ -48,6 +48,7 @@ from vicokd.report.tables import (
     Metric,
     RunResult,
     Stat,
+    backbone_label,
     markdown_table,
     stat_of,
     table_markdown,
@@ -114,8 +115,8 @@ def scorecard_section(plan: GridPlan, results: Sequence[RunResult]) -> str:
             f"({homes_compared(plan)}; test sequence mAP). *std of diff*: the std over seeds of the paired "
             "per-seed difference. "
             "**holds**: our difference has the paper's sign and is larger than its std; **contradicted**: the "
-            "other sign, larger than its std; **within noise**: not larger than its std. The other backbones "
-            "and Tables 3-4 are not run by the demo (counted as not run); "
+            "other sign, larger than its std; **within noise**: not larger than its std. Table 1 on the other "
+            "backbones is not run by the demo (counted as not run); "
             "file: [tables/scorecard.md](tables/scorecard.md), as `vicokd reproduce` writes it for its grid.\n\n"
             + scorecard_markdown(claims))
 
@@ -517,11 +518,29 @@ def view_agreement_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]
             + markdown_table(["model", "JS co-visible", "JS one view sees", "JS neither", "w co-visible"], rows))
 
 
-def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dict[str, Any]], log: StepLog) -> Path:
-    """``OUT/report.md`` with ``OUT/plots/*`` and ``OUT/tables/table1.*``."""
+def table_plans_section(table_plans: Sequence[GridPlan]) -> str:
+    """Tables 3 and 4 (``OUT/tables/table3.*``, ``table4.*``), from their plans' finished runs."""
+    parts = []
+    for extra in table_plans:
+        tables = compute_tables(extra, collect_results(extra))
+        write_tables(tables, extra.out / "tables", extra.grid)
+        number = extra.grid.removeprefix("table")
+        what = ("The teacher trained with view consistency against the teacher" if extra.grid == "table3" else
+                f"ViCoKD's ablations on {backbone_label(extra.backbones[0])}, the paper's backbone of Table 4")
+        files = f"[tables/{extra.grid}.md](tables/{extra.grid}.md), [tables/{extra.grid}.csv](tables/{extra.grid}.csv)"
+        parts += [f"## Table {number} (synthetic home)\n",
+                  f"{what}; same code as `vicokd reproduce --grid {extra.grid}` (files: {files}).\n",
+                  *[table_markdown(table) for table in tables if table.metric == "seq_map"]]
+    return "\n".join(parts)
+
+
+def write_report(options: DemoOptions, plan: GridPlan, table_plans: Sequence[GridPlan],
+                 summaries: dict[Cell, dict[str, Any]], log: StepLog) -> Path:
+    """``OUT/report.md`` with ``OUT/plots/*``, ``OUT/tables/table{1,3,4}.*`` and the scorecard."""
     out = options.out
     plots = out / "plots"
     results = collect_results(plan)
+    every_result = list({r.source: r for p in (plan, *table_plans) for r in collect_results(p)}.values())
     tables = compute_tables(plan, results)
     write_tables(tables, out / "tables", plan.grid)
     index = read_index(plan.envs[0].cache)
@@ -552,7 +571,8 @@ def write_report(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dic
         "Same code as `vicokd reproduce --grid table1` (files: [tables/table1.md](tables/table1.md), "
         "[tables/table1.csv](tables/table1.csv)).\n",
         *[table_markdown(table) for table in tables],
-        scorecard_section(plan, results),
+        table_plans_section(table_plans),
+        scorecard_section(plan, every_result),
         teacher_audio_section(plan),
         transfer_section(plan, summaries),
         per_class_transfer_section(plan, summaries),

@@ -244,10 +244,18 @@ def run_plan(plan: GridPlan, log: StepLog, progress: bool = True) -> dict[Cell, 
     return run_cells(plan, log, progress)
 
 
-def run_cells(plan: GridPlan, log: StepLog, progress: bool = True) -> dict[Cell, dict[str, Any]]:
-    """Run every cell of a plan whose environments are prepared; summaries by cell."""
+def run_cells(plan: GridPlan, log: StepLog, progress: bool = True,
+              done: dict[Cell, dict[str, Any]] | None = None) -> dict[Cell, dict[str, Any]]:
+    """Run every cell of a plan whose environments are prepared; summaries by cell.
+
+    Cells in `done` (the summaries of another plan that ran them in this invocation) are taken
+    from it, without a step of their own.
+    """
     summaries: dict[Cell, dict[str, Any]] = {}
     for cell in plan.cells:
+        if done is not None and cell in done:
+            summaries[cell] = done[cell]
+            continue
         teacher = None
         if get_method(cell.method).needs_teacher:
             teacher = summaries[cell.teacher()]["best_checkpoint"]
