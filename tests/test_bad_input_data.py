@@ -517,11 +517,15 @@ def test_workers_end_with_prepare(slow_dataset, tmp_path, how):
 
     A worker that gets Ctrl-C while it still imports must not print a traceback: it starts with
     SIGINT blocked (a race CI once hit: one worker decoding, the other importing torch).
+    `prepare` starts with SIGINT's default action, as a command in a terminal does: a suite run in
+    the background of a non-interactive shell inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt.
     """
     cache = tmp_path / "c"
     process = subprocess.Popen(
         [sys.executable, "-m", "vicokd", "prepare", str(slow_dataset), "--out", str(cache), *PREPARE[:2],
-         "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+         "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     workers: set[int] = set()
     try:
         deadline = time.monotonic() + 120

@@ -137,6 +137,22 @@ def test_paper_preset_parameter_counts() -> None:
     print("\n" + "\n".join(lines))
 
 
+def test_ast_patch_projection_is_float32_under_autocast() -> None:
+    """The case oneDNN's bf16 convolution gets wrong on AVX-512 bf16 CPUs: a patch grid one patch wide."""
+    from vicokd.models.encoders import Float32Conv2d
+
+    model = tiny_model("multitsf", "teacher")
+    projection = model.audio_encoder.net.model.embeddings.patch_embeddings.projection
+    assert isinstance(projection, Float32Conv2d)
+    assert "audio_encoder.net.model.embeddings.patch_embeddings.projection.weight" in model.state_dict()
+    x = torch.randn(48, 1, 128, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = torch.nn.functional.conv2d(x, projection.weight, projection.bias, stride=projection.stride)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = projection(x)
+    assert out.dtype == torch.float32 and torch.allclose(out, reference, atol=1e-5)
+
+
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_bf16_autocast_matches_fp32(backbone: str) -> None:
     """CPU bf16 autocast gives finite outputs within bf16 rounding of the fp32 ones, every output named.

@@ -304,11 +304,41 @@ def fit_rows(fbank: Tensor, rows: int, pad_value: float) -> Tensor:
     return F.pad(fbank, (0, 0, 0, rows - fbank.shape[1]), value=pad_value)
 
 
+class Float32Conv2d(nn.Conv2d):
+    """A Conv2d that always computes in float32, also under autocast (its output is float32).
+
+    The AST's patch projection runs in it: on CPUs with AVX-512 bf16, oneDNN's bf16 convolution
+    returns wrong values for a patch grid one patch wide (e.g. input (48, 1, 128, 16), kernel and
+    stride 16: error ≈ the outputs' own size, torch 2.14.1; fp32 and mkldnn-off are right). The
+    projection is a small share of the AST's FLOPs.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not torch.amp.is_autocast_available(x.device.type):  # e.g. the meta device of FLOP counts
+            return super().forward(x.float())
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float())
+
+
+def _float32_projection(conv: nn.Conv2d) -> Float32Conv2d:
+    """`conv` as a :class:`Float32Conv2d` holding the same parameters (same state-dict keys)."""
+    fixed = Float32Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                          padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+                          padding_mode=conv.padding_mode, device="meta")
+    fixed.weight, fixed.bias = conv.weight, conv.bias
+    return fixed
+
+
 class ASTEncoder(nn.Module):
-    """transformers ``ASTModel`` over one fbank chunk: (N, R, M) → pooled (N, hidden)."""
+    """transformers ``ASTModel`` over one fbank chunk: (N, R, M) → pooled (N, hidden).
+
+    The patch projection computes in float32 under autocast (:class:`Float32Conv2d`).
+    """
 
     def __init__(self, model: nn.Module, max_rows: int, pad_value: float) -> None:
         super().__init__()
+        patches = model.embeddings.patch_embeddings
+        patches.projection = _float32_projection(patches.projection)
         self.model = model
         self.max_rows = max_rows
         self.pad_value = pad_value
