@@ -168,3 +168,18 @@ def test_trainable_top_block_from_cached_tokens_equals_the_model_on_raw_video(se
     with pytest.raises(VicokdError, match="-1 .* cannot train from data.features"):
         apply_feature_cache(load_config(CONFIGS / "teacher.yaml", [*overrides, f"data.features={out}",
                                                                    "model.visual.trainable_blocks=-1"]))
+
+
+def test_encoder_differences_name_the_field():
+    from vicokd.config import Config, replace
+    from vicokd.engine.features import _encoder_differences, _encoder_sections
+
+    config = Config()
+    recorded = _encoder_sections(config)
+    assert _encoder_differences(recorded, config) == []
+    older = {**recorded, "visual": {k: v for k, v in recorded["visual"].items() if k != "trainable_blocks"}}
+    assert _encoder_differences(older, config) == []  # a field added since counts as its default
+    other = replace(config, **{"model.visual.trainable_blocks": 0, "data.image_size": (48, 48)})
+    assert _encoder_differences(recorded, other) == [
+        "model.visual.trainable_blocks: None there, 0 here", f"data.image_size: {recorded['image_size']!r} there, "
+        "[48, 48] here"]

@@ -45,15 +45,30 @@ def _encoder_sections(config: Config) -> dict[str, Any]:
     return {"visual": model["visual"], "audio": model["audio"], "image_size": list(config.data.image_size)}
 
 
-def _same_encoders(recorded: dict[str, Any] | None, config: Config) -> bool:
-    """Whether a feature directory's recorded encoder sections are those of `config`; a field the record
-    lacks (added to the config since) counts as its default."""
+def _encoder_differences(recorded: dict[str, Any] | None, config: Config) -> list[str]:
+    """Where a feature directory's recorded encoder sections differ from `config`'s, as
+    ``model.visual.name: 'a' there, 'b' here`` lines; a field the record lacks (added to the config
+    since) counts as its default. Empty when they agree."""
     if recorded is None:
-        return False
+        return ["no encoder settings recorded"]
     defaults = _encoder_sections(Config())
     filled = {**recorded, **{section: {**defaults[section], **recorded.get(section, {})}
                              for section in ("visual", "audio")}}
-    return filled == _encoder_sections(config)
+    wanted = _encoder_sections(config)
+    differences = []
+    for section in ("visual", "audio"):
+        for key in sorted(set(filled[section]) | set(wanted[section])):
+            there, here = filled[section].get(key), wanted[section].get(key)
+            if there != here:
+                differences.append(f"model.{section}.{key}: {there!r} there, {here!r} here")
+    if filled.get("image_size") != wanted["image_size"]:
+        differences.append(f"data.image_size: {filled.get('image_size')!r} there, {wanted['image_size']!r} here")
+    return differences
+
+
+def _same_encoders(recorded: dict[str, Any] | None, config: Config) -> bool:
+    """Whether a feature directory's recorded encoder sections are those of `config`."""
+    return not _encoder_differences(recorded, config)
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
@@ -153,9 +168,10 @@ def apply_feature_cache(config: Config) -> Config:
         raise VicokdError("model.visual.trainable_blocks: -1 (every block) cannot train from data.features; "
                           "set K >= 1 or drop data.features")
     header = read_feature_index(config.data.features)
-    if not _same_encoders(header["model"], config):
-        raise VicokdError(f"{config.data.features}: features were computed with other model.visual / model.audio "
-                          "/ data.image_size settings than this config")
+    differences = _encoder_differences(header["model"], config)
+    if differences:
+        raise VicokdError(f"{config.data.features}: features were computed with other encoder settings than this "
+                          f"config ({'; '.join(differences[:3])}{'; ...' if len(differences) > 3 else ''})")
     if config.model.mode == "teacher" and not header["audio"]:
         raise VicokdError(f"{config.data.features}: has no audio features; a teacher needs them")
     visual = config.model.visual if blocks is not None and blocks > 0 else replace(config.model.visual, freeze=True)
