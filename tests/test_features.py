@@ -96,7 +96,7 @@ def test_mismatched_encoder_settings_are_refused(setup):
     compute_features(load_config(CONFIGS / "teacher.yaml", overrides), out, encoders_from=teacher, progress=False)
     wrong = load_config(CONFIGS / "teacher.yaml", [*overrides, f"data.features={out}",
                                                    "model.visual.timm_kwargs.depth=1"])
-    with pytest.raises(VicokdError, match="other model.visual"):
+    with pytest.raises(VicokdError, match=r"other encoder settings than this config \(model.visual.timm_kwargs: "):
         apply_feature_cache(wrong)
     with pytest.raises(VicokdError, match="no feature cache here"):
         apply_feature_cache(load_config(CONFIGS / "teacher.yaml", [*overrides, f"data.features={base / 'none'}"]))
