@@ -183,3 +183,33 @@ def test_encoder_differences_name_the_field():
     assert _encoder_differences(recorded, other) == [
         "model.visual.trainable_blocks: None there, 0 here", f"data.image_size: {recorded['image_size']!r} there, "
         "[48, 48] here"]
+
+
+def test_resident_features_are_read_once_reread_when_rewritten_and_bounded(tmp_path, monkeypatch):
+    from vicokd.data import features as features_module
+    from vicokd.data.features import feature_path
+    from vicokd.errors import DataError
+    from vicokd.io import atomic_path
+
+    def write(key: str, value: float) -> None:
+        path = feature_path(tmp_path, key, "visual")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:  # as `prepare --features` writes them
+            np.save(tmp, np.full((2, 3, 4), value, dtype=np.float16))
+
+    write("a", 1.0)
+    first = resident_features(tmp_path, "a", "visual")
+    assert resident_features(tmp_path, "a", "visual") is first and not first.flags.writeable  # shared, read-only
+    write("a", 2.0)
+    assert float(resident_features(tmp_path, "a", "visual")[0, 0, 0]) == 2.0  # a rewritten file is read again
+    monkeypatch.setattr(features_module, "_resident", type(features_module._resident)())
+    monkeypatch.setattr(features_module, "_resident_bytes", [0])
+    monkeypatch.setattr(features_module, "RESIDENT_BYTES", 2 * first.nbytes)
+    write("b", 3.0)
+    write("c", 3.0)
+    for key in ("a", "b", "c"):
+        resident_features(tmp_path, key, "visual")
+    assert len(features_module._resident) == 2 and features_module._resident_bytes[0] == 2 * first.nbytes
+    assert all("/a." not in slot[0] for slot in features_module._resident)  # the least recently used left
+    with pytest.raises(DataError, match=r"no visual features for clip 'z'"):
+        resident_features(tmp_path, "z", "visual")

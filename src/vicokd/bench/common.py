@@ -104,6 +104,13 @@ def stopwatch() -> Iterator[Timing]:
         timing.cpu = _cpu_seconds() - cpu
 
 
+def use_threads(threads: int | None) -> int:
+    """Set torch's thread count when `threads` is given; the count this process then uses."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 def matmul_rate(size: int = 2048, seconds: float = 1.0) -> tuple[float, float]:
     """fp32 GFLOP/s of ``size``×``size`` matrix products with the current torch thread count.
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vicokd.bench.common import OLD_FBANK_ROWS, BenchResult, Target, machine_info, resolve_size, stopwatch
+from vicokd.bench.common import OLD_FBANK_ROWS, BenchResult, Target, machine_info, resolve_size, stopwatch, use_threads
 from vicokd.config import DataConfig
 from vicokd.data.annotations import Clip, frame_labels, load_annotations, sequence_labels
 from vicokd.data.cache import prepare
@@ -244,8 +244,7 @@ def run_data_benchmark(size: str | DataBenchSize = "small", *, threads: int | No
     """
     bench = resolve_size(size, DATA_SIZES)
     bench = bench if frames is None else replace(bench, frames=frames)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     machine = machine_info()
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="vicokd-bench-data-") as tmp:
         root, cache = Path(tmp) / "data", Path(tmp) / "cache"

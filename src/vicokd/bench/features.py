@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from vicokd.bench.common import BenchResult, Target, machine_info, resolve_size, run_isolated, stopwatch
+from vicokd.bench.common import BenchResult, Target, machine_info, resolve_size, run_isolated, stopwatch, use_threads
 from vicokd.bench.paper import Shape, count_flops, encoder_widths, step_loss
 from vicokd.bench.train_step import StepSpec, measure_train_step, train_flops
 from vicokd.config import Config, load_config
@@ -202,9 +202,7 @@ def run_features_benchmark(size: str | FeatureBenchSize = "small", *, threads: i
     the temporary work folder is made.
     """
     bench = resolve_size(size, FEATURE_SIZES)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    threads = torch.get_num_threads()
+    threads = use_threads(threads)
     machine = machine_info()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="vicokd-bench-features-") as tmp:

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from vicokd.bench.common import BenchResult, Target, machine_info, matmul_rate, resolve_size
+from vicokd.bench.common import BenchResult, Target, machine_info, matmul_rate, resolve_size, use_threads
 from vicokd.bench.features import FeatureBenchSize, make_home
 from vicokd.bench.paper import Shape, count_flops, encoder_widths, forward_logits, step_loss
 from vicokd.config import Config, load_config, replace
@@ -104,9 +104,7 @@ def run_runs_benchmark(size: str | RunsBenchSize = "small", *, threads: int | No
                        frames: int | None = None, work_dir: str | Path | None = None) -> BenchResult:
     """Measure the runs of the module docstring: wall time of each against its FLOP floor."""
     bench = resolve_size(size, RUNS_SIZES)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    threads = torch.get_num_threads()
+    threads = use_threads(threads)
     machine = machine_info()
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []

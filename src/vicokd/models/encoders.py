@@ -21,6 +21,7 @@ a random init.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -314,9 +315,8 @@ class Float32Conv2d(nn.Conv2d):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if not torch.amp.is_autocast_available(x.device.type):  # e.g. the meta device of FLOP counts
-            return super().forward(x.float())
-        with torch.autocast(x.device.type, enabled=False):
+        device = x.device.type  # the meta device of FLOP counts has no autocast
+        with torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext():
             return super().forward(x.float())
 
 

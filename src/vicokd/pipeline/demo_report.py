@@ -109,7 +109,7 @@ def findings(plan: GridPlan, results: Sequence[RunResult]) -> list[str]:
 def scorecard_section(plan: GridPlan, results: Sequence[RunResult]) -> str:
     """The paper's claims that this run can test, ours beside the paper's (:mod:`vicokd.report.scorecard`)."""
     claims = plan_claims(plan, results)
-    write_scorecard(plan, results)
+    write_scorecard(plan, claims)
     return ("## Claim scorecard\n\n"
             "Every comparison of the paper's Tables 1, 3 and 4 that this run's cells can test "
             f"({homes_compared(plan)}; test sequence mAP). *std of diff*: the std over seeds of the paired "
@@ -518,11 +518,11 @@ def view_agreement_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]
             + markdown_table(["model", "JS co-visible", "JS one view sees", "JS neither", "w co-visible"], rows))
 
 
-def table_plans_section(table_plans: Sequence[GridPlan]) -> str:
-    """Tables 3 and 4 (``OUT/tables/table3.*``, ``table4.*``), from their plans' finished runs."""
+def table_plans_section(table_plans: Sequence[tuple[GridPlan, list[RunResult]]]) -> str:
+    """Tables 3 and 4 (``OUT/tables/table3.*``, ``table4.*``), from each plan's finished runs."""
     parts = []
-    for extra in table_plans:
-        tables = compute_tables(extra, collect_results(extra))
+    for extra, extra_results in table_plans:
+        tables = compute_tables(extra, extra_results)
         write_tables(tables, extra.out / "tables", extra.grid)
         number = extra.grid.removeprefix("table")
         what = ("The teacher trained with view consistency against the teacher" if extra.grid == "table3" else
@@ -540,7 +540,9 @@ def write_report(options: DemoOptions, plan: GridPlan, table_plans: Sequence[Gri
     out = options.out
     plots = out / "plots"
     results = collect_results(plan)
-    every_result = list({r.source: r for p in (plan, *table_plans) for r in collect_results(p)}.values())
+    table_results = [(extra, collect_results(extra)) for extra in table_plans]
+    # Table 3 shares Table 1's teachers: each run once
+    every_result = list({r.source: r for r in [*results, *(r for _, rs in table_results for r in rs)]}.values())
     tables = compute_tables(plan, results)
     write_tables(tables, out / "tables", plan.grid)
     index = read_index(plan.envs[0].cache)
@@ -571,7 +573,7 @@ def write_report(options: DemoOptions, plan: GridPlan, table_plans: Sequence[Gri
         "Same code as `vicokd reproduce --grid table1` (files: [tables/table1.md](tables/table1.md), "
         "[tables/table1.csv](tables/table1.csv)).\n",
         *[table_markdown(table) for table in tables],
-        table_plans_section(table_plans),
+        table_plans_section(table_results),
         scorecard_section(plan, every_result),
         teacher_audio_section(plan),
         transfer_section(plan, summaries),

@@ -307,17 +307,17 @@ def homes_compared(plan: GridPlan) -> str:
     return ", ".join(f"{env.name} against the paper's {paper_home(env.name)}" for env in plan.envs)
 
 
-def write_scorecard(plan: GridPlan, results: Sequence[RunResult]) -> Path:
-    """``OUT/tables/scorecard.md``: the paper's claims scored on the finished runs."""
+def write_scorecard(plan: GridPlan, claims: Sequence[Claim]) -> Path:
+    """``OUT/tables/scorecard.md``: the paper's claims (:func:`plan_claims`) scored on the finished runs."""
     return write_text(plan.out / "tables" / "scorecard.md",
                       f"# The paper's claims, test sequence mAP ({homes_compared(plan)})\n\n"
-                      + scorecard_markdown(plan_claims(plan, results)))
+                      + scorecard_markdown(claims))
 
 
 def write_plan_tables(plan: GridPlan) -> tuple[Path, Path]:
     """``OUT/tables/<grid>.md`` and ``.csv`` from the finished runs, and ``OUT/tables/scorecard.md``."""
     results = collect_results(plan)
-    write_scorecard(plan, results)
+    write_scorecard(plan, plan_claims(plan, results))
     return write_tables(compute_tables(plan, results), plan.out / "tables", plan.grid, table_note(plan, results))
 
 
