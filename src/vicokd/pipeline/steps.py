@@ -75,8 +75,17 @@ class StepLog:
             self._record(current, "failed", time.perf_counter() - started)
             self.echo(f"{prefix} {name}: failed after {time.perf_counter() - started:.1f} s")
             raise
-        seconds = time.perf_counter() - started
-        previous = self.records.get(name, {})
+        self._finish(current, prefix, time.perf_counter() - started)
+
+    def finished_elsewhere(self, step: Step, seconds: float) -> None:
+        """Record and print a step that ran outside :meth:`step` (in a worker process) and took
+        `seconds` there; its number is the next one."""
+        self.count += 1
+        step.index = self.count
+        self._finish(step, f"[{step.index:>{len(str(self.total))}}/{self.total}]", seconds)
+
+    def _finish(self, current: Step, prefix: str, seconds: float) -> None:
+        previous = self.records.get(current.name, {})
         seconds_taken: float | None
         if current.status == "reused":
             known = previous.get("seconds") if previous.get("status") != "failed" else None
@@ -86,7 +95,7 @@ class StepLog:
             seconds_taken = seconds
             note = f"{current.status} in {seconds:.1f} s"
         self._record(current, current.status, seconds_taken)
-        self.echo(f"{prefix} {name}: {note}" + (f" — {current.detail}" if current.detail else ""))
+        self.echo(f"{prefix} {current.name}: {note}" + (f" — {current.detail}" if current.detail else ""))
 
     def _record(self, step: Step, status: str, seconds: float | None) -> None:
         self.records[step.name] = {"index": step.index, "status": status,
