@@ -23,7 +23,7 @@ from vicokd.data.synthetic.actor import pose_capsules, random_outfit
 from vicokd.data.synthetic.audio import SAMPLE_RATE, event_signals, microphone_audio, room_noise
 from vicokd.data.synthetic.generate import clip_visibility
 from vicokd.data.synthetic.render import ViewRenderer, render_view
-from vicokd.data.synthetic.scene import floor_coverage, route
+from vicokd.data.synthetic.scene import floor_coverage, pairwise_disparity, route
 from vicokd.data.synthetic.script import plan_clip
 from vicokd.data.synthetic.view_quality import QUALITY_FILE, read_view_quality, visible_shares
 from vicokd.errors import ConfigError, DataError
@@ -148,6 +148,7 @@ def test_rerun_resumes_and_foreign_folder_is_refused(tiny: Path, tmp_path: Path)
 @pytest.mark.parametrize(("changes", "message"), [
     ({"size": (63, 48)}, "--size"), ({"fps": 4.0}, "--fps"), ({"views": 9}, "--views"),
     ({"classes": ("Dance",)}, "unknown class 'Dance'"), ({"duration": (30.0, 20.0)}, "--duration"),
+    ({"layout": "home3"}, "--layout 'home3'"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path: Path, changes: dict, message: str) -> None:
     options = dataclasses.replace(TINY, **changes)
@@ -207,6 +208,29 @@ def test_coverage_is_partial_in_every_view(planned: tuple) -> None:
         labelled += active.sum()
     share = seen / labelled
     assert np.all((share > 0.25) & (share < 0.85)), share
+
+
+def test_pairwise_disparity_by_hand() -> None:
+    # views 0 and 1 share 1 of 3 frames (1 - 1/3); 0 and 2 share none (1); 1 and 2 share 1 of 2 (1 - 1/2)
+    seen = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0]], bool)
+    assert pairwise_disparity(seen) == pytest.approx(((1 - 1 / 3) + 1 + (1 - 1 / 2)) / 3)
+    assert pairwise_disparity(np.ones((3, 5), bool)) == 0.0
+    assert pairwise_disparity(np.array([[1, 0], [0, 0]], bool)) == 1.0  # the empty pair-union is skipped: none
+
+
+def test_home2_views_overlap_more_than_home1(planned: tuple) -> None:
+    """The two camera layouts on the same scripts: home2's views see the actor together more often
+    (co-visibility) and share more of what they see (lower disparity), as the paper's Home-2 does."""
+    options, jobs, home1_visibility = planned
+    home2_options = dataclasses.replace(options, layout="home2")
+    home2 = build_home(options.views, "home2")
+    home2_visibility = [clip_visibility(home2, job.script, home2_options) for job in jobs]
+    measures = {}
+    for layout, visibility in (("home1", home1_visibility), ("home2", home2_visibility)):
+        labelled = np.concatenate([vis[:, frame_labels(job.script.tricks(), vis.shape[1], options.classes).any(axis=1)]
+                                   for job, vis in zip(jobs, visibility)], axis=1) > 0
+        measures[layout] = ((labelled.sum(axis=0) >= 2).mean(), pairwise_disparity(labelled))
+    assert measures["home2"][0] > measures["home1"][0] and measures["home2"][1] < measures["home1"][1] - 0.1, measures
 
 
 def test_a_class_is_heard_where_it_is_not_seen(planned: tuple) -> None:

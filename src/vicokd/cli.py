@@ -353,6 +353,9 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--test", type=float, default=None, help="test share of the split (default 0.3)")
     parser.add_argument("--supersample", type=int, default=None,
                         help="anti-aliasing: samples per pixel side, 1..4 (default 2)")
+    parser.add_argument("--layout", default=None,
+                        help="camera layout: home1 (views overlap little, like Home-1) or home2 (views close in "
+                             "what they capture, like Home-2); default home1")
     _add_workers(parser, "parallel processes over clips (default 2)")
     parser.add_argument("--force", action="store_true", help="write into a non-empty folder made otherwise")
     _add_quiet(parser, "no progress bar")
@@ -372,7 +375,7 @@ def _run_synth(args: argparse.Namespace) -> int:
 
     given = {"clips": args.clips, "views": args.views, "seed": args.seed, "fps": args.fps,
              "sessions": args.sessions, "test_fraction": args.test, "supersample": args.supersample,
-             "size": args.size and _parse_size(args.size, "--size"),
+             "layout": args.layout, "size": args.size and _parse_size(args.size, "--size"),
              "duration": args.duration and _parse_range(args.duration, "--duration"),
              "classes": args.classes and tuple(_comma_list(args.classes) or ())}
     options = SynthOptions(**{k: v for k, v in given.items() if v is not None})

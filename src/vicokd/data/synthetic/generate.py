@@ -38,7 +38,15 @@ from vicokd.data.split import stratified_split
 from vicokd.data.synthetic.actor import random_outfit
 from vicokd.data.synthetic.audio import SAMPLE_RATE, microphone_audio
 from vicokd.data.synthetic.render import GRID_FPS, VISIBLE_SHARE, ViewRenderer, render_view
-from vicokd.data.synthetic.scene import MAX_VIEWS, Home, build_home, floor_coverage
+from vicokd.data.synthetic.scene import (
+    LAYOUTS,
+    MAX_VIEWS,
+    Home,
+    build_home,
+    floor_coverage,
+    floor_visibility,
+    pairwise_disparity,
+)
 from vicokd.data.synthetic.script import CLASSES, ClipScript, plan_clip
 from vicokd.data.synthetic.view_quality import (
     QUALITY_FILE,
@@ -76,6 +84,7 @@ class SynthOptions:
     sessions: int = 8
     test_fraction: float = 0.3
     supersample: int = 2
+    layout: str = "home1"  # camera layout (scene.LAYOUTS): home1 little overlap, home2 much
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` (one line, naming the option) for a bad value."""
@@ -93,6 +102,7 @@ class SynthOptions:
             (0.0 <= self.test_fraction < 1.0, f"--test {self.test_fraction:g}: need a share in [0, 1)"),
             (1 <= self.supersample <= 4, f"--supersample {self.supersample}: need 1..4"),
             (len(self.classes) > 0, "--classes: name at least one class"),
+            (self.layout in LAYOUTS, f"--layout {self.layout!r}: choose one of {', '.join(LAYOUTS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -102,7 +112,12 @@ class SynthOptions:
             raise ConfigError(f"--classes: unknown class {unknown[0]!r} (known: {', '.join(CLASSES)})")
 
     def to_json(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """The options as JSON; the default layout is left out, so homes made before layouts
+        existed (all home1) keep their manifest."""
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        if values["layout"] == "home1":
+            del values["layout"]
+        return values
 
 
 @dataclass(frozen=True)
@@ -127,6 +142,9 @@ class SynthSummary:
     """What a run made. Coverage per view: `floor_coverage` is the share of the open floor in
     view; `action_visibility` the share of labelled grid frames in which the actor is visible;
     `seen_by[n]` the share of labelled grid frames in which exactly n views see the actor;
+    `view_disparity` the mean over view pairs of 1 − Jaccard of the labelled grid frames in which
+    each sees the actor (:func:`.scene.pairwise_disparity`), `floor_disparity` the same of the open
+    floor each sees;
     `view_quality` the VC moments (two views see the actor, one clear and one poor) and how well
     each view sees it (:mod:`.view_quality`)."""
 
@@ -140,6 +158,8 @@ class SynthSummary:
     action_visibility: tuple[float, ...]
     seen_by: tuple[float, ...]
     segments: dict[str, int]
+    view_disparity: float = 0.0
+    floor_disparity: float = 0.0
     view_quality: ViewQualityStats | None = None
 
     def describe(self) -> str:
@@ -151,6 +171,8 @@ class SynthSummary:
             lines.append(f"View{k + 1}  {100 * floor:9.0f} %   {100 * action:9.0f} %")
         lines.append("labelled time seen by 0, 1, 2, … views: "
                      + ", ".join(f"{100 * s:.0f} %" for s in self.seen_by))
+        lines.append(f"view disparity (1 - Jaccard, mean over view pairs): {self.view_disparity:.2f} of the "
+                     f"labelled frames seeing the actor, {self.floor_disparity:.2f} of the floor seen")
         if self.view_quality is not None:
             counts = self.view_quality.overall
             reasons = counts.reason_shares()
@@ -163,7 +185,7 @@ class SynthSummary:
 
 def plan_dataset(options: SynthOptions) -> tuple[Home, list[ClipJob]]:
     """The home and every clip's script, session and file names (no rendering)."""
-    home = build_home(options.views)
+    home = build_home(options.views, options.layout)
     sessions = []
     for s in range(options.sessions):
         rng = np.random.default_rng([options.seed, 7919, s])
@@ -315,9 +337,11 @@ def _summarise(out: Path, home: Home, options: SynthOptions, jobs: list[ClipJob]
     labelled_total = 0
     segments = {c: 0 for c in options.classes}
     labels = []
+    labelled_seen = []
     for job, vis in zip(jobs, visibility):
         labels.append(frame_labels(job.script.tricks(), vis.shape[1], options.classes, GRID_FPS))
         labelled = labels[-1].any(axis=1)
+        labelled_seen.append(vis[:, labelled] > 0)
         seen += vis[:, labelled].sum(axis=1)
         counts += np.bincount(vis[:, labelled].sum(axis=0).astype(int), minlength=options.views + 1)
         labelled_total += int(labelled.sum())
@@ -332,4 +356,6 @@ def _summarise(out: Path, home: Home, options: SynthOptions, jobs: list[ClipJob]
         seen_by=tuple(float(c) for c in counts / total),
         segments=segments,
         view_quality=quality_stats(measures, labels, options.classes),
+        view_disparity=pairwise_disparity(np.concatenate(labelled_seen, axis=1)) if labelled_seen else 0.0,
+        floor_disparity=pairwise_disparity(floor_visibility(home, options.size)[0]),
     )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vicokd.data.synthetic.render import VIS_WIDTH, VISIBLE_SHARE
-from vicokd.data.synthetic.scene import Home, floor_visibility
+from vicokd.data.synthetic.scene import LAYOUTS, Home, floor_visibility
 from vicokd.data.synthetic.script import CLASS_SCRIPTS
 from vicokd.data.synthetic.view_quality import (
     BODY_HEIGHT,
@@ -116,7 +116,8 @@ def _command(options: SynthOptions) -> str:
     return (f"vicokd synth OUT --clips {options.clips} --views {options.views} --seed {options.seed} "
             f"--size {options.size[0]}x{options.size[1]} --fps {options.fps:g} --duration {_span(options.duration)} "
             f"--sessions {options.sessions} --test {options.test_fraction:g} "
-            f"--supersample {options.supersample}{classes}")
+            f"--supersample {options.supersample}{classes}"
+            + ("" if options.layout == "home1" else f" --layout {options.layout}"))
 
 
 def write_readme(path: Path, home: Home, options: SynthOptions, summary: SynthSummary) -> None:
@@ -126,7 +127,8 @@ def write_readme(path: Path, home: Home, options: SynthOptions, summary: SynthSu
         "# Synthetic home",
         "",
         "A small home simulated and rendered by `vicokd synth` (ViCoKD reference implementation), in the",
-        "layout of MultiSensor-Home (Home-1). Made with:",
+        f"format of MultiSensor-Home, cameras hung as layout `{options.layout}` "
+        f"({LAYOUTS[options.layout]}). Made with:",
         "",
         f"    {_command(options)}",
         "",
@@ -177,6 +179,11 @@ def write_readme(path: Path, home: Home, options: SynthOptions, summary: SynthSu
         "",
         "Share of labelled time in which the actor is seen by 0, 1, 2, … views: "
         + ", ".join(f"{100 * s:.0f} %" for s in summary.seen_by) + ".",
+        f"*Co-visibility*: the actor is seen by at least two views during {100 * sum(summary.seen_by[2:]):.0f} % "
+        f"of the labelled time. *View disparity*: {summary.view_disparity:.2f}, the mean over view pairs of "
+        "1 − |A ∩ B| / |A ∪ B|, where A and B are the labelled grid frames in which each of the two views "
+        f"sees the actor (0: the views see the actor at the same moments; 1: never together); of the open "
+        f"floor each view sees: {summary.floor_disparity:.2f}.",
         "An action can be heard at every microphone while it is seen in only some views (or none).",
         "",
     ]

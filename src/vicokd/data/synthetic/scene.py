@@ -221,8 +221,35 @@ def _shelf_books(name: str, along: tuple[float, float], front: float, depth: flo
     return boxes
 
 
-def _cameras(views: int) -> tuple[Camera, ...]:
-    """The first `views` of eight wall mounts, ordered so that any prefix covers the room."""
+# camera layouts of the home (see _cameras): name → what it is like
+LAYOUTS = {"home1": "like Home-1: cameras all around the room, views that overlap little",
+           "home2": "like Home-2: cameras on the south side looking at the living area, views close in what they "
+                    "capture"}
+
+
+def _cameras(views: int, layout: str = "home1") -> tuple[Camera, ...]:
+    """The first `views` of eight wall mounts of `layout`, ordered so that any prefix covers the room.
+
+    ``home1`` (MultiSensor-Home's Home-1: greater view disparity) hangs the cameras all around the
+    room, each looking across it from another side, so that views overlap little. ``home2``
+    (Home-2: views closer in what they capture) hangs the first five on the south wall and its
+    corners, all looking north at the living area with wider lenses (80°), so that views overlap much.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if layout == "home2":
+        living = (3.0, 2.8)  # every home-2 camera looks at the living area from the south half
+        mounts = [
+            Camera("View1", (0.12, 0.12, 2.4), (*living, 0.3), 80.0, (1.0, 1.0, 1.0)),
+            Camera("View2", (5.88, 0.12, 2.4), (*living, 0.3), 80.0, (1.04, 1.0, 0.94)),
+            Camera("View3", (3.0, 0.1, 2.45), (*living, 0.2), 80.0, (0.96, 1.0, 1.05)),
+            Camera("View4", (1.5, 0.1, 2.4), (*living, 0.2), 80.0, (1.02, 1.02, 0.97)),
+            Camera("View5", (4.5, 0.1, 2.4), (*living, 0.2), 80.0, (0.98, 0.99, 1.03)),
+            Camera("View6", (0.1, 1.5, 2.4), (*living, 0.3), 80.0, (1.03, 0.98, 0.98)),
+            Camera("View7", (5.9, 1.5, 2.4), (*living, 0.3), 80.0, (0.97, 1.02, 1.0)),
+            Camera("View8", (3.0, 4.9, 2.4), (3.0, 1.5, 0.2), 80.0, (1.0, 0.97, 1.03)),
+        ]
+        return tuple(mounts[:views])
     mounts = [
         Camera("View1", (0.12, 0.12, 2.4), (3.6, 3.3, 0.3), 64.0, (1.0, 1.0, 1.0)),
         Camera("View2", (5.88, 4.88, 2.4), (2.0, 1.6, 0.3), 60.0, (1.04, 1.0, 0.94)),
@@ -236,8 +263,8 @@ def _cameras(views: int) -> tuple[Camera, ...]:
     return tuple(mounts[:views])
 
 
-def build_home(views: int = 5) -> Home:
-    """The home seen by `views` wall cameras (1..8)."""
+def build_home(views: int = 5, layout: str = "home1") -> Home:
+    """The home seen by `views` wall cameras (1..8) hung as `layout` (:data:`LAYOUTS`)."""
     if not 1 <= views <= MAX_VIEWS:
         raise ValueError(f"views must be between 1 and {MAX_VIEWS}, got {views}")
     wood, dark_wood, light_wood = (0.55, 0.38, 0.24), (0.36, 0.24, 0.16), (0.72, 0.58, 0.40)
@@ -311,7 +338,7 @@ def build_home(views: int = 5) -> Home:
         stations=stations,
         hubs=((3.0, 1.5), (3.1, 3.9), (4.6, 1.5), (4.6, 3.95), (0.9, 3.9), (0.75, 1.7)),
         clean_areas=((2.45, 1.3, 3.75, 4.35), (4.4, 0.45, 5.15, 1.8), (0.35, 1.05, 1.2, 2.3)),
-        cameras=_cameras(views),
+        cameras=_cameras(views, layout),
     )
 
 
@@ -467,3 +494,17 @@ def floor_coverage(home: Home, size: tuple[int, int], step: float = 0.1) -> np.n
     """Share (V,) of the open floor that each camera sees (in its field of view, unoccluded)."""
     seen, open_floor = floor_visibility(home, size, step)
     return seen.reshape(len(seen), -1).sum(axis=1) / open_floor.sum()
+
+
+def pairwise_disparity(seen: np.ndarray) -> float:
+    """Mean over view pairs (a, b) of 1 − |S_a ∩ S_b| / |S_a ∪ S_b|, where ``seen`` (V, ...) bool
+    holds each view's set S_v (floor points, or frames in which the actor is visible); pairs whose
+    union is empty are left out. 0: every view sees the same; 1: no two views share anything."""
+    flat = seen.reshape(len(seen), -1).astype(bool)
+    values = []
+    for a in range(len(flat)):
+        for b in range(a + 1, len(flat)):
+            union = (flat[a] | flat[b]).sum()
+            if union:
+                values.append(1.0 - (flat[a] & flat[b]).sum() / union)
+    return float(np.mean(values)) if values else 0.0
