@@ -126,6 +126,29 @@ def test_measuring_gradient_shares_leaves_training_unchanged(workspace):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_test_curve_is_logged_and_leaves_training_unchanged(workspace):
+    """train.test_curve logs test mAP per epoch (Fig. 3) without touching the weights, the selection
+    or the final test numbers; at the selected epoch the curve equals the summary's test mAP."""
+    from vicokd.report.curves import read_metric_curve
+
+    base, overrides = workspace
+    summaries, weights = {}, {}
+    for curve in (False, True):
+        name = f"teacher-curve-{curve}"
+        config = load_config(CONFIGS / "teacher.yaml", [*overrides, "optim.epochs=2", f"train.test_curve={curve}",
+                                                       f"train.name={name}"])
+        summaries[curve] = fit(config, progress=False)
+        weights[curve] = load_state_dict(base / "runs" / name / "checkpoints" / "last.safetensors")
+    assert all(torch.equal(weights[False][k], weights[True][k]) for k in weights[False])
+    assert summaries[False]["test"] == summaries[True]["test"]
+    assert summaries[False]["best_epoch"] == summaries[True]["best_epoch"]
+    curve = dict(read_metric_curve(base / "runs" / "teacher-curve-True" / "metrics.csv", "test_curve/seq_map"))
+    assert sorted(curve) == [1, 2]
+    assert curve[summaries[True]["best_epoch"] + 1] == pytest.approx(summaries[True]["test"]["seq_map"], abs=1e-4)
+    with pytest.raises(VicokdError, match="no column 'test_curve/seq_map'"):
+        read_metric_curve(base / "runs" / "teacher-curve-False" / "metrics.csv", "test_curve/seq_map")
+
+
 def summary_steps(config) -> int:
     return read_meta(Path(config.train.out_dir) / config.train.name / "checkpoints" / "last.safetensors")["step"]
 

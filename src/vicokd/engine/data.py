@@ -75,18 +75,26 @@ class ClipsDataModule(L.LightningDataModule):
         )
         return built
 
-    def _loader(self, dataset: MultiViewClips, sampler: Sampler | None = None) -> DataLoader:
+    def _loader(self, dataset: MultiViewClips, sampler: Sampler | None = None,
+                generator: torch.Generator | None = None) -> DataLoader:
         workers = self.config.data.num_workers
         return DataLoader(dataset, batch_size=self.config.optim.batch_size, sampler=sampler, shuffle=False,
                           num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available(),
-                          persistent_workers=False, multiprocessing_context="spawn" if workers else None)
+                          persistent_workers=False, multiprocessing_context="spawn" if workers else None,
+                          generator=generator)
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.dataset("train", "jitter")
         return self._loader(dataset, EpochSampler(len(dataset), self.config.train.seed, shuffle=True))
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset(self.eval_split, "uniform"))
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """The validation split; with ``train.test_curve`` also the test split (second loader, logged only)."""
+        val = self._loader(self.dataset(self.eval_split, "uniform"))
+        if not self.config.train.test_curve:
+            return val
+        # its own generator: starting a loader draws a seed from the global RNG, which would change training
+        curve = self._loader(self.dataset(self.test_split, "uniform"), generator=torch.Generator().manual_seed(0))
+        return [val, curve]
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.dataset(self.test_split, "uniform"))

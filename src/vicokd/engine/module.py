@@ -96,6 +96,7 @@ class ViCoKDModule(L.LightningModule):
             teacher.eval().requires_grad_(False)
             self._teacher.append(teacher)
         self._eval_outputs: list[dict[str, Tensor]] = []
+        self._curve_outputs: list[dict[str, Tensor]] = []  # the test split per epoch (train.test_curve)
         self.last_eval: dict[str, Any] = {}
         self._grad_measured_step = -1
         self.grad_share_seconds = 0.0  # time spent measuring gradient shares in this process
@@ -169,10 +170,10 @@ class ViCoKDModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     # ------------------------------------------------------------------ evaluation
-    def _eval_step(self, batch: dict[str, Any]) -> None:
+    def _eval_step(self, batch: dict[str, Any], outputs: list[dict[str, torch.Tensor]]) -> None:
         batch = apply_condition(batch, self.condition, self.config.train.seed)
         output = self(batch)
-        self._eval_outputs.append({
+        outputs.append({
             "index": batch["index"],
             "seq": output.seq_logits.float(),
             "frame": output.frame_logits.float(),
@@ -180,17 +181,21 @@ class ViCoKDModule(L.LightningModule):
             "frame_labels": batch["frame_labels"],
         })
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch)
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Loader 0 is the validation split; loader 1 (``train.test_curve``) the test split."""
+        self._eval_step(batch, self._curve_outputs if dataloader_idx == 1 else self._eval_outputs)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch)
+        self._eval_step(batch, self._eval_outputs)
 
-    def _finish_eval(self, stage: str) -> None:
-        if not self._eval_outputs:
+    def _finish_eval(self, stage: str, outputs: list[dict[str, torch.Tensor]] | None = None) -> None:
+        """Scores of the collected outputs logged as ``<stage>/seq_map`` and ``<stage>/frame_map``;
+        kept in ``last_eval`` unless it is the per-epoch test curve."""
+        outputs = self._eval_outputs if outputs is None else outputs
+        if not outputs:
             return
-        local = {k: torch.cat([o[k] for o in self._eval_outputs]) for k in self._eval_outputs[0]}
-        self._eval_outputs.clear()
+        local = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
+        outputs.clear()
         gathered = {k: self.all_gather(v) for k, v in local.items()}
         if self.trainer.world_size > 1:
             gathered = {k: v.flatten(0, 1) for k, v in gathered.items()}
@@ -199,13 +204,15 @@ class ViCoKDModule(L.LightningModule):
             arrays["index"], arrays["seq"], arrays["frame"], arrays["labels"], arrays["frame_labels"])
         seq_score = sequence_map(seq, labels)
         frame_score = frame_map(frame, frame_labels)
-        self.last_eval = {"ids": ids, "seq_logits": seq, "labels": labels, "frame_logits": frame,
-                          "frame_labels": frame_labels, "seq_map": seq_score, "frame_map": frame_score}
-        self.log(f"{stage}/seq_map", seq_score, rank_zero_only=False, sync_dist=False)
-        self.log(f"{stage}/frame_map", frame_score, rank_zero_only=False, sync_dist=False)
+        if stage != "test_curve":
+            self.last_eval = {"ids": ids, "seq_logits": seq, "labels": labels, "frame_logits": frame,
+                              "frame_labels": frame_labels, "seq_map": seq_score, "frame_map": frame_score}
+        self.log(f"{stage}/seq_map", seq_score, rank_zero_only=False, sync_dist=False, add_dataloader_idx=False)
+        self.log(f"{stage}/frame_map", frame_score, rank_zero_only=False, sync_dist=False, add_dataloader_idx=False)
 
     def on_validation_epoch_end(self) -> None:
         self._finish_eval("val")
+        self._finish_eval("test_curve", self._curve_outputs)
 
     def on_test_epoch_end(self) -> None:
         self._finish_eval("test")

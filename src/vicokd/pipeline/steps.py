@@ -27,7 +27,7 @@ REQUEST_FILE = "request.json"  # the config a pipeline asked for, beside the eng
 # Keys that may differ between a request and an existing run without changing its result.
 _LOCATION_KEYS = frozenset({"data.root", "data.cache", "data.person_scores", "data.num_workers", "train.out_dir",
                             "train.accelerator", "train.devices", "train.num_nodes", "train.log_every_n_steps",
-                            "train.grad_share_every"})  # measuring gradients leaves the weights as they are
+                            "train.grad_share_every", "train.test_curve"})  # measuring leaves the weights as they are
 
 
 @dataclass
