@@ -10,18 +10,22 @@ from vicokd.cli import main
 
 TINY = ["--set", "data.num_frames=4", "--set", "data.val_fraction=0.3", "--set", "optim.batch_size=2"]
 STUDENTS = ("student", "logitkd", "modalkd", "dualkd", "cokd", "vicokd", "vicokd-ml")
-RUNS = [f"teacher-s{seed}" for seed in (0, 1)] + [
-    f"{m}-{s}-s{seed}" for m in STUDENTS for s in ("frame", "sequence") for seed in (0, 1)]
-# Table 3 on the demo's backbone (its teachers are Table 1's), Table 4 on MultiASL
+HOMES = ("home1", "home2")
+RUNS = [f"{home}-multitsf-{name}" for home in HOMES for name in [f"teacher-s{seed}" for seed in (0, 1)] + [
+    f"{m}-{s}-s{seed}" for m in STUDENTS for s in ("frame", "sequence") for seed in (0, 1)]]
+# Table 3 on the demo's backbone (its teachers are Table 1's), Table 4 and Fig. 3 on MultiASL
 ABLATIONS = ("vicokd", "vicokd-no-confw", "vicokd-no-mask", "vicokd-kl", "vicokd-no-fd", "vicokd-no-ld")
-TABLE_RUNS = [f"multitsf-teacher-vc-s{seed}" for seed in (0, 1)] + [f"multiasl-teacher-s{seed}" for seed in (0, 1)] + [
-    f"multiasl-{m}-{s}-s{seed}" for m in ABLATIONS for s in ("frame", "sequence") for seed in (0, 1)]
+TABLE_RUNS = [f"{home}-{name}" for home in HOMES for name in [f"multitsf-teacher-vc-s{seed}" for seed in (0, 1)] + [
+    f"multiasl-teacher-s{seed}" for seed in (0, 1)] + [
+    f"multiasl-{m}-{s}-s{seed}" for m in (*ABLATIONS, "student", "logitkd", "cokd") for s in ("frame", "sequence")
+    for seed in (0, 1)]]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
-    args = ["demo", "--out", str(out), "--fast", "--clips", "8", "--epochs", "1", "--workers", "1", "--quiet", *TINY]
+    args = ["demo", "--out", str(out), "--fast", "--clips", "8", "--epochs", "1", "--backbones", "multitsf",
+            "--workers", "2", "--quiet", *TINY]
     assert main(args) == 0
     return out, args
 
@@ -30,11 +34,11 @@ def demo(tmp_path_factory):
 def test_demo_writes_report_tables_and_plots(demo):
     out, _ = demo
     report = (out / "report.md").read_text()
-    for heading in ("## What the runs measured", "## Table 1", "## Table 3", "## Table 4", "## Claim scorecard",
-                    "## What the teacher hears",
-                    "## Transfer from the teacher", "## Per class: the teacher's lead", "## Per-class AP",
-                    "## mAP per epoch",
-                    "## Gradient share of each loss term", "## Attention maps", "## The synthetic home",
+    for heading in ("## What the runs measured", "## Table 1", "## Table 2", "## Table 3", "## Table 4",
+                    "## Claim scorecard", "## What the teacher hears — home1", "## What the teacher hears — home2",
+                    "## Transfer from the teacher — home2", "## Per class: the teacher's lead", "## Per-class AP",
+                    "## Fig. 3: test mAP per epoch", "## What view consistency can act on — home2",
+                    "## Gradient share of each loss term", "## Attention maps", "## The synthetic homes",
                     "## Steps and times", "## Configs used"):
         assert heading in report, heading
     assert "groundtruth" in report and "sequence mAP" in report and "frame mAP" in report
@@ -44,11 +48,12 @@ def test_demo_writes_report_tables_and_plots(demo):
     assert "ViCoKD " in report and ("no difference" in report or "by more than the larger std" in report)
     # frozen encoders: every run trained from the cached features of the pretrained visual encoder
     encoder = out / "pretrain" / "encoder.safetensors"
-    config = json.loads((out / "runs" / "synthetic-home-multitsf-vicokd-frame-s1" / "summary.json").read_text())
-    assert encoder.is_file() and (out / "features").is_dir() and config["grad_share"]["every"] > 0
+    config = json.loads((out / "runs" / "home2-multitsf-vicokd-frame-s1" / "summary.json").read_text())
+    assert encoder.is_file() and config["grad_share"]["every"] > 0
+    assert (out / "home1" / "features").is_dir() and (out / "home2" / "features").is_dir()
     # the teacher hears through the AST pretrained on the pretraining home's sounds
     audio = out / "pretrain-audio" / "encoder.safetensors"
-    teacher_run = out / "runs" / "synthetic-home-multitsf-teacher-s0"
+    teacher_run = out / "runs" / "home2-multitsf-teacher-s0"
     teacher = json.loads((teacher_run / "checkpoints" / "best.json").read_text())
     assert audio.is_file() and teacher["vicokd"]["pretrained"]["audio"] == str(audio)
     for condition in ("av", "audio-missing", "visual"):
@@ -56,23 +61,31 @@ def test_demo_writes_report_tables_and_plots(demo):
     # transfer diagnostics in every distillation run's summary
     assert config["init"]["student_init"] == "teacher" and 0 <= config["init"]["seq_map"] <= 100
     assert 0 <= config["transfer"]["frame_decision_agreement"] <= 1 and config["transfer"]["teacher_test"]["per_class"]
-    for name in RUNS:
-        assert (out / "runs" / f"synthetic-home-multitsf-{name}" / "summary.json").is_file(), name
-    for name in TABLE_RUNS:
-        assert (out / "runs" / f"synthetic-home-{name}" / "summary.json").is_file(), name
-    # the scorecard tests Table 3 and Table 4 claims too (with 2 seeds: a paired std to judge by)
+    for name in RUNS + TABLE_RUNS:
+        assert (out / "runs" / name / "summary.json").is_file(), name
+    # the scorecard tests Table 3 and Table 4 claims on both homes (with 2 seeds: a paired std to judge by)
     scorecard = (out / "tables" / "scorecard.md").read_text()
-    assert "Table 3, Home-1 MultiTSF V_F: Teacher + VC above Teacher" in scorecard
-    assert scorecard.count("| Table 4, Home-1 MultiASL") == 10 and "24 of 52 claims tested" in scorecard
-    for stem in ("fig3-curves-frame", "fig3-curves-sequence", "per-class-ap", "floorplan"):
+    for home in ("Home-1", "Home-2"):
+        assert f"Table 3, {home} MultiTSF V_F: Teacher + VC above Teacher" in scorecard
+        assert scorecard.count(f"| Table 4, {home} MultiASL") == 10
+    assert "of 104 claims tested" in scorecard and "(56 not run)" in scorecard  # MultiTrans and most of MultiASL
+    stems = ["per-class-ap", "floorplan-home1", "floorplan-home2"]
+    stems += [f"fig3-{home}-{sup}" for home in HOMES for sup in ("frame", "sequence")]
+    for stem in stems:
         assert (out / "plots" / f"{stem}.png").is_file() and (out / "plots" / f"{stem}.csv").is_file(), stem
+    # Fig. 3 draws test mAP per epoch; at the epoch chosen on validation it is the run's test mAP
+    curve = (out / "plots" / "fig3-home1-frame.csv").read_text()
+    vicokd = json.loads((out / "runs" / "home1-multiasl-vicokd-frame-s0" / "summary.json").read_text())
+    assert f"ViCoKD,{vicokd['best_epoch'] + 1},{vicokd['test']['seq_map']:.4f}" in curve
+    # the homes differ as the paper's do: home2's views see the actor together more, disparity is lower
+    assert "| home1 | like Home-1" in report and "| home2 | like Home-2" in report
     assert not list((out / "plots").glob("fig4-attention-*.png"))  # frozen encoders: left out, and said so
     assert "Left out: with frozen encoders" in report
-    for link in ("tables/table1.md", "tables/table3.md", "tables/table4.md", "tables/scorecard.md",
-                 "plots/floorplan.png", "data/README.md"):
+    for link in ("tables/table1.md", "tables/table2.md", "tables/table3.md", "tables/table4.md",
+                 "tables/scorecard.md", "plots/floorplan-home1.png", "home1/data/README.md", "home2/data/README.md"):
         assert link in report and (out / link).is_file(), link
     table = (out / "tables" / "table1.md").read_text()
-    teachers = [json.loads((out / "runs" / f"synthetic-home-multitsf-teacher-s{seed}" / "summary.json").read_text())
+    teachers = [json.loads((out / "runs" / f"home1-multitsf-teacher-s{seed}" / "summary.json").read_text())
                 for seed in (0, 1)]
     mean = sum(t["test"]["seq_map"] for t in teachers) / 2
     assert f"{mean:.2f}" in table and f"{mean:.2f}" in report
@@ -85,30 +98,30 @@ def test_demo_pretraining_never_reads_the_demo_clips(demo):
     def digests(root):
         return {hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*.mp4")}
 
-    demo_videos, pretrain_videos = digests(out / "data"), digests(out / "pretrain" / "home")
+    demo_videos, pretrain_videos = digests(out / "home1" / "data"), digests(out / "pretrain" / "home")
     assert demo_videos and pretrain_videos and not demo_videos & pretrain_videos
     # the audio encoder learnt from the pretraining home's files only (by content, not by name)
     heard = json.loads((out / "pretrain-audio" / "pretrain.json").read_text())
     audio_videos = {hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in heard["videos"]}
     assert audio_videos and audio_videos <= pretrain_videos and not audio_videos & demo_videos
     made = json.loads((out / "pretrain" / "pretrain.json").read_text())
-    assert made["generator_seed"] != json.loads((out / "data" / "synth.json").read_text())["options"]["seed"]
-    assert str(out / "pretrain" / "home") in made["home"] and str(out / "data") not in made["home"]
+    assert made["generator_seed"] != json.loads((out / "home1" / "data" / "synth.json").read_text())["options"]["seed"]
+    assert str(out / "pretrain" / "home") in made["home"] and str(out / "home1") not in made["home"]
 
 
 @pytest.mark.slow
 def test_demo_rerun_reuses_and_resumes(demo, capsys):
     out, args = demo
     capsys.readouterr()
-    run = out / "runs" / "synthetic-home-multitsf-vicokd-sequence-s0"
-    kept = out / "runs" / "synthetic-home-multitsf-cokd-frame-s0" / "summary.json"
+    run = out / "runs" / "home2-multitsf-vicokd-sequence-s0"
+    kept = out / "runs" / "home1-multitsf-cokd-frame-s0" / "summary.json"
     before = kept.stat().st_mtime_ns
     (run / "summary.json").unlink()  # as if killed after its last checkpoint
     assert main(args) == 0
     printed = capsys.readouterr().out
-    # synth, visual and audio pretraining (and their own 4 steps each), prepare, person scores, features,
-    # the teacher's audio conditions + finished runs
-    assert printed.count(": reused") == 7 + 4 + 4 + len(RUNS) + len(TABLE_RUNS) - 1
+    # per home synth, prepare, person scores, features; visual and audio pretraining (and their own 4 steps
+    # each); the teacher's audio conditions; the finished runs
+    assert printed.count(": reused") == 2 * 4 + 2 + 4 + 4 + 1 + len(RUNS) + len(TABLE_RUNS) - 1
     assert "vicokd-sequence-s0: resumed" in printed
     assert (run / "summary.json").is_file() and kept.stat().st_mtime_ns == before
     steps = json.loads((out / "steps.json").read_text())["steps"]
@@ -128,18 +141,36 @@ def test_demo_options_fast_and_explicit(tmp_path):
 
     default = DemoOptions()
     assert default.num_clips == DEFAULT_CLIPS and default.num_epochs is None and default.num_seeds == DEFAULT_SEEDS
-    assert len(default.plan().cells) == DEFAULT_SEEDS * (1 + 2 * len(STUDENTS))
+    assert len(default.plan().cells) == 2 * 3 * DEFAULT_SEEDS * (1 + 2 * len(STUDENTS))  # homes × backbones
+    assert [p.grid for p in default.all_plans()] == ["table1", "table2", "table3", "table4", "table1"]
     fast = DemoOptions(out=tmp_path, fast=True)
     assert fast.num_clips == FAST_CLIPS and fast.num_epochs == FAST_EPOCHS and fast.num_seeds == FAST_SEEDS
-    assert f"optim.epochs={FAST_EPOCHS}" in fast.plan().overrides
-    assert f"data.features={tmp_path / 'features'}" in fast.plan().overrides
+    assert f"optim.epochs={FAST_EPOCHS}" in fast.plan().overrides and "train.test_curve=true" in fast.plan().overrides
+    assert [env.features for env in fast.plan().envs] == [tmp_path / "home1" / "features",
+                                                           tmp_path / "home2" / "features"]
+    assert fast.synth_options("home2").layout == "home2" and fast.synth_options("home1").seed == 0
     assert f"model.visual.pretrained={tmp_path / 'pretrain' / 'encoder.safetensors'}" in fast.plan().overrides
     explicit = DemoOptions(out=tmp_path, fast=True, clips=30, epochs=7, seeds=1, backbone="multiasl", data_seed=4,
-                           finetune=True)
+                           finetune=True, backbones=("multiasl",), homes=("home1",))
     assert explicit.synth_options().clips == 30 and explicit.synth_options().seed == 4
     assert explicit.pretrain_options().data_seed == 4
     assert "optim.epochs=7" in explicit.plan().overrides
-    assert not any(o.startswith("data.features=") for o in explicit.plan().overrides)  # --finetune: end to end
+    assert explicit.plan().envs[0].features is None  # --finetune: end to end
     plan = explicit.plan()
-    assert plan.backbones == ["multiasl"] and plan.cells[0].name == "synthetic-home-multiasl-teacher-s0"
+    assert plan.backbones == ["multiasl"] and plan.cells[0].name == "home1-multiasl-teacher-s0"
     assert len(plan.cells) == 1 + 2 * len(STUDENTS)
+    # --only table4: the ablations, and only the detailed backbone's teachers of Table 1
+    ablations = DemoOptions(out=tmp_path, only=("table4",), seeds=1)
+    assert [p.grid for p in ablations.all_plans()] == ["table1", "table4"]
+    assert {c.method for c in ablations.plan().cells} == {"teacher"}
+    assert {c.backbone for c in ablations.plan().cells} == {"multitsf"}
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--homes", "home3", "--homes: unknown home 'home3'"), ("--only", "tables", "--only: unknown part 'tables'"),
+    ("--backbones", "resnet", "--backbones: unknown backbone 'resnet'")])
+def test_demo_bad_choices_are_one_line(tmp_path, capsys, flag, value, message):
+    assert main(["demo", "--out", str(tmp_path / "d"), flag, value, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "d").exists()

@@ -407,7 +407,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                      "vicokd demo --out demo\n"
                      "  vicokd demo --out demo-fast --fast          # a few minutes, numbers mean little\n"
                      "  vicokd demo --out demo-d1 --data-seed 1     # another synthetic home, same recipe\n"
-                     "  vicokd demo --out demo-asl --backbone multiasl --epochs 20 --seeds 5")
+                     "  vicokd demo --out demo-asl --backbone multiasl --epochs 20 --seeds 5\n"
+                     "  vicokd demo --out demo-t4 --only table4 --homes home1   # the ablations on one home")
     parser.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default: demo)")
     parser.add_argument("--clips", type=int, default=None, help="clips to synthesise (default 300; --fast 16)")
     parser.add_argument("--epochs", type=int, default=None,
@@ -415,11 +416,19 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="training seeds per run (default 3; --fast 2)")
     parser.add_argument("--data-seed", type=int, default=0, help="generator seed of the synthetic home (default 0)")
     parser.add_argument("--backbone", default="multitsf",
-                        help="a registered backbone: multitrans, multiasl, multitsf, ... (default multitsf)")
+                        help="the backbone of the report's detailed sections (default multitsf)")
+    parser.add_argument("--backbones", default=None,
+                        help="comma list of the backbones of Tables 1-3 (default multitrans,multiasl,multitsf)")
+    parser.add_argument("--homes", default=None,
+                        help="comma list of the homes: home1 (views overlap little, like Home-1), home2 (views "
+                             "close in what they capture, like Home-2); default both")
+    parser.add_argument("--only", default=None,
+                        help="comma list of the parts to run: table1 (with Table 2), table3, table4, figures "
+                             "(Fig. 3's MultiASL runs); default all")
     parser.add_argument("--finetune", action="store_true",
                         help="train the encoders end to end (slower) instead of from cached frozen features")
     parser.add_argument("--fast", action="store_true", help="a smoke run: few clips, 2 epochs, 2 seeds")
-    _add_workers(parser, "processes rendering and decoding clips (default 2)")
+    _add_workers(parser, "processes rendering and decoding clips, and training runs at a time (default 2)")
     _add_quiet(parser, "no progress bars (the step list is still printed)")
     _add_set(parser, "override every run's config, e.g. --set optim.lr=3e-4")
     parser.set_defaults(func=_run_demo)
@@ -429,9 +438,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     _passive_openmp_threads()
     from vicokd.pipeline.demo import DemoOptions, run_demo
 
+    chosen = {"backbones": _comma_list(args.backbones), "homes": _comma_list(args.homes),
+              "only": _comma_list(args.only)}
     run_demo(DemoOptions(out=args.out, clips=args.clips, epochs=args.epochs, seeds=args.seeds,
                          backbone=args.backbone, fast=args.fast, finetune=args.finetune, data_seed=args.data_seed,
-                         workers=args.workers, overrides=tuple(args.overrides)),
+                         workers=args.workers, overrides=tuple(args.overrides),
+                         **{k: tuple(v) for k, v in chosen.items() if v}),
              progress=not args.quiet)
     return 0
 

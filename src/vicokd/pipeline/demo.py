@@ -35,31 +35,38 @@ few clips, fewer classes leave more examples per class.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vicokd.data.cache import read_index
 from vicokd.data.features import feature_path, features_are_current
 from vicokd.data.synthetic import SynthOptions
+from vicokd.data.synthetic.scene import LAYOUTS
 from vicokd.engine.features import compute_features
+from vicokd.errors import VicokdError
+from vicokd.models.backbones import BACKBONES
 from vicokd.pipeline.demo_report import write_report
 from vicokd.pipeline.grid import (
     GRID_METHODS,
+    PAPER_BACKBONES,
     Cell,
     EnvData,
     GridPlan,
     make_plan,
     prepare_env,
-    run_cells,
-    step_count,
+    run_plans,
 )
 from vicokd.pipeline.home import demo_synth_options, synthesise_or_reuse
 from vicokd.pipeline.pretrain import ENCODER_FILE, REPORT_FILE, PretrainOptions, run_pretrain
 from vicokd.pipeline.steps import StepLog
 
-DEMO_ENV = "synthetic-home"
+DEMO_HOMES = ("home1", "home2")  # camera layouts (vicokd.data.synthetic.scene.LAYOUTS), one environment each
 DEMO_METHODS = ("teacher", "student", "logitkd", "modalkd", "dualkd", "cokd", "vicokd", "vicokd-ml")
-TABLE4_BACKBONE = "multiasl"  # the paper's ablations (Table 4) are on MultiASL
+DEMO_PARTS = ("table1", "table3", "table4", "figures")  # what --only can choose
+FIG3_BACKBONE = "multiasl"  # the paper's Fig. 3 (test mAP per epoch) and Table 4 (ablations) are on MultiASL
+FIG3_METHODS = ("teacher", "student", "logitkd", "cokd", "vicokd")
+TABLE4_BACKBONE = FIG3_BACKBONE
 DEFAULT_CLIPS = 300  # 89 test clips: seed-to-seed std of one method 0.5-1.0 points (docs/experiments/demo-regime.md)
 DEFAULT_SEEDS = 3
 FAST_CLIPS = 16  # --fast: a smoke run through every step; its numbers mean little
@@ -76,13 +83,29 @@ class DemoOptions:
     clips: int | None = None
     epochs: int | None = None
     seeds: int | None = None  # training seeds 0 .. seeds-1
-    backbone: str = "multitsf"
+    backbone: str = "multitsf"  # the backbone of the report's detailed sections
+    backbones: tuple[str, ...] = PAPER_BACKBONES  # Tables 1-3
+    homes: tuple[str, ...] = DEMO_HOMES
+    only: tuple[str, ...] = DEMO_PARTS
     fast: bool = False
     finetune: bool = False  # train the encoders end to end instead of from cached frozen features
     views: int = 5
-    data_seed: int = 0  # generator seed of the demo home
-    workers: int = 2  # processes rendering (synth) and decoding (prepare) clips
+    data_seed: int = 0  # generator seed of the demo homes (the same scripts in both layouts)
+    workers: int = 2  # processes rendering (synth), decoding (prepare) and training (runs)
     overrides: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for home in self.homes:
+            if home not in LAYOUTS:
+                raise VicokdError(f"--homes: unknown home {home!r} (known: {', '.join(LAYOUTS)})")
+        for part in self.only:
+            if part not in DEMO_PARTS:
+                raise VicokdError(f"--only: unknown part {part!r} (choose from {', '.join(DEMO_PARTS)})")
+        for backbone in (*self.backbones, self.backbone):
+            if backbone not in BACKBONES:
+                raise VicokdError(f"--backbones: unknown backbone {backbone!r} (known: {', '.join(BACKBONES)})")
+        if not self.homes or not self.only or not self.backbones:
+            raise VicokdError("--homes, --only and --backbones each need at least one name")
 
     @property
     def num_clips(self) -> int:
@@ -95,6 +118,11 @@ class DemoOptions:
     @property
     def num_seeds(self) -> int:
         return self.seeds or (FAST_SEEDS if self.fast else DEFAULT_SEEDS)
+
+    @property
+    def detail_backbone(self) -> str:
+        """The backbone of the detailed sections: ``backbone`` when Table 1 runs it, else the first."""
+        return self.backbone if self.backbone in self.backbones else self.backbones[0]
 
     @property
     def encoder_path(self) -> Path:
@@ -114,13 +142,17 @@ class DemoOptions:
         """Whether the runs train (part of) the visual encoder, so each model looks its own way."""
         return self.finetune or self.trainable_blocks != 0
 
-    @property
-    def features_dir(self) -> Path:
+    def features_dir(self, home: str) -> Path:
         blocks = self.trainable_blocks
-        return self.out / ("features" if blocks == 0 else f"features-top{blocks}")
+        return self.out / home / ("features" if blocks == 0 else f"features-top{blocks}")
 
-    def synth_options(self) -> SynthOptions:
-        return demo_synth_options(self.num_clips, self.views, self.data_seed)
+    def envs(self) -> list[EnvData]:
+        """One environment per home: ``OUT/<home>/data``, ``cache`` and (frozen encoders) ``features``."""
+        return [EnvData(home, self.out / home / "data", self.out / home / "cache",
+                        None if self.finetune else self.features_dir(home)) for home in self.homes]
+
+    def synth_options(self, home: str = "home1") -> SynthOptions:
+        return demo_synth_options(self.num_clips, self.views, self.data_seed, layout=home)
 
     def pretrain_options(self, modality: str = "visual") -> PretrainOptions:
         """Options of the visual or audio pretraining; both use the home of ``OUT/pretrain``."""
@@ -130,38 +162,57 @@ class DemoOptions:
                                views=self.views, modality=modality, workers=self.workers, overrides=self.overrides,
                                **sizes)  # type: ignore[arg-type]
 
-    def _grid(self, grid: str, backbone: str, methods: tuple[str, ...]) -> GridPlan:
-        env = EnvData(DEMO_ENV, self.out / "data", self.out / "cache")
+    def _grid(self, grid: str, backbones: Sequence[str], methods: Sequence[str]) -> GridPlan:
         overrides = [f"optim.epochs={self.num_epochs}"] if self.num_epochs else []
         overrides.append(f"model.visual.pretrained={self.encoder_path}")
         overrides.append(f"model.audio.pretrained={self.audio_encoder_path}")
-        if not self.finetune:
-            overrides.append(f"data.features={self.features_dir}")
-        return make_plan(grid, [env], seeds=self.num_seeds, preset="demo", out=self.out, backbones=[backbone],
-                         methods=methods, overrides=[*overrides, *self.overrides], workers=self.workers)
+        overrides.append("train.test_curve=true")  # Fig. 3: test mAP per epoch (logged only, tested)
+        return make_plan(grid, self.envs(), seeds=self.num_seeds, preset="demo", out=self.out,
+                         backbones=list(dict.fromkeys(backbones)), methods=methods,
+                         overrides=[*overrides, *self.overrides], workers=self.workers,
+                         parallel_runs=self.workers)
 
     def plan(self) -> GridPlan:
-        """Table 1 on the demo's backbone: the teacher and every student method under V_F and V_S."""
-        return self._grid("table1", self.backbone, DEMO_METHODS)
+        """Table 1: the teacher and every student method under V_F and V_S on every backbone and home
+        (with ``--only`` leaving table1 out, its detailed backbone's teachers only, for the other tables)."""
+        methods = DEMO_METHODS if "table1" in self.only else ("teacher",)
+        return self._grid("table1", self.backbones if "table1" in self.only else [self.detail_backbone], methods)
 
     def table_plans(self) -> list[GridPlan]:
-        """Table 3 (the teacher with view consistency) on the demo's backbone and Table 4 (the
-        ablations) on MultiASL, the paper's backbone of Table 4; their teachers of the demo's
-        backbone are Table 1's."""
-        return [self._grid("table3", self.backbone, GRID_METHODS["table3"]),
-                self._grid("table4", TABLE4_BACKBONE, GRID_METHODS["table4"])]
+        """The other parts chosen with ``--only``: Table 2 (ViCoKD's mean ± std, from Table 1's runs),
+        Table 3 (the teacher with view consistency) on the backbones, Table 4 (the ablations) and the
+        Fig. 3 runs on MultiASL; teachers are shared with Table 1."""
+        plans = []
+        if "table1" in self.only:
+            plans.append(self._grid("table2", self.backbones, GRID_METHODS["table2"]))
+        if "table3" in self.only:
+            plans.append(self._grid("table3", self.backbones, GRID_METHODS["table3"]))
+        if "table4" in self.only:
+            plans.append(self._grid("table4", [TABLE4_BACKBONE], GRID_METHODS["table4"]))
+        return plans
+
+    def figure_plan(self) -> GridPlan | None:
+        """The runs of Fig. 3 (MultiASL: teacher, student, LogitKD, CoKD, ViCoKD) when ``--only`` has
+        figures; they are Table 1's cells of MultiASL, so with table1 they are run once."""
+        return self._grid("table1", [FIG3_BACKBONE], FIG3_METHODS) if "figures" in self.only else None
+
+    def all_plans(self) -> list[GridPlan]:
+        """Every plan whose cells this demo runs, Table 1 first."""
+        figure = self.figure_plan()
+        return [self.plan(), *self.table_plans(), *([figure] if figure else [])]
 
 
-def synthesise(options: DemoOptions, log: StepLog, progress: bool = True) -> None:
-    """Step: the synthetic home in ``OUT/data`` (reused when finished with the same options)."""
-    data = options.out / "data"
-    synth = options.synth_options()
-    with log.step(f"synthesise the home ({synth.clips} clips, {synth.views} views)") as step:
+def synthesise(options: DemoOptions, home: str, log: StepLog, progress: bool = True) -> None:
+    """Step: the synthetic home `home` (its camera layout) in ``OUT/<home>/data`` (reused when finished)."""
+    data = options.out / home / "data"
+    synth = options.synth_options(home)
+    with log.step(f"synthesise {home} ({synth.clips} clips, {synth.views} views)") as step:
         summary = synthesise_or_reuse(data, synth, step, retry_hint="choose another --out, or delete it",
                                       workers=options.workers, progress=progress)
         if summary is None:
             return
-        step.detail = f"{summary.train} train / {summary.test} test clips, {summary.seconds / 60:.1f} min per view"
+        step.detail = (f"{summary.train} train / {summary.test} test clips, co-visibility "
+                       f"{100 * sum(summary.seen_by[2:]):.0f} %, view disparity {summary.view_disparity:.2f}")
 
 
 def pretrain(options: DemoOptions, log: StepLog, modality: str = "visual", progress: bool = True) -> None:
@@ -178,31 +229,34 @@ def pretrain(options: DemoOptions, log: StepLog, modality: str = "visual", progr
         step.detail = f"{encoder}, targets {', '.join(report['request']['targets'])}"
 
 
-def encoder_features(options: DemoOptions, plan: GridPlan, log: StepLog, progress: bool = True) -> None:
-    """Step: frozen-encoder features of every grid frame (pretrained visual and audio encoders)."""
-    with log.step("encoder features (frozen encoders)") as step:
-        config = plan.env_config(plan.envs[0])
+def encoder_features(options: DemoOptions, plan: GridPlan, env: EnvData, log: StepLog, progress: bool = True
+                     ) -> None:
+    """Step: frozen-encoder features of every grid frame of one home (pretrained visual and audio encoders)."""
+    assert env.features is not None
+    with log.step(f"encoder features {env.name} (frozen encoders)") as step:
+        config = plan.env_config(env)
         index = read_index(config.data.cache)
-        done = all(feature_path(options.features_dir, key, kind).is_file()
+        done = all(feature_path(env.features, key, kind).is_file()
                    for key in index.clips for kind in ("visual", "audio")) and all(
-            features_are_current(options.features_dir, meta) for meta in index.clips.values())
-        compute_features(config, options.features_dir, progress=progress)
+            features_are_current(env.features, meta) for meta in index.clips.values())
+        compute_features(config, env.features, progress=progress)
         step.status = "reused" if done else "done"
-        step.detail = f"{len(index.clips)} clips into {options.features_dir}"
+        step.detail = f"{len(index.clips)} clips into {env.features}"
 
 
 AUDIO_CONDITIONS = ("av", "audio-missing", "visual")  # what the teacher is evaluated under (vicokd evaluate)
 
 
-def teacher_conditions(plan: GridPlan, summaries: dict[Cell, dict], log: StepLog, progress: bool = True) -> None:
-    """Step: every teacher seed on the test split with its audio, with half the views' audio dropped
-    (``audio-missing``) and with none (``visual``), into ``<run>/eval/test-<condition>.json``."""
+def teacher_conditions(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dict], log: StepLog) -> None:
+    """Step: every teacher seed of the detailed backbone on the test split with its audio, with half
+    the views' audio dropped (``audio-missing``) and with none (``visual``), into
+    ``<run>/eval/test-<condition>.json``."""
     from vicokd.engine.run import evaluate
 
     with log.step("the teacher with and without its audio (test split)") as step:
         done = 0
         for cell, summary in summaries.items():
-            if cell.method != "teacher":
+            if cell.method != "teacher" or cell.backbone != options.detail_backbone:
                 continue
             for condition in AUDIO_CONDITIONS:
                 target = plan.out / "runs" / cell.name / "eval" / f"test-{condition}.json"
@@ -216,22 +270,22 @@ def teacher_conditions(plan: GridPlan, summaries: dict[Cell, dict], log: StepLog
 
 def run_demo(options: DemoOptions, progress: bool = True) -> Path:
     """Every step of the demo (see the module docstring); returns the report's path."""
-    plan, tables = options.plan(), options.table_plans()
-    runs = len(set(plan.cells).union(*(extra.cells for extra in tables)))
-    log = StepLog(options.out / "steps.json", 3 + step_count(plan) - len(plan.cells) + runs
-                  + (0 if options.finetune else 1) + 2)
-    synthesise(options, log, progress)
+    plan, plans = options.plan(), options.all_plans()
+    runs = len(set().union(*(p.cells for p in plans)))
+    homes = len(options.homes)
+    log = StepLog(options.out / "steps.json", homes * (3 + (0 if options.finetune else 1)) + 2 + runs + 2)
+    for home in options.homes:
+        synthesise(options, home, log, progress)
     pretrain(options, log, "visual", progress)
     pretrain(options, log, "audio", progress)
-    prepare_env(plan, plan.envs[0], log, progress)
-    if not options.finetune:
-        encoder_features(options, plan, log, progress)
-    summaries = run_cells(plan, log, progress)
-    for extra in tables:
-        summaries.update(run_cells(extra, log, progress, done=summaries))
-    teacher_conditions(plan, summaries, log, progress)
+    for env in plan.envs:
+        prepare_env(plan, env, log, progress)
+        if not options.finetune:
+            encoder_features(options, plan, env, log, progress)
+    summaries = run_plans(plans, log, progress)
+    teacher_conditions(options, plan, summaries, log)
     with log.step("report") as step:
-        report = write_report(options, plan, tables, summaries, log)
+        report = write_report(options, plan, options.table_plans(), summaries, log)
         step.detail = str(report)
     print(f"report: {report} (this invocation {log.wall_seconds:.0f} s)")
     return report

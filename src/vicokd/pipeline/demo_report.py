@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace as replace_plan
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,15 +22,17 @@ from vicokd.data.annotations import frame_labels
 from vicokd.data.cache import load_images, read_index
 from vicokd.data.person_scores import person_scores_path, read_person_scores
 from vicokd.data.synthetic.generate import plan_dataset
-from vicokd.data.synthetic.scene import build_home
+from vicokd.data.synthetic.scene import LAYOUTS, build_home, pairwise_disparity
 from vicokd.data.synthetic.targets import clip_targets
 from vicokd.engine.grad_share import format_shares
+from vicokd.errors import VicokdError
 from vicokd.io import write_csv, write_text
 from vicokd.methods import method_label
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import model_from_checkpoint
 from vicokd.pipeline.grid import (
     Cell,
+    EnvData,
     GridPlan,
     collect_results,
     compute_tables,
@@ -115,8 +118,8 @@ def scorecard_section(plan: GridPlan, results: Sequence[RunResult]) -> str:
             f"({homes_compared(plan)}; test sequence mAP). *std of diff*: the std over seeds of the paired "
             "per-seed difference. "
             "**holds**: our difference has the paper's sign and is larger than its std; **contradicted**: the "
-            "other sign, larger than its std; **within noise**: not larger than its std. Table 1 on the other "
-            "backbones is not run by the demo (counted as not run); "
+            "other sign, larger than its std; **within noise**: not larger than its std; claims of cells this "
+            "run left out (`--only`, `--backbones`, `--homes`) count as not run; "
             "file: [tables/scorecard.md](tables/scorecard.md), as `vicokd reproduce` writes it for its grid.\n\n"
             + scorecard_markdown(claims))
 
@@ -142,7 +145,7 @@ def per_class_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plo
 
 def loss_terms_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) -> str:
     """Each first-seed run's unweighted loss terms in its last training epoch (what the optimiser saw)."""
-    cells = [cell for cell in summaries if cell.seed == plan.seeds[0]]
+    cells = [cell for cell in plan.cells if cell in summaries and cell.seed == plan.seeds[0]]
     terms = {cell: read_last_epoch(plan.out / "runs" / cell.name / "metrics.csv") for cell in cells}
     names = [n for n in ("frame", "seq", "fd", "ld", "modal", "vc", "human", "loss")
              if any(n in t for t in terms.values())]
@@ -155,8 +158,9 @@ def loss_terms_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) ->
 def grad_share_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) -> str:
     """Mean gradient share per weighted term of each method and supervision over seeds; inert terms called out."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for cell, summary in summaries.items():
-        groups.setdefault((cell.method, cell.supervision), []).append(summary.get("grad_share", {}))
+    for cell in plan.cells:
+        if cell in summaries:
+            groups.setdefault((cell.method, cell.supervision), []).append(summaries[cell].get("grad_share", {}))
     names = list(dict.fromkeys(t for shares in groups.values() for s in shares for t in s.get("share", {})))
     if not names:
         return ""
@@ -175,24 +179,37 @@ def grad_share_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) ->
 
 
 def curves_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plots: Path) -> str:
-    """Fig. 3-style: validation sequence mAP per epoch of each student method, per supervision."""
+    """Fig. 3: test sequence mAP per epoch (``train.test_curve``) of the student, LogitKD, CoKD and
+    ViCoKD on MultiASL, per home and supervision; the models are still chosen on validation."""
+    from vicokd.pipeline.demo import FIG3_BACKBONE, FIG3_METHODS
+
     out = plan.out
-    parts = [f"## mAP per epoch (validation split, Fig. 3 style, seed {plan.seeds[0]})\n",
-             "Validation sequence mAP after every epoch (the split carved from train for model selection; "
-             "the paper's Fig. 3 plots test mAP). Dashed: the teacher's best validation mAP.\n"]
-    teacher = summaries.get(_cell(plan, "teacher"))
-    reference = {"Teacher (best val)": teacher["val"]["seq_map"]} if teacher and "seq_map" in teacher["val"] else {}
-    for sup, tag in (("frame", "V_F"), ("sequence", "V_S")):
-        curves = {}
-        for method in plan.methods:
-            cell = _cell(plan, method, sup)
-            if method != "teacher" and cell in summaries:
-                curves[method_label(method)] = read_metric_curve(out / "runs" / cell.name / "metrics.csv")
-        png, csv = plot_curves(curves, plots / f"fig3-curves-{sup}.png", reference=reference,
-                               title=f"{plan.envs[0].name}, {plan.backbones[0]}, AV_F → {tag}: validation sequence mAP",
-                               ylabel="val sequence mAP [%]")
-        parts.append(f"![curves {tag}]({png.relative_to(out)}) ([data]({csv.relative_to(out)}))\n")
-    return "\n".join(parts)
+    parts = [f"## Fig. 3: test mAP per epoch ({backbone_label(FIG3_BACKBONE)}, seed {plan.seeds[0]})\n",
+             "Test sequence mAP after every epoch, as the paper's Fig. 3 draws it (logged by `train.test_curve`, "
+             "which changes no weight: tested); each run's model is still the best *validation* epoch, marked ●. "
+             "Dashed: the teacher's test mAP.\n"]
+    for env in plan.envs:
+        teacher = summaries.get(Cell(env, FIG3_BACKBONE, "frame", "teacher", plan.seeds[0]))
+        reference = {"Teacher (test)": teacher["test"]["seq_map"]} if teacher else {}
+        for sup, tag in (("frame", "V_F"), ("sequence", "V_S")):
+            curves, chosen = {}, {}
+            for method in FIG3_METHODS[1:]:
+                cell = Cell(env, FIG3_BACKBONE, sup, method, plan.seeds[0])
+                if cell not in summaries:
+                    continue
+                try:
+                    curves[method_label(method)] = read_metric_curve(out / "runs" / cell.name / "metrics.csv",
+                                                                     "test_curve/seq_map")
+                except VicokdError:  # a run made before test curves were logged
+                    continue
+                chosen[method_label(method)] = summaries[cell]["best_epoch"] + 1
+            if not curves:
+                continue
+            png, csv = plot_curves(curves, plots / f"fig3-{env.name}-{sup}.png", reference=reference,
+                                   marks=chosen, title=f"{env.name}, {backbone_label(FIG3_BACKBONE)}, AV_F → {tag}: "
+                                   "test sequence mAP per epoch", ylabel="test sequence mAP [%]")
+            parts.append(f"![Fig. 3 {env.name} {tag}]({png.relative_to(out)}) ([data]({csv.relative_to(out)}))\n")
+    return "\n".join(parts) if len(parts) > 2 else ""
 
 
 def _pick_moment(frames_labels: np.ndarray, visible: np.ndarray) -> int:
@@ -232,32 +249,57 @@ def attention_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plo
     return "\n".join(parts)
 
 
-def floorplan_section(options: DemoOptions, plots: Path) -> str:
-    """The generator's floor plan, copied beside the other plots, with the cameras as CSV."""
-    source = options.out / "data" / "floorplan.png"
-    if not source.is_file():
-        return ""
-    png = plots / "floorplan.png"
-    shutil.copyfile(source, png)
-    cameras = build_home(options.views).cameras
-    csv = write_csv(plots / "floorplan.csv", ("view", "name", "x", "y", "z", "target_x", "target_y", "target_z",
-                                              "hfov_deg"),
-                    [{"view": k + 1, "name": cam.name, "x": cam.position[0], "y": cam.position[1],
-                      "z": cam.position[2], "target_x": cam.target[0], "target_y": cam.target[1],
-                      "target_z": cam.target[2], "hfov_deg": cam.hfov} for k, cam in enumerate(cameras)])
-    return (f"## The synthetic home\n\n![floor plan]({png.relative_to(options.out)}) "
-            f"(cameras: [{csv.name}]({csv.relative_to(options.out)}); "
-            "generator notes: [data/README.md](data/README.md))\n")
+def homes_section(options: DemoOptions, plan: GridPlan, plots: Path) -> str:
+    """The homes: floor plan (copied beside the other plots, cameras as CSV), and what the views
+    capture, measured on the generator's ground-truth visibility of the labelled grid frames:
+    co-visibility (share seen by at least two views) and view disparity (mean over view pairs of
+    1 − Jaccard, :func:`vicokd.data.synthetic.scene.pairwise_disparity`)."""
+    rows, pictures = [], []
+    for env in plan.envs:
+        config = plan.env_config(env)
+        index = read_index(env.cache)
+        scores, _ = read_person_scores(person_scores_path(config.data))
+        seen = []
+        for key, meta in index.clips.items():
+            labelled = frame_labels(meta.segments, meta.length, index.classes, index.fps).any(axis=1)
+            seen.append(scores[key][:, : meta.length][:, labelled] > config.data.person_threshold)
+        visible = np.concatenate(seen, axis=1)
+        counts = visible.sum(axis=0)
+        rows.append([env.name, f"{LAYOUTS[env.name]}", f"{100 * (counts >= 2).mean():.0f} %",
+                     f"{counts.mean():.2f}", f"{pairwise_disparity(visible):.2f}"])
+        source = env.root / "floorplan.png"
+        if source.is_file():
+            png = plots / f"floorplan-{env.name}.png"
+            shutil.copyfile(source, png)
+            cameras = build_home(options.views, env.name).cameras
+            csv = write_csv(plots / f"floorplan-{env.name}.csv",
+                            ("view", "name", "x", "y", "z", "target_x", "target_y", "target_z", "hfov_deg"),
+                            [{"view": k + 1, "name": cam.name, "x": cam.position[0], "y": cam.position[1],
+                              "z": cam.position[2], "target_x": cam.target[0], "target_y": cam.target[1],
+                              "target_z": cam.target[2], "hfov_deg": cam.hfov} for k, cam in enumerate(cameras)])
+            readme = env.root.relative_to(options.out) / "README.md"
+            pictures.append(f"![floor plan {env.name}]({png.relative_to(options.out)}) ({env.name} cameras: "
+                            f"[{csv.name}]({csv.relative_to(options.out)}); generator notes: [{readme}]({readme}))\n")
+    return ("## The synthetic homes\n\n"
+            "The same scripts (data seed, actions, sounds at their sources) filmed by two camera layouts; the paper's "
+            "Home-1 has \"greater view disparity\", its Home-2 views closer in what they capture. Measured on the "
+            "labelled grid frames from the generator's ground-truth visibility: *co-visible*, the share seen by at "
+            "least two views; *views seeing*, the mean number of views that see the actor; *view disparity*, the "
+            "mean over view pairs of 1 − |A ∩ B| / |A ∪ B| of the frames each view sees the actor in (0: always "
+            "together, 1: never).\n\n"
+            + markdown_table(["home", "cameras", "co-visible", "views seeing", "view disparity"], rows) + "\n"
+            + "\n".join(pictures))
 
 
 def _actor_frames(options: DemoOptions, cache: Path, test: set[str], grid: tuple[int, int]
                   ) -> tuple[np.ndarray, np.ndarray]:
     """uint8 test frames (N, H, W, 3) in which the actor is visible, and the actor's patch coverage
     (N, h, w) on `grid`, from the simulator (every :data:`ACTOR_STRIDE`-th grid frame, each view)."""
-    synth = options.synth_options()
+    env = next(e for e in options.envs() if e.cache == cache)
+    synth = options.synth_options(env.name)
     home, jobs = plan_dataset(synth)
     frames, coverage = [], []
-    for job, key in zip(jobs, clip_keys(synth, options.out / "data")):
+    for job, key in zip(jobs, clip_keys(synth, env.root)):
         if key not in test:
             continue
         images = load_images(cache, key)  # (V, L, H, W, 3)
@@ -519,41 +561,69 @@ def view_agreement_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]
 
 
 def table_plans_section(table_plans: Sequence[tuple[GridPlan, list[RunResult]]]) -> str:
-    """Tables 3 and 4 (``OUT/tables/table3.*``, ``table4.*``), from each plan's finished runs."""
+    """Tables 2, 3 and 4 (``OUT/tables/table{2,3,4}.*``), from each plan's finished runs."""
     parts = []
     for extra, extra_results in table_plans:
         tables = compute_tables(extra, extra_results)
         write_tables(tables, extra.out / "tables", extra.grid)
         number = extra.grid.removeprefix("table")
-        what = ("The teacher trained with view consistency against the teacher" if extra.grid == "table3" else
-                f"ViCoKD's ablations on {backbone_label(extra.backbones[0])}, the paper's backbone of Table 4")
+        what = {"table2": "ViCoKD's mean ± std over the seeds on every backbone and home (Table 1's runs)",
+                "table3": "The teacher trained with view consistency against the teacher",
+                "table4": f"ViCoKD's ablations on {backbone_label(extra.backbones[0])}, the paper's backbone of "
+                          "Table 4"}[extra.grid]
         files = f"[tables/{extra.grid}.md](tables/{extra.grid}.md), [tables/{extra.grid}.csv](tables/{extra.grid}.csv)"
-        parts += [f"## Table {number} (synthetic home)\n",
+        parts += [f"## Table {number}\n",
                   f"{what}; same code as `vicokd reproduce --grid {extra.grid}` (files: {files}).\n",
                   *[table_markdown(table) for table in tables if table.metric == "seq_map"]]
     return "\n".join(parts)
 
 
+def _in_home(section: str, env: EnvData, homes: int) -> str:
+    """`section` with its heading naming the home (when the demo has more than one)."""
+    if not section or homes == 1:
+        return section
+    heading, _, rest = section.partition("\n")
+    return f"{heading} — {env.name}\n{rest}"
+
+
 def write_report(options: DemoOptions, plan: GridPlan, table_plans: Sequence[GridPlan],
                  summaries: dict[Cell, dict[str, Any]], log: StepLog) -> Path:
-    """``OUT/report.md`` with ``OUT/plots/*``, ``OUT/tables/table{1,3,4}.*`` and the scorecard."""
+    """``OUT/report.md`` with ``OUT/plots/*``, ``OUT/tables/table{1,2,3,4}.*`` and the scorecard.
+
+    Tables and scorecard cover every home and backbone; the detailed sections (the teacher's audio,
+    transfer, per class, view consistency) are per home on the detailed backbone
+    (``options.detail_backbone``), the rest on the first home.
+    """
     out = options.out
     plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
     results = collect_results(plan)
     table_results = [(extra, collect_results(extra)) for extra in table_plans]
-    # Table 3 shares Table 1's teachers: each run once
+    # Tables 2 and 3 share Table 1's runs: each run once
     every_result = list({r.source: r for r in [*results, *(r for _, rs in table_results for r in rs)]}.values())
     tables = compute_tables(plan, results)
     write_tables(tables, out / "tables", plan.grid)
-    index = read_index(plan.envs[0].cache)
-    teacher_config = plan.config(_cell(plan, "teacher"))
-    student_config = plan.config(_cell(plan, "vicokd"))
+    details = [replace_plan(plan, envs=[env], backbones=[options.detail_backbone]) for env in plan.envs]
+    first = details[0]
+    homes = len(details)
+    index = read_index(first.envs[0].cache)
+    teacher_config = first.config(_cell(first, "teacher"))
+    student_config = first.config(_cell(first, "vicokd"))
     load = os.getloadavg()
+    per_home = []
+    for detail in details:
+        env = detail.envs[0]
+        per_home += [_in_home(section, env, homes) for section in (
+            teacher_audio_section(detail), transfer_section(detail, summaries),
+            per_class_transfer_section(detail, summaries), view_agreement_section(detail, summaries))]
+    measured = [f"- {env.name}, {line}" if homes > 1 else f"- {line}"
+                for detail in details for env in detail.envs for line in findings(detail, results)]
     sections = [
-        "# ViCoKD demo: the synthetic home\n",
-        f"{len(index.splits['train'])} train / {len(index.splits['test'])} test clips, {options.views} views, "
-        f"classes {', '.join(index.classes)}; data seed {options.data_seed}; backbone {plan.backbones[0]}; "
-        f"training seeds {', '.join(map(str, plan.seeds))}"
+        "# ViCoKD demo: the synthetic homes\n",
+        f"{', '.join(options.homes)}: {len(index.splits['train'])} train / {len(index.splits['test'])} test clips "
+        f"each, {options.views} views, classes {', '.join(index.classes)}; data seed {options.data_seed}; backbones "
+        f"{', '.join(plan.backbones)} (detailed sections: {options.detail_backbone}); training seeds "
+        f"{', '.join(map(str, plan.seeds))}"
         + (", **--fast: a smoke run, too short to mean much**" if options.fast else "") + ".\n",
         "Teacher and students start from a visual encoder pretrained without action labels on a separate "
         "synthetic home ([pretrain/pretrain.json](pretrain/pretrain.json)); "
@@ -568,34 +638,31 @@ def write_report(options: DemoOptions, plan: GridPlan, table_plans: Sequence[Gri
         + "Person masks come from the generator's ground-truth visibility (`groundtruth` detector), "
         "not from a detector run on the frames. Models are chosen on the validation split; "
         "all numbers below are on the test split, measured by this run, mean ± sample std over the seeds.\n",
-        "## What the runs measured\n", *[f"- {line}" for line in findings(plan, results)], "",
-        "## Table 1 (synthetic home)\n",
+        homes_section(options, plan, plots),
+        f"## What the runs measured ({options.detail_backbone})\n", *measured, "",
+        "## Table 1\n",
         "Same code as `vicokd reproduce --grid table1` (files: [tables/table1.md](tables/table1.md), "
         "[tables/table1.csv](tables/table1.csv)).\n",
         *[table_markdown(table) for table in tables],
         table_plans_section(table_results),
         scorecard_section(plan, every_result),
-        teacher_audio_section(plan),
-        transfer_section(plan, summaries),
-        per_class_transfer_section(plan, summaries),
-        view_agreement_section(plan, summaries),
-        per_class_section(plan, summaries, plots),
+        *per_home,
+        per_class_section(first, summaries, plots),
         curves_section(plan, summaries, plots),
-        loss_terms_section(plan, summaries),
-        grad_share_section(plan, summaries),
-        attention_section(plan, summaries, plots) if options.encoders_change else
+        loss_terms_section(first, summaries),
+        grad_share_section(first, summaries),
+        attention_section(first, summaries, plots) if options.encoders_change else
         "## Attention maps\n\nLeft out: with frozen encoders every model shares the pretrained visual encoder, so "
         "the Fig. 4 maps of teacher, student and ViCoKD would be the same picture. `vicokd demo --finetune` "
         "trains the encoders and draws them.\n",
-        actor_attention_section(options, plan, summaries),
-        floorplan_section(options, plots),
+        actor_attention_section(options, first, summaries),
         "## Steps and times\n",
         markdown_table(["step", "status", "seconds"],
                        [[name, status, "—" if seconds is None else f"{seconds:.1f}"]
                         for name, status, seconds in log.table_rows()]),
         f"\nSum of step times {sum(s or 0.0 for _, _, s in log.table_rows()):.0f} s; this invocation "
         f"{log.wall_seconds:.0f} s wall clock on {os.cpu_count()} CPU cores (load average at report time "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}).\n",
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}); {plan.parallel_runs} training runs at a time.\n",
         "## Configs used\n",
         f"Teacher (`configs/demo/teacher.yaml` + overrides `{' '.join(plan.overrides) or 'none'}`):\n",
         f"```yaml\n{config_to_yaml(teacher_config)}```\n",
@@ -603,5 +670,3 @@ def write_report(options: DemoOptions, plan: GridPlan, table_plans: Sequence[Gri
         f"per run (e.g. ViCoKD V_F):\n\n```yaml\n{config_to_yaml(student_config)}```\n",
     ]
     return write_text(out / "report.md", "\n".join(s for s in sections if s is not None))
-
-

@@ -78,11 +78,13 @@ def preset_dir(preset: str) -> Path:
 
 @dataclass(frozen=True)
 class EnvData:
-    """One environment: its name in the tables, its dataset root and its prepared cache."""
+    """One environment: its name in the tables, its dataset root, its prepared cache and (for runs
+    from frozen encoders) its feature cache."""
 
     name: str
     root: Path
     cache: Path
+    features: Path | None = None  # data.features of its runs (None: the runs compute the encoders)
 
 
 def parse_data_arg(text: str, out: Path) -> EnvData:
@@ -162,7 +164,8 @@ class GridPlan:
         overrides = [f"data.root={cell.env.root}", f"data.cache={cell.env.cache}",
                      f"model.backbone={cell.backbone}", f"distill.method={cell.method}",
                      f"distill.supervision={cell.supervision}", f"train.seed={cell.seed}",
-                     f"train.out_dir={self.out / 'runs'}", f"train.name={cell.name}", *self.overrides]
+                     f"train.out_dir={self.out / 'runs'}", f"train.name={cell.name}",
+                     *([f"data.features={cell.env.features}"] if cell.env.features else []), *self.overrides]
         return load_config(directory / ("teacher.yaml" if cell.is_teacher else "student.yaml"), overrides)
 
     def env_config(self, env: EnvData) -> Config:

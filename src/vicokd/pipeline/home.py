@@ -17,10 +17,11 @@ DEMO_FRAME_SIZE = (80, 60)  # (width, height) of the rendered videos
 DEMO_DURATION = (20.0, 40.0)  # clip length in seconds
 
 
-def demo_synth_options(clips: int, views: int, seed: int) -> SynthOptions:
-    """The generator's options of a demo home: small frames at the 2.5-FPS grid rate, 20-40 s clips."""
+def demo_synth_options(clips: int, views: int, seed: int, layout: str = "home1") -> SynthOptions:
+    """The generator's options of a demo home: small frames at the 2.5-FPS grid rate, 20-40 s clips,
+    cameras hung as `layout`."""
     return SynthOptions(clips=clips, views=views, seed=seed, size=DEMO_FRAME_SIZE, fps=2.5, duration=DEMO_DURATION,
-                        classes=DEMO_CLASSES, supersample=1)
+                        classes=DEMO_CLASSES, supersample=1, layout=layout)
 
 
 def synthesise_or_reuse(data: Path, synth: SynthOptions, step: Step, *, retry_hint: str, workers: int,

@@ -56,10 +56,12 @@ def read_last_epoch(metrics_csv: str | Path, prefix: str = "train/") -> dict[str
 
 
 def plot_curves(curves: Mapping[str, Curve], png: str | Path, *, title: str, ylabel: str,
-                reference: Mapping[str, float] | None = None) -> tuple[Path, Path]:
+                reference: Mapping[str, float] | None = None, marks: Mapping[str, int] | None = None
+                ) -> tuple[Path, Path]:
     """One line per curve (+ dashed horizontal `reference` lines, e.g. the teacher); PNG + CSV.
 
-    The CSV beside the PNG (same stem) has one row per point: ``series, epoch, value`` (reference
+    `marks` gives a curve's chosen epoch (e.g. selected on validation), drawn as a large dot. The
+    CSV beside the PNG (same stem) has one row per point: ``series, epoch, value`` (reference
     lines with an empty epoch).
     """
     png = Path(png)
@@ -68,7 +70,10 @@ def plot_curves(curves: Mapping[str, Curve], png: str | Path, *, title: str, yla
     for label, points in curves.items():
         if points:
             epochs, values = zip(*points)
-            axes.plot(epochs, values, marker="o", markersize=3, label=label)
+            (line,) = axes.plot(epochs, values, marker="o", markersize=3, label=label)
+            chosen = (marks or {}).get(label)
+            if chosen in epochs:
+                axes.plot([chosen], [values[epochs.index(chosen)]], marker="o", markersize=9, color=line.get_color())
     for label, value in (reference or {}).items():
         axes.axhline(value, linestyle="--", linewidth=1, color="grey", label=label)
     axes.set_xlabel("epoch")
