@@ -148,8 +148,8 @@ def test_runs_benchmark(tmp_path):
 
     size = RunsBenchSize(clips=12, views=2, seeds=1, epochs=2, duration=(8.0, 10.0))
     result = run_runs_benchmark(size, threads=1, frames=6, work_dir=tmp_path)
-    data = _check(result, "runs", 2)
-    teacher, student = data["rows"]
+    data = _check(result, "runs", 3)
+    teacher, student, parallel = data["rows"]
     assert [teacher["run"], student["run"]] == ["teacher-s0", "vicokd-s0"]
     clips, settings = data["settings"]["clips"], data["settings"]
     config = load_config(Path("configs/demo/teacher.yaml"), ["data.num_frames=6", "optim.epochs=2"])
@@ -158,6 +158,11 @@ def test_runs_benchmark(tmp_path):
     assert teacher["gflop"] == pytest.approx(expected / 1e9)
     assert student["gflop"] > 0 and settings["epochs_run"] == 2
     assert teacher["vs_floor"] == pytest.approx(teacher["wall_s"] / teacher["floor_s"])
+    # the same two runs in two worker processes: their FLOPs summed, the mean test mAP of one-thread runs
+    assert parallel["run"] == "all 2, 2 at a time" and parallel["gflop"] == pytest.approx(teacher["gflop"]
+                                                                                         + student["gflop"])
+    assert parallel["seq_map"] == pytest.approx((teacher["seq_map"] + student["seq_map"]) / 2)
+    assert len(data["targets"]) == 2
     assert not list(tmp_path.iterdir())  # the work folder is removed
 
 

@@ -1,35 +1,42 @@
-"""`vicokd demo`: the synthetic home end to end on a CPU, ending in ``OUT/report.md``.
+"""`vicokd demo`: the paper's tables on two synthetic homes on a CPU, ending in ``OUT/report.md``.
 
 The demo rebuilds the paper's regime at CPU scale: teacher and student start from a visual
 encoder pretrained without action labels (the analogue of ImageNet pretraining), and every
-Table 1 method is trained over several seeds so that differences can be told from noise.
+method is trained over several seeds so that differences can be told from noise.
 
 Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
 
-1. synthesise the home into ``OUT/data`` (:func:`vicokd.data.synthetic.generate_home`, generator
-   seed ``--data-seed``);
+1. synthesise each home into ``OUT/<home>/data`` (:func:`vicokd.data.synthetic.generate_home`,
+   generator seed ``--data-seed``): ``home1`` and ``home2`` act the same scripts under two camera
+   layouts, like the paper's Home-1 (views that overlap little) and Home-2 (views close in what
+   they capture);
 2. pretrain the visual encoder on a separate home (:mod:`vicokd.pipeline.pretrain`: its own
    generator seed, never the demo's clips; supervised by what the simulator knows per frame,
    never by action labels) into ``OUT/pretrain/encoder.safetensors``, and the audio encoder (the
    AST) on the same home's audio, supervised by the kinds of sound in each chunk, into
-   ``OUT/pretrain-audio/encoder.safetensors`` (the analogue of the paper's AudioSet AST);
-3. prepare ``OUT/cache``; person scores from the generator's ground-truth visibility (the
-   ``groundtruth`` detector: no detector is run on the synthetic frames);
+   ``OUT/pretrain-audio/encoder.safetensors`` (the analogue of the paper's AudioSet AST); both
+   homes' runs start from them;
+3. prepare each home's ``OUT/<home>/cache``; person scores from the generator's ground-truth
+   visibility (the ``groundtruth`` detector: no detector is run on the synthetic frames);
 4. frozen encoders (the default): the features of the pretrained visual and audio encoders
-   for every grid frame, ``OUT/features``
+   for every grid frame, ``OUT/<home>/features``
    (``--finetune`` trains the encoders end to end instead, starting from the same weights);
-5. the Table-1 grid of :mod:`vicokd.pipeline.grid` for one backbone and ``--seeds`` seeds:
-   teacher, then every student method (:data:`DEMO_METHODS`) with frame (V_F) and sequence (V_S)
-   labels; then the Table-3 grid (the teacher with view consistency, same backbone) and the
-   Table-4 grid (ViCoKD's five ablations on MultiASL, with its own teachers);
-6. every teacher on the test split with its audio, with half of it and without it;
-7. the report: Tables 1, 3 and 4 as mean ± std over seeds (the same table code as ``vicokd
-   reproduce``), the claim scorecard against the paper's numbers, the gradient share of every
-   loss term, per-class AP, Fig. 3-style validation curves, the floor plan, the time of every
-   step and the configs used.
+5. the runs of every chosen part (``--only``), as one queue, ``--workers`` runs at a time in
+   worker processes (:func:`vicokd.pipeline.grid.run_plans`): Table 1 (teacher and every student
+   method, V_F and V_S, on every ``--backbones`` backbone and home; Table 2 is ViCoKD's rows of
+   it), Table 3 (the teacher with view consistency), Table 4 (ViCoKD's five ablations on
+   MultiASL) and Fig. 3 (test mAP per epoch of the student, LogitKD, CoKD and ViCoKD on
+   MultiASL, logged by ``train.test_curve``); teachers are shared between parts;
+6. every teacher of the detailed backbone (``--backbone``) on the test split with its audio,
+   with half of it and without it;
+7. the report: the homes' co-visibility and view disparity, Tables 1-4 as mean ± std over seeds
+   (the same table code as ``vicokd reproduce``), the claim scorecard against the paper's
+   numbers, per home what the teacher hears, the transfer and what view consistency can act
+   on, the gradient share of every loss term, per-class AP, Fig. 3, the floor plans, the time of
+   every step and the configs used.
 
-The demo home acts only the look-alike pairs whose sound tells them apart (CleanVacuum vs Clean,
-UsePhone vs ReadBook, Drink vs Eat) plus Sitdown and Standup (:data:`DEMO_CLASSES`): with
+The demo homes act only the look-alike pairs whose sound tells them apart (CleanVacuum vs Clean,
+UsePhone vs ReadBook, Drink vs Eat) plus Sitdown and Standup (:data:`vicokd.pipeline.home.DEMO_CLASSES`): with
 few clips, fewer classes leave more examples per class.
 """
 
