@@ -13,10 +13,11 @@ import torch
 from safetensors.torch import load_file
 
 from run_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher, train_tiny_student
+from vicokd.calibration import Calibration
 from vicokd.cli import main
 from vicokd.config import load_config
 from vicokd.engine import export as export_lib
-from vicokd.engine.export import OUTPUT_NAMES, OnnxStudent, load_exported
+from vicokd.engine.export import OUTPUT_NAMES, load_exported
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import model_from_checkpoint
@@ -73,19 +74,24 @@ def test_safetensors_hold_the_student_only_and_reload_identically(exported):
 
 @pytest.mark.parametrize("shape", [(1, 3, NUM_FRAMES), (4, 3, NUM_FRAMES), (2, 2, 9), (1, 4, 3)])
 def test_onnx_matches_pytorch_on_other_batch_views_and_frames(exported, shape):
-    """Exported at (B, V, T) = (2, 3, 6): batch, views and frames are all dynamic."""
-    model, _, _ = load_exported(exported.out)
-    wrapper = OnnxStudent(model).eval()
+    """Exported at (B, V, T) = (2, 3, 6): batch, views and frames are all dynamic. The outputs are
+    the probabilities predict reports: calibrated with the checkpoint's per-class scaling."""
+    model, _, classes = load_exported(exported.out)
+    stored = json.loads((exported.out / "decisions.json").read_text())["calibration"]
+    assert stored is not None  # the tiny student was trained with a validation split
+    calibration = Calibration.from_json(stored)
     video = _video((*shape, 3, *IMAGE_SIZE), seed=sum(shape))
     session = onnxruntime.InferenceSession(str(exported.out / "model.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(list(OUTPUT_NAMES), {"video": video.numpy()})
     with torch.no_grad():
-        expected = wrapper(video)
+        out = model({"video": video})
+    logits = (out.frame_logits, out.view_frame_logits, out.seq_logits)
     b, v, t = shape
     c = len(model.backbone.frame_head.bias)
     assert [g.shape for g in got] == [(b, t, c), (b, v, t, c), (b, c)]
-    for name, ref, out in zip(OUTPUT_NAMES, expected, got):
-        assert np.abs(ref.numpy() - out).max() <= 1e-4, name
+    for name, z, onnx_probs in zip(OUTPUT_NAMES, logits, got):
+        assert np.abs(calibration.probabilities(z, classes).numpy() - onnx_probs).max() <= 1e-4, name
+    assert np.abs(logits[0].sigmoid().numpy() - got[0]).max() > 1e-3  # not the uncalibrated sigmoid
 
 
 def test_readme_snippet_runs(exported, monkeypatch):

@@ -39,19 +39,29 @@ def run_stream(model, meta, readers, **options):
     return summary, lines(out.getvalue())
 
 
-def test_stream_gives_predict_s_probabilities_and_segments(student):
+@pytest.mark.parametrize("segment_rule", [{}, {"min_gap": 0.0, "min_duration": 0.0},
+                                          {"min_gap": 2.0, "min_duration": 1.2, "threshold": 0.45}])
+def test_stream_gives_predict_s_probabilities_and_segments(student, segment_rule):
+    """Stream's segments follow predict's rule, min gap and min duration included (defaults: predict's)."""
     model, meta = load_student(student.checkpoint)
-    summary, items = run_stream(model, meta, stream_sources(student.videos, meta), stride=NUM_FRAMES)
-    prediction = predict_clip(model, meta, student.videos, stride=NUM_FRAMES, min_gap=0.0, min_duration=0.0)
+    summary, items = run_stream(model, meta, stream_sources(student.videos, meta), stride=NUM_FRAMES, **segment_rule)
+    prediction = predict_clip(model, meta, student.videos, stride=NUM_FRAMES, **segment_rule)
     frames = [item for item in items if item["type"] == "frame"]
     assert summary.frames == 12 and [f["frame"] for f in frames] == list(range(12))
     probs = np.array([[f["probs"][name] for name in meta["classes"]] for f in frames])
     np.testing.assert_allclose(probs, prediction.frame_probs, atol=1e-5)
+    assert prediction.segments  # the rule is exercised
     starts = [(e["class"], e["t"]) for e in items if e["type"] == "start"]
     ends = [(e["class"], e["t"]) for e in items if e["type"] == "end"]
     assert sorted(starts) == sorted((s.label, round(s.start, 6)) for s in prediction.segments)
     assert sorted(ends) == sorted((s.label, round(s.end, 6)) for s in prediction.segments)
+    streamed = sorted((e["class"], e["frame"], e["confidence"]) for e in items if e["type"] == "end")
+    predicted = sorted((s.label, round(s.end * meta["config"]["data"]["fps"]), s.score) for s in prediction.segments)
+    assert [row[:2] for row in streamed] == [row[:2] for row in predicted]
+    assert [row[2] for row in streamed] == pytest.approx([row[2] for row in predicted], abs=1e-5)  # mean p
     settings = items[0]
+    if "threshold" in segment_rule:
+        return
     assert settings["type"] == "settings" and settings["threshold_source"] == "calibrated on validation"
     assert settings["thresholds"] == pytest.approx(meta["calibration"]["thresholds"])  # stored ones by default
 

@@ -137,6 +137,13 @@ class Calibration:
         return np.array([self.thresholds[name] for name in classes])
 
 
+def reported_probabilities(logits: torch.Tensor, calibration: Calibration | None, classes: Sequence[str]
+                           ) -> torch.Tensor:
+    """The probabilities every decision uses (predict, stream, evaluate, the exported ONNX graph):
+    σ(a_c·z + b_c) with the checkpoint's calibration, σ(z) without one; logits (..., C)."""
+    return calibration.probabilities(logits, classes) if calibration is not None else logits.sigmoid()
+
+
 def calibrate(frame_logits: np.ndarray, frame_labels: np.ndarray, classes: Sequence[str]) -> Calibration:
     """Per-class scaling and thresholds from validation frame logits / labels (..., C)."""
     z = np.asarray(frame_logits, np.float64).reshape(-1, len(classes))

@@ -625,6 +625,11 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--grid", choices=["timestamps", "interval"], default=None,
                         help="which decoded frame is grid frame j: the one nearest to j / 2.5 s by timestamp, or "
                              "every round(fps / 2.5)-th (default: the checkpoint's data.grid)")
+    parser.add_argument("--min-gap", type=float, default=None, metavar="S",
+                        help="merge segments of a class at most S seconds apart, as predict does (default 0.8)")
+    parser.add_argument("--min-duration", type=float, default=None, metavar="S",
+                        help="drop merged segments shorter than S seconds, as predict does (default 0.4); "
+                             "a start is written once a segment lasts S, an end once it cannot merge")
     parser.add_argument("--allow-missing", action="store_true",
                         help="run with the other views when a source cannot be opened (default: an error)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -642,8 +647,10 @@ def _run_stream(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", encoding="utf-8") if args.out is not None else contextlib.nullcontext(sys.stdout) as out:
+        segments = {name: value for name, value in (("min_gap", args.min_gap), ("min_duration", args.min_duration))
+                    if value is not None}
         runner = StreamRunner(model, meta, readers, out, stride=args.stride, threshold=args.threshold, stall=stall,
-                              allow_missing=args.allow_missing)
+                              allow_missing=args.allow_missing, **segments)
         summary = runner.run()
     if summary.frames == 0:
         reasons = "; ".join(summary.warnings) or "no frame from any source"

@@ -20,8 +20,10 @@ ONNX graph (exported by ``torch.onnx.export(dynamo=True)``, i.e. via torch.expor
 - input ``video`` uint8 (B, V, T, 3, H, W), RGB, H × W = ``data.image_size`` of the config;
   the graph normalises ``(x / 255 − mean) / std`` itself (the model's ``pixel_mean`` /
   ``pixel_std``, which are ``data.mean`` / ``data.std`` of the training config).
-- outputs (sigmoid probabilities, not logits): ``frame_probs`` (B, T, C),
-  ``view_frame_probs`` (B, V, T, C), ``seq_probs`` (B, C).
+- outputs (probabilities, not logits): ``frame_probs`` (B, T, C), ``view_frame_probs``
+  (B, V, T, C), ``seq_probs`` (B, C): σ(a_c·z + b_c) with the checkpoint's calibration (the
+  probabilities `predict` reports; ``decisions.json`` holds the thresholds they are cut at), σ(z)
+  for a checkpoint without one.
 - dynamic axes: B, V and T (V at most ``model.multitrans.max_views`` for MultiTrans); H and W
   are fixed. The graph encodes all B·V·T frames in one call: the training-time chunking of the
   visual encoder (``model.visual.chunk_size``) would make the number of chunks depend on the
@@ -41,6 +43,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,8 +53,9 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from vicokd.calibration import Calibration, reported_probabilities
 from vicokd.config import Config, config_from_dict, config_to_yaml, load_config
-from vicokd.engine.predict import load_student
+from vicokd.engine.predict import decision_settings, load_student
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
 from vicokd.models.backbones import backbone_spec
@@ -68,15 +72,22 @@ _ONE_CHUNK = 2**62  # visual encoder chunk size that keeps every frame in one ca
 
 
 class OnnxStudent(nn.Module):
-    """uint8 video (B, V, T, 3, H, W) → (frame_probs, view_frame_probs, seq_probs); the model normalises."""
+    """uint8 video (B, V, T, 3, H, W) → (frame_probs, view_frame_probs, seq_probs); the model
+    normalises. The probabilities are those `predict` reports and thresholds
+    (:func:`~vicokd.calibration.reported_probabilities`): calibrated with the checkpoint's
+    per-class scaling when it has one."""
 
-    def __init__(self, model: MultiViewActionModel) -> None:
+    def __init__(self, model: MultiViewActionModel, calibration: Calibration | None = None,
+                 classes: Sequence[str] = ()) -> None:
         super().__init__()
         self.model = model
+        self.calibration = calibration
+        self.classes = list(classes)
 
     def forward(self, video: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         out = self.model({"video": video})
-        return out.frame_logits.sigmoid(), out.view_frame_logits.sigmoid(), out.seq_logits.sigmoid()
+        return tuple(reported_probabilities(logits, self.calibration, self.classes)  # type: ignore[return-value]
+                     for logits in (out.frame_logits, out.view_frame_logits, out.seq_logits))
 
 
 class OnnxEncoder(nn.Module):
@@ -173,8 +184,14 @@ def export_graph(wrapper: nn.Module, sample: Tensor, path: Path, input_name: str
                           f"{first[:300]})") from exc
 
 
-def _readme(config: Config, classes: list[str], result: ExportResult, source: Path, max_views: int | None) -> str:
+def _readme(config: Config, classes: list[str], result: ExportResult, source: Path, max_views: int | None,
+            calibrated: bool) -> str:
     h, w = config.data.image_size
+    probabilities = ("Calibrated as `vicokd predict` reports them: σ(a_c·z + b_c) with the per-class scaling "
+                     "chosen on validation; an action is on where a probability reaches its class threshold in "
+                     "`decisions.json` (`calibration.thresholds`)." if calibrated else
+                     "σ(z) of the logits (the checkpoint has no calibration: it was trained without a validation "
+                     "split); `vicokd predict` cuts them at 0.5.")
     views = f"1 … {max_views}" if max_views else "any ≥ 1"
     checks = "\n".join(f"- {c['graph']}, input {tuple(c['shape'])}: "
                        + ", ".join(f"{name} {diff:.2e}" for name, diff in c["max_abs_diff"].items())
@@ -203,7 +220,9 @@ std = {list(config.data.std)}, happens inside the graph.
 Dynamic axes: B (batch), V (views: {views}), T (frames; trained with T = {config.data.num_frames}).
 H and W are fixed.
 
-## ONNX outputs (sigmoid probabilities in [0, 1], not logits)
+## ONNX outputs (probabilities in [0, 1], not logits)
+
+{probabilities}
 
 - `frame_probs` (B, T, C): per frame, fused over views;
 - `view_frame_probs` (B, V, T, C): per view and frame;
@@ -259,7 +278,8 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
     h, w = config.data.image_size
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     model.visual_encoder.chunk_size = _ONE_CHUNK
-    wrapper = OnnxStudent(model).eval()
+    calibration, _, _ = decision_settings(meta)
+    wrapper = OnnxStudent(model, calibration, classes).eval()
     sample = (2, views, frames, 3, h, w)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out_dir, prefix=".export-"))
@@ -295,7 +315,8 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
         (work / "decisions.json").write_text(json.dumps({"calibration": meta.get("calibration")}, indent=1) + "\n")
         result = ExportResult(out_dir, [out_dir / name for name in FILES], opset, sample, checks, worst, tolerance,
                               time.perf_counter() - started)
-        (work / "README.md").write_text(_readme(config, classes, result, checkpoint, max_views))
+        calibrated = calibration is not None
+        (work / "README.md").write_text(_readme(config, classes, result, checkpoint, max_views, calibrated))
         for name in FILES:
             (work / name).chmod(0o644)  # deployable files; safetensors writes its file owner-only
             (work / name).replace(out_dir / name)

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vicokd.calibration import Calibration
+from vicokd.calibration import Calibration, reported_probabilities
 from vicokd.config import config_from_dict
 from vicokd.data.cache import CacheIndex, load_frames
 from vicokd.data.frame_grid import GridRule
@@ -72,7 +72,7 @@ __all__ = [
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MIN_GAP = 0.8  # seconds: bridges one missed grid frame at 2.5 FPS
 DEFAULT_MIN_DURATION = 0.4  # seconds: drops single-frame blips (duration 0), keeps two frames at 2.5 FPS
-_TOLERANCE = 1e-9  # seconds, for comparing durations that are multiples of 1 / fps
+SEGMENT_TOLERANCE = 1e-9  # seconds, for comparing durations that are multiples of 1 / fps
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ def window_indices(length: int, num_frames: int, stride: int | None = None) -> l
     return [np.arange(start, start + num_frames, dtype=np.int64) for start in starts]
 
 
-def _check_segment_settings(fps: float, threshold: float, min_gap: float, min_duration: float) -> None:
+def check_segment_settings(fps: float, threshold: float, min_gap: float, min_duration: float) -> None:
     if fps <= 0 or not 0.0 <= threshold <= 1.0 or min_gap < 0 or min_duration < 0:
         raise VicokdError(f"segments need fps > 0, threshold in [0, 1], min gap >= 0 and min duration >= 0 s; "
                           f"got fps={fps}, threshold={threshold}, min gap={min_gap}, min duration={min_duration}")
@@ -242,18 +242,18 @@ def segments_from_probs(
         raise VicokdError(f"probabilities of shape {probs.shape} do not match (L, C) with C = {len(classes)} classes")
     thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (len(classes),))
     for value in thresholds:
-        _check_segment_settings(fps, float(value), min_gap, min_duration)
+        check_segment_settings(fps, float(value), min_gap, min_duration)
     found: list[tuple[int, int, int]] = []  # (first frame, class, last frame)
     for c in range(len(classes)):
         active = np.concatenate([[False], probs[:, c] >= thresholds[c], [False]])
         edges = np.flatnonzero(active[1:] != active[:-1])
         runs: list[list[int]] = []
         for first, last in zip(edges[0::2], edges[1::2] - 1):
-            if runs and (first - runs[-1][1]) / fps <= min_gap + _TOLERANCE:
+            if runs and (first - runs[-1][1]) / fps <= min_gap + SEGMENT_TOLERANCE:
                 runs[-1][1] = int(last)
             else:
                 runs.append([int(first), int(last)])
-        found += [(a, c, b) for a, b in runs if (b - a) / fps >= min_duration - _TOLERANCE]
+        found += [(a, c, b) for a, b in runs if (b - a) / fps >= min_duration - SEGMENT_TOLERANCE]
     segments = []
     for a, c, b in sorted(found):
         values = probs[a : b + 1, c]
@@ -314,8 +314,7 @@ def window_probabilities(
     model.eval()
 
     def probabilities(logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        return calibration.probabilities(logits, classes) if calibration is not None else logits.sigmoid()
+        return reported_probabilities(logits.float(), calibration, classes)
 
     frame_sum = torch.zeros(length, len(classes), dtype=torch.float64)
     view_sum = torch.zeros(views, length, len(classes), dtype=torch.float64)
@@ -371,7 +370,7 @@ def predict_clip(
     classes = list(meta["classes"])
     calibration, thresholds, source = decision_settings(meta, threshold)
     for value in thresholds:
-        _check_segment_settings(config.fps, float(value), min_gap, min_duration)
+        check_segment_settings(config.fps, float(value), min_gap, min_duration)
     stride = _checked_stride(stride, config.num_frames)
     paths = [Path(v) for v in videos]
     lengths, warnings = _grid_lengths(paths, config.fps, rule)

@@ -22,8 +22,10 @@ The :class:`StreamRunner` takes one grid tick j at a time:
 
 When every source has ended, or on Ctrl-C, the frames left are written from a last window over
 the newest T frames (or, for a stream shorter than T, the uniform sampling of ``predict``) and
-open segments are ended. With ``stride = T`` and a length that is a multiple of T, the windows,
-probabilities and segments are those of ``vicokd predict --stride T --min-gap 0 --min-duration 0``.
+open segments are ended. Segments follow predict's rule, ``min_gap`` and ``min_duration`` included
+(events of a segment are written once they are certain: a start after ``min_duration``, an end
+after ``min_gap``). With ``stride = T`` and a length that is a multiple of T, the windows,
+probabilities and segments are those of ``vicokd predict --stride T`` with the same settings.
 
 With ``onnx`` (``vicokd stream --onnx DIR``) the two parts run from the ``encoder.onnx`` and
 ``window.onnx`` of a ``vicokd export`` directory through onnxruntime, with its ``decisions.json``.
@@ -50,11 +52,18 @@ import av
 import numpy as np
 import torch
 
+from vicokd.calibration import reported_probabilities
 from vicokd.config import config_from_dict
 from vicokd.data.frame_grid import GridPicker, GridRule
 from vicokd.data.media import frame_time as _frame_time
 from vicokd.data.sampling import sample_indices
-from vicokd.engine.predict import decision_settings
+from vicokd.engine.predict import (
+    DEFAULT_MIN_DURATION,
+    DEFAULT_MIN_GAP,
+    SEGMENT_TOLERANCE,
+    check_segment_settings,
+    decision_settings,
+)
 from vicokd.errors import DataError, VicokdError
 from vicokd.models import MultiViewActionModel
 
@@ -218,6 +227,17 @@ class StreamSummary:
                 f"({state}; {len(self.warnings)} warnings)")
 
 
+@dataclass
+class _OpenSegment:
+    """A class's segment that may still grow: first and last active grid frame, and the
+    probabilities of every frame since its first (gaps included)."""
+
+    first: int
+    last: int
+    values: list[float]
+    started: bool = False  # its start event was written (it lasts min_duration)
+
+
 class StreamRunner:
     """Run `model` (a PyTorch student, or the :class:`OnnxParts` of an export) on the grid frames
     of `readers` (one per view) and write JSON lines to `out`."""
@@ -225,6 +245,7 @@ class StreamRunner:
     def __init__(self, model: MultiViewActionModel | OnnxParts, meta: dict[str, Any], readers: Sequence[Any],
                  out: TextIO, *, stride: int | None = None, threshold: float | None = None,
                  stall: float = DEFAULT_STALL_S, allow_missing: bool = False,
+                 min_gap: float = DEFAULT_MIN_GAP, min_duration: float = DEFAULT_MIN_DURATION,
                  warn: Callable[[str], None] | None = None) -> None:
         data = config_from_dict(meta["config"], "checkpoint sidecar config").data
         self.model = model.eval() if isinstance(model, MultiViewActionModel) else model
@@ -236,12 +257,15 @@ class StreamRunner:
         if stall <= 0:
             raise VicokdError(f"--stall {stall}: must be > 0 seconds")
         self.calibration, self.thresholds, self.source = decision_settings(meta, threshold)
+        for value in self.thresholds:
+            check_segment_settings(self.fps, float(value), min_gap, min_duration)
+        self.min_gap, self.min_duration = min_gap, min_duration
         self.views = [_View(reader) for reader in readers]
         self.out, self.stall, self.allow_missing = out, stall, allow_missing
         self.warnings: list[str] = []
         self._warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
         self._written = 0  # the next grid frame to write
-        self._open: dict[int, list[float]] = {}  # class → probabilities of its open segment
+        self._open: dict[int, _OpenSegment] = {}  # class → its segment that may still grow
         self._events = 0
 
     # ----------------------------------------------------------------------------- output
@@ -254,19 +278,33 @@ class StreamRunner:
         self._warn(line)
 
     def _write_frames(self, first: int, probs: np.ndarray, views: list[int]) -> None:
-        """Frames ``first .. first + len(probs) − 1`` with their probabilities (C,) and events."""
+        """Frames ``first .. first + len(probs) − 1`` with their probabilities (C,) and events.
+
+        The segment rule of :func:`vicokd.engine.predict.segments_from_probs`, as frames come: a run
+        of active frames (p ≥ the class threshold) opens a segment; an active frame at most
+        ``min_gap`` s after its last active frame extends it (with the frames between); its
+        ``start`` is written (with the segment's first frame and time) once it lasts
+        ``min_duration`` s, its ``end`` (last active frame, mean p over the segment) once a frame
+        lies more than ``min_gap`` s past its last active one; a segment that never lasted
+        ``min_duration`` is dropped without events.
+        """
         for offset, p in enumerate(probs):
             j = first + offset
             self._emit({"type": "frame", "frame": j, "t": round(j / self.fps, 6), "views": views,
                         "probs": {name: round(float(v), 6) for name, v in zip(self.classes, p)}})
             for c in range(len(self.classes)):
+                segment = self._open.get(c)
+                if segment is not None:
+                    segment.values.append(float(p[c]))
                 if p[c] >= self.thresholds[c]:
-                    if c not in self._open:
-                        self._open[c] = []
-                        self._event("start", c, j, float(p[c]))
-                    self._open[c].append(float(p[c]))
-                elif c in self._open:
-                    self._end(c, j - 1)
+                    if segment is None:
+                        segment = self._open[c] = _OpenSegment(j, j, [float(p[c])])
+                    segment.last = j
+                    if not segment.started and (j - segment.first) / self.fps >= self.min_duration - SEGMENT_TOLERANCE:
+                        segment.started = True
+                        self._event("start", c, segment.first, segment.values[0])
+                elif segment is not None and (j - segment.last) / self.fps > self.min_gap + SEGMENT_TOLERANCE:
+                    self._end(c)
         self._written = first + len(probs)
 
     def _event(self, kind: str, c: int, j: int, confidence: float) -> None:
@@ -274,9 +312,10 @@ class StreamRunner:
         self._emit({"type": kind, "class": self.classes[c], "frame": j, "t": round(j / self.fps, 6),
                     "confidence": round(confidence, 6)})
 
-    def _end(self, c: int, j: int) -> None:
-        values = self._open.pop(c)
-        self._event("end", c, j, float(np.mean(values)))
+    def _end(self, c: int) -> None:
+        segment = self._open.pop(c)
+        if segment.started:
+            self._event("end", c, segment.last, float(np.mean(segment.values[: segment.last - segment.first + 1])))
 
     # ----------------------------------------------------------------------------- model
     @torch.inference_mode()
@@ -305,7 +344,7 @@ class StreamRunner:
             logits = self.model.frame_logits(features).float()
         else:
             logits = self.model({"visual_features": features}).frame_logits[0].float()
-        probs = self.calibration.probabilities(logits, self.classes) if self.calibration else logits.sigmoid()
+        probs = reported_probabilities(logits, self.calibration, self.classes)
         return probs.numpy(), views
 
     # ----------------------------------------------------------------------------- ticks
@@ -373,7 +412,7 @@ class StreamRunner:
                 means = np.stack([probs[[k for k, f in enumerate(frames) if f == j]].mean(0) for j in range(length)])
                 self._write_frames(self._written, means[self._written:], views)
         for c in list(self._open):
-            self._end(c, self._written - 1)
+            self._end(c)
 
     def _check_opened(self) -> None:
         """A source that cannot be opened is an error, or with `allow_missing` a view left out (warning)."""
@@ -400,6 +439,7 @@ class StreamRunner:
         self._emit({"type": "settings", "classes": self.classes, "fps": self.fps, "frames": self.num_frames,
                     "stride": self.stride, "thresholds": dict(zip(self.classes, map(float, self.thresholds))),
                     "threshold_source": self.source, "calibrated": self.calibration is not None,
+                    "min_gap": self.min_gap, "min_duration": self.min_duration,
                     "sources": [str(view.reader.source) for view in self.views]})
         for view in self.views:
             view.reader.start()
