@@ -1,7 +1,8 @@
 """Losses against loop-based transcriptions of their equations (float64) and their properties.
 
-The reference functions below follow PAPER.md / REFERENCE-CODE.md literally, one scalar at a time
-with the ``math`` module, independently of the vectorised implementations.
+The reference functions below follow docs/reference/PAPER.md / docs/reference/REFERENCE-CODE.md
+literally, one scalar at a time with the ``math`` module, independently of the vectorised
+implementations.
 """
 
 from __future__ import annotations

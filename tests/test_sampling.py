@@ -1,4 +1,4 @@
-"""The 2.5-FPS grid and T-frame sampling, against hand-computed cases (REFERENCE-CODE.md)."""
+"""The 2.5-FPS grid and T-frame sampling, against hand-computed cases (docs/reference/REFERENCE-CODE.md)."""
 
 import math
 

@@ -34,7 +34,7 @@ from vicokd.errors import ConfigError
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the data lives and how clips become tensors (REFERENCE-CODE.md §Frame grid)."""
+    """Where the data lives and how clips become tensors (docs/reference/REFERENCE-CODE.md §Frame grid)."""
 
     root: str = "data/synthetic-home"  # dataset root holding videos + annotation JSON
     cache: str = "cache/synthetic-home"  # output of `vicokd prepare`
@@ -256,7 +256,7 @@ class DetectConfig:
     """`vicokd detect`: the person detector behind the view-consistency masks (vicokd.detect).
 
     Score per frame = mean confidence of the person detections kept at the detector's own
-    threshold, 0 when none (REFERENCE-CODE.md §Person detection); mask = score > data.person_threshold.
+    threshold, 0 when none (docs/reference/REFERENCE-CODE.md §Person detection); mask = score > data.person_threshold.
     """
 
     detector: Literal["mediapipe", "yolo", "groundtruth"] = "mediapipe"

@@ -4,7 +4,7 @@ Both paths serve the same clips with the same T, V and image size through the sa
 ``DataLoader`` (same batch size, same number of spawned worker processes, same collate), and
 the timing starts after the first batch (worker start-up excluded from both):
 
-(a) **old pipeline** (:class:`DecodeEveryAccess`), as REFERENCE-CODE.md describes the authors'
+(a) **old pipeline** (:class:`DecodeEveryAccess`), as docs/reference/REFERENCE-CODE.md describes the authors'
     code: every access decodes every view's whole video at the 2.5-FPS grid (resized to H×W)
     and its whole audio track, computes the log-mel fbank of every grid chunk, pads each chunk
     to 1024 rows (zeros before normalisation, as AST's recipe), normalises frames and fbank to

@@ -1,6 +1,6 @@
 """Data: annotations, the 2.5-FPS grid and sampling, media decoding, the prepared cache, datasets.
 
-Public names (DESIGN.md §4): :func:`load_annotations`, :func:`sample_indices`,
+Public names (docs/reference/DESIGN.md §4): :func:`load_annotations`, :func:`sample_indices`,
 :func:`frame_labels`, plus :class:`Clip`, :func:`prepare` and :class:`MultiViewClips`.
 """
 

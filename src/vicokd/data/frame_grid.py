@@ -8,7 +8,7 @@ own clock, whose zero is the first frame's presentation time.
   the first frame, after the last it is the last. A video ending at ``E`` seconds (last presentation time plus one
   frame duration) has ``ceil(E · fps)`` grid frames. Frame rates that change inside a file need
   nothing more: only the timestamps count.
-* ``interval`` (MultiSensor-Home's reference rule, REFERENCE-CODE.md §Frame grid): source frame
+* ``interval`` (MultiSensor-Home's reference rule, docs/reference/REFERENCE-CODE.md §Frame grid): source frame
   ``j · interval`` (counted in decode order), ``interval = max(1, round(source_fps / fps))``;
   ``ceil(n / interval)`` grid frames for n frames. On a constant-rate file whose rate is a
   multiple of ``fps`` (10, 25, 30 fps, ...) this picks exactly the frames of ``timestamps``. At

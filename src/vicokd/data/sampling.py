@@ -1,4 +1,4 @@
-"""The 2.5-FPS frame grid and the T-frame sampling rules (REFERENCE-CODE.md §Frame grid).
+"""The 2.5-FPS frame grid and the T-frame sampling rules (docs/reference/REFERENCE-CODE.md §Frame grid).
 
 Grid: a video of ``n`` frames at ``video_fps`` is read at ``interval = round(video_fps / fps)``
 (at least 1): frames ``0, interval, 2·interval, …``, grid length ``ceil(n / interval)``. Grid frame

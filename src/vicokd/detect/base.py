@@ -5,7 +5,7 @@ A detector looks at RGB frames and answers two questions:
 * :meth:`PersonDetector.detect` — where are the people? One list of :class:`Detection` per frame
   (boxes, confidences and, where the backend has them, keypoints and a person mask), for drawing.
 * :meth:`PersonDetector.score_frames` — how sure is it that a person is in each frame? One float
-  in ``[0, 1]`` per frame. The rule for every pixel backend (REFERENCE-CODE.md §Person
+  in ``[0, 1]`` per frame. The rule for every pixel backend (docs/reference/REFERENCE-CODE.md §Person
   detection): **the mean confidence of the person detections the detector keeps at its own
   detection threshold, 0 when it keeps none**. The view-consistency mask is later
   ``score > threshold`` (``data.person_threshold``).

@@ -1,4 +1,4 @@
-"""YOLOv10 through ultralytics: the paper's person detector (REFERENCE-CODE.md §Person detection).
+"""YOLOv10 through ultralytics: the paper's person detector (docs/reference/REFERENCE-CODE.md §Person detection).
 
 ``yolov10b.pt`` (COCO; class 0 = person) from a weights file on local disk, given as
 ``--weights`` / ``detect.weights``. Score of a frame = mean confidence of the person boxes kept at

@@ -1,7 +1,7 @@
 """The claim scorecard: every comparison the paper's tables make, beside the paper's number and ours.
 
 A claim is "A above B" (or below) in one cell of the paper: its sign is the sign of the paper's
-difference ``d_paper = paper(A) − paper(B)``. The claims, from the tables of ``PAPER.md``:
+difference ``d_paper = paper(A) − paper(B)``. The claims, from the tables of ``docs/reference/PAPER.md``:
 
 * Table 1, per environment × backbone × supervision: each distillation method against the
   non-distilled student (LogitKD, ModalKD, DualKD, CoKD, ViCoKD), the teacher against the student

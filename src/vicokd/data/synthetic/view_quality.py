@@ -1,6 +1,6 @@
 """How well each view shows the action: the moments ViCoKD's view-aware consistency is for.
 
-The VC loss (PAPER.md, Eq. 9-10) pulls together the per-view predictions of the views in which
+The VC loss (docs/reference/PAPER.md, Eq. 9-10) pulls together the per-view predictions of the views in which
 a person is detected. It is meant for a person seen in two views while the action is clear in
 one and poor in the other (far away, small, partly hidden). This module measures how often the
 synthetic home contains such moments.

@@ -7,7 +7,7 @@ batch-first on an explicit reshape, so "who attends to whom" is visible in the c
 - :func:`over_views` (B, V, T, D) → (B·T, V, D): the views of one frame attend to each other;
 
 and their inverses. No sample of the batch ever attends to another (the old MultiTSF view
-Transformer did, see REFERENCE-CODE.md §Models).
+Transformer did, see docs/reference/REFERENCE-CODE.md §Models).
 """
 
 from __future__ import annotations
