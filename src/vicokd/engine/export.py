@@ -54,12 +54,12 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from vicokd.calibration import Calibration, reported_probabilities
-from vicokd.config import Config, config_from_dict, config_to_yaml, load_config
+from vicokd.config import Config, config_to_yaml, load_config
 from vicokd.engine.predict import decision_settings, load_student
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
 from vicokd.models.backbones import backbone_spec
-from vicokd.models.checkpoint import model_from_weights, read_safetensors
+from vicokd.models.checkpoint import model_from_weights, read_safetensors, sidecar_config
 
 __all__ = ["DEFAULT_OPSET", "OUTPUT_NAMES", "ExportResult", "OnnxStudent", "export_student", "load_exported"]
 
@@ -265,7 +265,7 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
     if out_dir.exists() and not out_dir.is_dir():
         raise VicokdError(f"--out {out_dir}: exists and is not a directory")
     model, meta = load_student(checkpoint)
-    config = config_from_dict(meta["config"], f"{checkpoint} (sidecar config)")
+    config = sidecar_config(meta, checkpoint)
     classes = list(meta["classes"])
     frames = config.data.num_frames if frames is None else frames
     if frames < 2 or views < 2:

@@ -45,7 +45,6 @@ import torch
 from tqdm import tqdm
 
 from vicokd.calibration import Calibration, reported_probabilities
-from vicokd.config import config_from_dict
 from vicokd.data.cache import CacheIndex, load_frames
 from vicokd.data.frame_grid import GridRule
 from vicokd.data.media import probe_video, read_grid_frames
@@ -54,7 +53,7 @@ from vicokd.errors import DataError, VicokdError
 from vicokd.io import write_json_atomic
 from vicokd.metrics import matched_segments
 from vicokd.models import MultiViewActionModel
-from vicokd.models.checkpoint import model_from_checkpoint, read_meta
+from vicokd.models.checkpoint import model_from_checkpoint, read_meta, sidecar_config
 
 __all__ = [
     "DEFAULT_MIN_DURATION",
@@ -365,7 +364,7 @@ def predict_clip(
         raise VicokdError("predict needs at least one video (one per view)")
     if batch_size < 1:
         raise VicokdError(f"--batch-size {batch_size}: must be at least 1")
-    config = config_from_dict(meta["config"], "checkpoint sidecar config").data
+    config = sidecar_config(meta).data
     rule = grid or config.grid
     classes = list(meta["classes"])
     calibration, thresholds, source = decision_settings(meta, threshold)
@@ -412,7 +411,7 @@ def segment_f1(model: MultiViewActionModel, meta: dict[str, Any], index: CacheIn
     with TP from :func:`vicokd.metrics.matched_segments` at IoU ≥ :data:`SEGMENT_IOU`; None for a
     class without true segments.
     """
-    data = config_from_dict(meta["config"], "checkpoint sidecar config").data
+    data = sidecar_config(meta).data
     classes = list(meta["classes"])
     calibration, thresholds, _ = decision_settings(meta)
     stride = _checked_stride(stride, data.num_frames)

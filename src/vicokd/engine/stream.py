@@ -53,7 +53,6 @@ import numpy as np
 import torch
 
 from vicokd.calibration import reported_probabilities
-from vicokd.config import config_from_dict
 from vicokd.data.frame_grid import GridPicker, GridRule
 from vicokd.data.media import frame_time as _frame_time
 from vicokd.data.sampling import sample_indices
@@ -66,6 +65,7 @@ from vicokd.engine.predict import (
 )
 from vicokd.errors import DataError, VicokdError
 from vicokd.models import MultiViewActionModel
+from vicokd.models.checkpoint import sidecar_config
 
 __all__ = ["DEFAULT_STALL_S", "SOURCE_ENDED", "GridReader", "OnnxParts", "StreamRunner", "StreamSummary",
            "load_onnx_student", "stream_sources"]
@@ -247,7 +247,7 @@ class StreamRunner:
                  stall: float = DEFAULT_STALL_S, allow_missing: bool = False,
                  min_gap: float = DEFAULT_MIN_GAP, min_duration: float = DEFAULT_MIN_DURATION,
                  warn: Callable[[str], None] | None = None) -> None:
-        data = config_from_dict(meta["config"], "checkpoint sidecar config").data
+        data = sidecar_config(meta).data
         self.model = model.eval() if isinstance(model, MultiViewActionModel) else model
         self.fps, self.num_frames = data.fps, data.num_frames
         self.classes = list(meta["classes"])
@@ -465,6 +465,6 @@ def stream_sources(sources: Sequence[str | Path], meta: dict[str, Any], realtime
                    grid: GridRule | None = None) -> list[GridReader]:
     """One :class:`GridReader` per source, at the checkpoint's frame size, grid rate and grid rule
     (`grid` replaces the rule)."""
-    data = config_from_dict(meta["config"], "checkpoint sidecar config").data
+    data = sidecar_config(meta).data
     return [GridReader(str(source), tuple(data.image_size), data.fps, realtime, input_format, follow,
                        grid or data.grid) for source in sources]

@@ -172,6 +172,12 @@ def load_state_dict(path: str | Path, prefix: str = "model.") -> dict[str, torch
         raise VicokdError(_unreadable(path, exc)) from None
 
 
+def sidecar_config(meta: dict[str, Any], source: str | Path = "checkpoint") -> Config:
+    """The run config a checkpoint's sidecar entry (``vicokd``) records, parsed and checked; a bad
+    one is a one-line error naming `source`."""
+    return config_from_dict(meta["config"], f"{source} (sidecar config)")
+
+
 def model_from_checkpoint(path: str | Path, mode: str | None = None) -> tuple[MultiViewActionModel, dict[str, Any]]:
     """Rebuild the model a checkpoint was trained with and load its weights (no unpickling).
 
@@ -179,7 +185,7 @@ def model_from_checkpoint(path: str | Path, mode: str | None = None) -> tuple[Mu
     (train mode, as built) and the sidecar's ``vicokd`` entry.
     """
     meta = read_meta(path)
-    config = config_from_dict(meta["config"], f"{path} (sidecar config)")
+    config = sidecar_config(meta, path)
     if mode is not None:
         config = replace(config, model=replace(config.model, mode=mode))
     return model_from_weights(config, len(meta["classes"]), load_state_dict(path), f"{path}"), meta
