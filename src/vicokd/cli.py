@@ -402,7 +402,7 @@ def _passive_openmp_threads() -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    parser = _parser(sub, "demo", "the whole pipeline on a synthetic home on the CPU, ending in OUT/report.md "
+    parser = _parser(sub, "demo", "the paper's tables on two synthetic homes on the CPU, ending in OUT/report.md "
                      "(re-running reuses finished steps)",
                      "vicokd demo --out demo\n"
                      "  vicokd demo --out demo-fast --fast          # a few minutes, numbers mean little\n"
@@ -414,7 +414,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs of every run (default: configs/demo; --fast 2)")
     parser.add_argument("--seeds", type=int, default=None, help="training seeds per run (default 3; --fast 2)")
-    parser.add_argument("--data-seed", type=int, default=0, help="generator seed of the synthetic home (default 0)")
+    parser.add_argument("--data-seed", type=int, default=0,
+                        help="generator seed of the synthetic homes: their scripts, the same in both (default 0)")
     parser.add_argument("--backbone", default="multitsf",
                         help="the backbone of the report's detailed sections (default multitsf)")
     parser.add_argument("--backbones", default=None,
