@@ -190,6 +190,7 @@ def test_resident_features_are_read_once_reread_when_rewritten_and_bounded(tmp_p
     from vicokd.data.features import feature_path
     from vicokd.errors import DataError
     from vicokd.io import atomic_path
+    from vicokd.memo import FileMemo
 
     def write(key: str, value: float) -> None:
         path = feature_path(tmp_path, key, "visual")
@@ -202,14 +203,13 @@ def test_resident_features_are_read_once_reread_when_rewritten_and_bounded(tmp_p
     assert resident_features(tmp_path, "a", "visual") is first and not first.flags.writeable  # shared, read-only
     write("a", 2.0)
     assert float(resident_features(tmp_path, "a", "visual")[0, 0, 0]) == 2.0  # a rewritten file is read again
-    monkeypatch.setattr(features_module, "_resident", type(features_module._resident)())
-    monkeypatch.setattr(features_module, "_resident_bytes", [0])
-    monkeypatch.setattr(features_module, "RESIDENT_BYTES", 2 * first.nbytes)
+    monkeypatch.setattr(features_module, "_resident", FileMemo(2 * first.nbytes, size=lambda array: array.nbytes))
     write("b", 3.0)
     write("c", 3.0)
     for key in ("a", "b", "c"):
         resident_features(tmp_path, key, "visual")
-    assert len(features_module._resident) == 2 and features_module._resident_bytes[0] == 2 * first.nbytes
-    assert all("/a." not in slot[0] for slot in features_module._resident)  # the least recently used left
+    kept = features_module._resident._entries
+    assert len(kept) == 2 and features_module._resident._total == 2 * first.nbytes
+    assert all("/a." not in identity[0] for identity in kept)  # the least recently used left
     with pytest.raises(DataError, match=r"no visual features for clip 'z'"):
         resident_features(tmp_path, "z", "visual")

@@ -362,7 +362,8 @@ def batch_objective(method: Method, model: MultiViewActionModel, teacher: MultiV
     output = model(batch)
     teacher_output = None
     if teacher is not None:
-        teacher.eval()
+        if teacher.training:  # set once: a mode switch walks every submodule (~2 ms a step)
+            teacher.eval()
         with torch.no_grad():
             teacher_output = teacher(batch)
     return compute_losses(method, output, batch, config.distill, config.model, teacher_output,

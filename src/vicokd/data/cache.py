@@ -69,6 +69,7 @@ from vicokd.data.media import (
 from vicokd.data.workers import run_in_workers
 from vicokd.errors import DataError
 from vicokd.io import write_json_atomic
+from vicokd.memo import FileMemo
 
 CACHE_VERSION = 2  # 2: frames (V, L, 3, H, W); 1: frames (V, L, H, W, 3)
 INDEX_FILE = "index.json"
@@ -128,10 +129,19 @@ def clip_dir(cache_dir: str | Path, key: str) -> Path:
     return Path(cache_dir) / "clips" / key
 
 
+def _parse_clip_meta(path: Path) -> ClipMeta:
+    return ClipMeta(**json.loads(path.read_text()))
+
+
+# every run of a grid reads the index of its cache again: each clip's meta.json is parsed once
+_clip_metas: FileMemo[ClipMeta] = FileMemo(1_000_000)
+
+
 def read_clip_meta(cache_dir: str | Path, key: str) -> ClipMeta:
+    """One clip's ``meta.json`` (parsed once per process and file identity: :class:`~vicokd.memo.FileMemo`)."""
     path = clip_dir(cache_dir, key) / "meta.json"
     try:
-        return ClipMeta(**json.loads(path.read_text()))
+        return _clip_metas.get(path, _parse_clip_meta)
     except FileNotFoundError:
         raise DataError(f"{path}: clip {key!r} is not in the cache; re-run `vicokd prepare`") from None
     except (ValueError, TypeError) as exc:  # bad JSON, bad UTF-8, not an object of ClipMeta's fields

@@ -30,7 +30,6 @@ directory of an older vicokd has no ``inputs.json`` and cannot be checked).
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import numpy as np
 from vicokd.data.cache import CacheIndex, ClipMeta
 from vicokd.errors import DataError
 from vicokd.io import write_text
+from vicokd.memo import FileMemo
 
 FEATURES_VERSION = 1
 RESIDENT_BYTES = 4 << 30  # feature arrays kept in memory per process (least recently used dropped beyond)
@@ -91,32 +91,25 @@ def read_feature_index(directory: str | Path) -> dict[str, Any]:
     return index
 
 
-_resident: OrderedDict[tuple[str, int, int, int], np.ndarray] = OrderedDict()  # (path, inode, mtime, size) → array
-_resident_bytes = [0]  # their total size
+def _read_resident(path: Path) -> np.ndarray:
+    array = np.load(path)
+    array.setflags(write=False)
+    return array
+
+
+_resident: FileMemo[np.ndarray] = FileMemo(RESIDENT_BYTES, size=lambda array: array.nbytes)
 
 
 def resident_features(directory: str | Path, key: str, modality: str) -> np.ndarray:
     """The float16 features (V, L, W) of one clip, read whole once per process and then shared.
 
-    Keyed by the file's path, inode, modification time and size, so a file rewritten by ``prepare
+    Keyed by the file's identity (:class:`~vicokd.memo.FileMemo`), so a file rewritten by ``prepare
     --features`` (atomically: a new inode) is read again. Read-only, as every dataset and run of
     the process shares it; at most :data:`RESIDENT_BYTES` are kept, least recently used dropped first.
     """
     path = feature_path(directory, key, modality)
     try:
-        stat = path.stat()
+        return _resident.get(path, _read_resident)
     except FileNotFoundError:
         raise DataError(f"{path}: no {modality} features for clip {key!r}; re-run `vicokd prepare --features`"
                         ) from None
-    slot = (str(path.absolute()), stat.st_ino, stat.st_mtime_ns, stat.st_size)
-    array = _resident.get(slot)
-    if array is not None:
-        _resident.move_to_end(slot)
-        return array
-    array = np.load(path)
-    array.setflags(write=False)
-    _resident[slot] = array
-    _resident_bytes[0] += array.nbytes
-    while _resident_bytes[0] > RESIDENT_BYTES and len(_resident) > 1:
-        _resident_bytes[0] -= _resident.popitem(last=False)[1].nbytes
-    return array

@@ -21,6 +21,7 @@ import numpy as np
 from vicokd.config import DataConfig
 from vicokd.errors import DataError
 from vicokd.io import atomic_path
+from vicokd.memo import FileMemo
 
 SCORES_VERSION = 1
 SCORES_FILE = "person_scores.npz"
@@ -32,11 +33,7 @@ def person_scores_path(data: DataConfig) -> Path:
     return Path(data.person_scores or Path(data.cache) / SCORES_FILE)
 
 
-def read_person_scores(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Return ``(scores by clip key, meta)``; a missing or foreign file is a one-line error."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: person-score file not found (make it with `vicokd detect`)")
+def _parse_person_scores(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(bytes(archive[_META]).decode()) if _META in archive.files else {}
@@ -46,7 +43,26 @@ def read_person_scores(path: str | Path) -> tuple[dict[str, np.ndarray], dict[st
     if meta.get("version") != SCORES_VERSION:
         raise DataError(f"{path}: person-score format version {meta.get('version')!r}, "
                         f"expected {SCORES_VERSION}; re-run `vicokd detect`")
+    for array in scores.values():
+        array.setflags(write=False)  # shared by every reader of the process
     return scores, meta
+
+
+# every run of a grid reads the same score file: parsed once per process and file identity
+_score_files: FileMemo[tuple[dict[str, np.ndarray], dict[str, Any]]] = FileMemo(8)
+
+
+def read_person_scores(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Return ``(scores by clip key, meta)``; a missing or foreign file is a one-line error.
+
+    The arrays are read-only (shared: :class:`~vicokd.memo.FileMemo`); the dicts are the caller's.
+    """
+    path = Path(path)
+    try:
+        scores, meta = _score_files.get(path, _parse_person_scores)
+    except FileNotFoundError:
+        raise DataError(f"{path}: person-score file not found (make it with `vicokd detect`)") from None
+    return dict(scores), dict(meta)
 
 
 def write_person_scores(path: str | Path, scores: dict[str, np.ndarray], **meta: Any) -> None:
