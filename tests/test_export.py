@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from run_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher, train_tiny_student
+from run_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher
 from vicokd.calibration import Calibration
 from vicokd.cli import main
 from vicokd.config import load_config
@@ -24,9 +24,9 @@ from vicokd.models.checkpoint import model_from_checkpoint
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tiny_student, tmp_path_factory):
+    checkpoint = tiny_student[1]
     base = tmp_path_factory.mktemp("export")
-    checkpoint = train_tiny_student(base)
     out = base / "export"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from run_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher, train_tiny_student
+from run_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher
 from vicokd.calibration import Calibration
 from vicokd.cli import main
 from vicokd.data import frame_labels
@@ -23,10 +23,10 @@ from media_helpers import make_video
 
 
 @pytest.fixture(scope="module")
-def student(tmp_path_factory):
+def student(tiny_student, tmp_path_factory):
+    workspace, checkpoint = tiny_student
     base = tmp_path_factory.mktemp("predict")
-    checkpoint = train_tiny_student(base)
-    videos = [base / "data" / "01" / f"05-View{k}-Part1.mp4" for k in (1, 2, 3)]  # 40 frames at 10 fps: L = 10
+    videos = [workspace / "data" / "01" / f"05-View{k}-Part1.mp4" for k in (1, 2, 3)]  # 40 frames at 10 fps: L = 10
     short = []
     for k, frames in ((1, 12), (2, 12), (3, 16)):  # grid lengths 3, 3, 4: L = 3 < T, with a warning
         short.append(base / "short" / f"view{k}.mp4")

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from run_helpers import NUM_FRAMES, train_tiny_student
+from run_helpers import NUM_FRAMES
 from vicokd.cli import main
 from vicokd.engine.predict import load_student, predict_clip
 from vicokd.engine.stream import SOURCE_ENDED, StreamRunner, stream_sources
@@ -19,9 +19,9 @@ from media_helpers import make_video, write_timed
 
 
 @pytest.fixture(scope="module")
-def student(tmp_path_factory):
+def student(tiny_student, tmp_path_factory):
+    checkpoint = tiny_student[1]
     base = tmp_path_factory.mktemp("stream")
-    checkpoint = train_tiny_student(base)
     videos = []
     for k in (1, 2, 3):  # 48 frames at 10 fps: 12 grid frames, two windows of T = 6
         videos.append(base / "videos" / f"view{k}.mp4")
