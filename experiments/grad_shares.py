@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from vicokd.config import load_config
-from vicokd.engine.run import fit
+from vicokd.training.run import fit
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "demo"
 OPTIONS: dict[str, list[str]] = {

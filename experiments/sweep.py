@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 
 from vicokd.config import load_config
-from vicokd.engine.run import fit
+from vicokd.training.run import fit
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "demo"
 

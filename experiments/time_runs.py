@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from vicokd.config import load_config
-from vicokd.engine.features import compute_features
-from vicokd.engine.run import fit
+from vicokd.training.encoder_features import compute_features
+from vicokd.training.run import fit
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "demo"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from vicokd.config import load_config
 from vicokd.data.cache import prepare
-from vicokd.engine.run import fit
 from vicokd.models.checkpoint import sidecar_path
+from vicokd.training.run import fit
 
 from media_helpers import make_dataset
 

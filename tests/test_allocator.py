@@ -4,7 +4,7 @@ import ctypes
 
 import pytest
 
-from vicokd.engine import allocator
+from vicokd.training import allocator
 
 
 def _glibc() -> bool:

@@ -6,8 +6,8 @@ from torch import nn
 
 from run_helpers import CONFIGS, set_args
 from vicokd.cli import main
-from vicokd.engine.export import load_exported
 from vicokd.errors import ConfigError
+from vicokd.inference.export import load_exported
 from vicokd.models.backbones import (
     BackboneOutput,
     BackboneSpec,

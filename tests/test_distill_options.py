@@ -10,16 +10,16 @@ import pytest
 import torch
 
 from vicokd.config import DistillConfig, ModelConfig, load_config, replace
-from vicokd.engine.grad_share import (
+from vicokd.errors import VicokdError
+from vicokd.losses import feature_distillation_loss, logit_distillation_loss, two_way_loss, view_consistency_loss
+from vicokd.methods import compute_losses, get_method
+from vicokd.models import ModelOutput, MultiViewActionModel
+from vicokd.training.grad_share import (
     format_shares,
     parameter_groups,
     summarize,
     term_gradient_norms,
 )
-from vicokd.errors import VicokdError
-from vicokd.losses import feature_distillation_loss, logit_distillation_loss, two_way_loss, view_consistency_loss
-from vicokd.methods import compute_losses, get_method
-from vicokd.models import ModelOutput, MultiViewActionModel
 
 CONFIGS = Path(__file__).parent.parent / "configs" / "demo"
 B, V, T, C = 2, 3, 4, 5

@@ -14,9 +14,9 @@ from vicokd.cli import main
 from vicokd.config import load_config
 from vicokd.data.cache import read_index
 from vicokd.data.person_scores import write_person_scores
-from vicokd.engine.run import fit
 from vicokd.errors import VicokdError
 from vicokd.models.checkpoint import load_state_dict, read_meta
+from vicokd.training.run import fit
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +154,8 @@ def summary_steps(config) -> int:
 
 
 def test_teacher_is_frozen_during_distillation(teacher, workspace):
-    from vicokd.engine.module import ViCoKDModule
-    from vicokd.engine.run import load_teacher
+    from vicokd.training.module import ViCoKDModule
+    from vicokd.training.run import load_teacher
 
     _, overrides = workspace
     ckpt, _ = teacher
@@ -187,7 +187,7 @@ def test_evaluate_cli_and_conditions(teacher, capsys):
 def test_resume_gives_the_same_result(workspace, monkeypatch):
     import lightning as L
 
-    from vicokd.engine import run as run_module
+    from vicokd.training import run as run_module
 
     base, overrides = workspace
     config = load_config(CONFIGS / "teacher.yaml", [*overrides, "optim.epochs=3", "train.name=full"])
@@ -260,7 +260,7 @@ def test_clear_errors(teacher, workspace, tmp_path, capsys):
 @pytest.mark.parametrize("poison, message", [("seq", "loss term 'seq' is nan"),
                                              ("total", "loss term 'loss' is inf")])  # finite terms, overflowed sum
 def test_nan_loss_stops_and_names_the_term(workspace, monkeypatch, poison, message):
-    from vicokd.engine import module as module_lib
+    from vicokd.training import module as module_lib
 
     base, overrides = workspace
     original = module_lib.batch_objective
@@ -363,12 +363,12 @@ def test_a_run_folder_is_held_by_one_process(workspace, capsys):
     import subprocess
     import sys
 
-    from vicokd.engine.run_lock import run_folder_lock
+    from vicokd.training.run_lock import run_folder_lock
 
     base, overrides = workspace
     folder = base / "runs" / "locked"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from vicokd.engine.run_lock import run_folder_lock\n"
+        [sys.executable, "-c", "import sys, time; from vicokd.training.run_lock import run_folder_lock\n"
          "with run_folder_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)", str(folder)],
         stdout=subprocess.PIPE, text=True)
     try:

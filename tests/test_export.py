@@ -16,9 +16,9 @@ from run_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher
 from vicokd.calibration import Calibration
 from vicokd.cli import main
 from vicokd.config import load_config
-from vicokd.engine import export as export_lib
-from vicokd.engine.export import OUTPUT_NAMES, load_exported
 from vicokd.errors import VicokdError
+from vicokd.inference import export as export_lib
+from vicokd.inference.export import OUTPUT_NAMES, load_exported
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import model_from_checkpoint
 
@@ -135,8 +135,8 @@ def test_clear_errors(exported, tmp_path, capsys, monkeypatch):
 
 
 def test_stream_on_the_onnx_parts_matches_pytorch(exported, tmp_path):
-    from vicokd.engine.predict import load_student
-    from vicokd.engine.stream import StreamRunner, load_onnx_student, stream_sources
+    from vicokd.inference.predict import load_student
+    from vicokd.inference.stream import StreamRunner, load_onnx_student, stream_sources
 
     from media_helpers import make_video
 

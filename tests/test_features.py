@@ -12,14 +12,15 @@ from run_helpers import CONFIGS
 from vicokd.cli import main
 from vicokd.config import load_config
 from vicokd.data.cache import prepare, read_index
-from vicokd.data.dataset import MultiViewClips, collate, normalize_video
+from vicokd.data.dataset import MultiViewClips, collate
 from vicokd.data.features import ENCODERS_FILE, resident_features
-from vicokd.engine.features import apply_feature_cache, compute_features, load_cached_encoders
-from vicokd.engine.module import ViCoKDModule
-from vicokd.engine.run import fit
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import load_state_dict
+from vicokd.models.model import normalize_video
+from vicokd.training.encoder_features import apply_feature_cache, compute_features, load_cached_encoders
+from vicokd.training.module import ViCoKDModule
+from vicokd.training.run import fit
 
 from media_helpers import make_dataset
 
@@ -172,7 +173,7 @@ def test_trainable_top_block_from_cached_tokens_equals_the_model_on_raw_video(se
 
 def test_encoder_differences_name_the_field():
     from vicokd.config import Config, replace
-    from vicokd.engine.features import _encoder_differences, _encoder_sections
+    from vicokd.training.encoder_features import _encoder_differences, _encoder_sections
 
     config = Config()
     recorded = _encoder_sections(config)

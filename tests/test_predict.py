@@ -12,12 +12,13 @@ from run_helpers import IMAGE_SIZE, NUM_FRAMES, fake_teacher
 from vicokd.calibration import Calibration
 from vicokd.cli import main
 from vicokd.data import frame_labels
-from vicokd.data.dataset import normalize_video
 from vicokd.data.media import read_grid_frames
-from vicokd.engine import predict as predict_lib
-from vicokd.engine.predict import load_student, predict_clip, segments_from_probs, window_indices
 from vicokd.errors import VicokdError
+from vicokd.inference import decisions as decisions_lib
+from vicokd.inference.decisions import segments_from_probs
+from vicokd.inference.predict import load_student, predict_clip, window_indices
 from vicokd.models.checkpoint import read_meta
+from vicokd.models.model import normalize_video
 
 from media_helpers import make_video
 
@@ -194,9 +195,9 @@ def test_help_states_the_library_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert f"(default {predict_lib.DEFAULT_THRESHOLD:g})" in text
-    assert f"(default {predict_lib.DEFAULT_MIN_GAP:g})" in text
-    assert f"(default {predict_lib.DEFAULT_MIN_DURATION:g})" in text
+    assert f"(default {decisions_lib.DEFAULT_THRESHOLD:g})" in text
+    assert f"(default {decisions_lib.DEFAULT_MIN_GAP:g})" in text
+    assert f"(default {decisions_lib.DEFAULT_MIN_DURATION:g})" in text
     assert "example:" in text
 
 
@@ -231,7 +232,7 @@ def test_fewer_views_than_trained_is_a_warning(student):
 
 def test_segment_f1_on_the_cache_equals_predict_on_the_videos(student):
     from vicokd.data.cache import read_clip_meta, read_index
-    from vicokd.engine.predict import SEGMENT_IOU, segment_f1
+    from vicokd.inference.predict import SEGMENT_IOU, segment_f1
     from vicokd.metrics import matched_segments
 
     model, meta = load_student(student.checkpoint)

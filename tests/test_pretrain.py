@@ -13,11 +13,6 @@ from safetensors.torch import load_file
 
 from vicokd.cli import main
 from vicokd.config import replace
-from vicokd.data.synthetic import SynthOptions, generate_home, plan_dataset
-from vicokd.data.synthetic.render import ViewRenderer, render_view
-from vicokd.data.synthetic.script import SoundEvent
-from vicokd.data.synthetic.targets import SOUND_KINDS, clip_targets, sound_targets
-from vicokd.engine.pretrain_encoder import PretrainData, PretrainSettings, TargetGroup, pretrain_encoder
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
 from vicokd.pipeline.home import demo_synth_options
@@ -29,6 +24,11 @@ from vicokd.pipeline.pretrain import (
     pretrain_seed,
     run_pretrain,
 )
+from vicokd.synthetic import SynthOptions, generate_home, plan_dataset
+from vicokd.synthetic.render import ViewRenderer, render_view
+from vicokd.synthetic.script import SoundEvent
+from vicokd.synthetic.targets import SOUND_KINDS, clip_targets, sound_targets
+from vicokd.training.pretrain_encoder import PretrainData, PretrainSettings, TargetGroup, pretrain_encoder
 
 TINY = {"clips": 3, "views": 2, "duration": (6.0, 8.0), "epochs": 1, "workers": 1}
 CLI_TINY = ["--clips", "3", "--views", "2", "--duration", "6-8", "--epochs", "1", "--workers", "1", "--quiet"]

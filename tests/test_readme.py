@@ -69,3 +69,27 @@ def test_readme_commands_run_in_order(tmp_path):
             assert done.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in done.stderr
         else:
             assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-3000:])
+
+
+def test_readme_layout_names_every_package_and_module():
+    """The Layout section lists every package (``name/``) and every module of src/vicokd, so it
+    matches the tree; private helpers (``_name.py``) are left out."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## Layout")
+    block = text[text.index("```", start) + 3:]
+    block = block[: block.index("```")]
+    words = set(re.findall(r"[A-Za-z_][\w]*(?:\.py|/)?", block))
+    src = ROOT / "src" / "vicokd"
+    missing = []
+    for path in sorted(src.rglob("*.py")):
+        relative = path.relative_to(src)
+        if path.name == "__init__.py":
+            if relative.parent.parts and f"{relative.parent.name}/" not in words:
+                missing.append(f"{relative.parent}/")
+            continue
+        if path.name in ("__main__.py",) or (path.name.startswith("_") and path.stem != "_blocks"):
+            continue
+        name = path.name if len(relative.parts) == 1 else path.stem
+        if name not in words:
+            missing.append(str(relative))
+    assert not missing, f"README Layout does not name: {', '.join(missing)}"

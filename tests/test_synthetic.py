@@ -11,22 +11,22 @@ import av
 import numpy as np
 import pytest
 
-import vicokd.data.synthetic.generate as generator
+import vicokd.synthetic.generate as generator
 from vicokd.cli import main
 from vicokd.config import DataConfig
 from vicokd.data.annotations import frame_labels, load_annotations, read_clips
 from vicokd.data.cache import load_frames, prepare
 from vicokd.data.person_scores import read_person_scores
 from vicokd.data.sampling import grid_interval, grid_length
-from vicokd.data.synthetic import CLASSES, SynthOptions, build_home, generate_home, plan_dataset
-from vicokd.data.synthetic.actor import pose_capsules, random_outfit
-from vicokd.data.synthetic.audio import SAMPLE_RATE, event_signals, microphone_audio, room_noise
-from vicokd.data.synthetic.generate import clip_visibility
-from vicokd.data.synthetic.render import ViewRenderer, render_view
-from vicokd.data.synthetic.scene import floor_coverage, pairwise_disparity, route
-from vicokd.data.synthetic.script import plan_clip
-from vicokd.data.synthetic.view_quality import QUALITY_FILE, read_view_quality, visible_shares
 from vicokd.errors import ConfigError, DataError
+from vicokd.synthetic import CLASSES, SynthOptions, build_home, generate_home, plan_dataset
+from vicokd.synthetic.actor import pose_capsules, random_outfit
+from vicokd.synthetic.audio import SAMPLE_RATE, event_signals, microphone_audio, room_noise
+from vicokd.synthetic.generate import clip_visibility
+from vicokd.synthetic.render import ViewRenderer, render_view
+from vicokd.synthetic.scene import floor_coverage, pairwise_disparity, route
+from vicokd.synthetic.script import plan_clip
+from vicokd.synthetic.view_quality import QUALITY_FILE, read_view_quality, visible_shares
 
 TINY = SynthOptions(clips=3, views=3, seed=0, size=(64, 48), duration=(8.0, 12.0), sessions=2)
 JSON_FILES = ("all_labels.json", "train.json", "test.json")

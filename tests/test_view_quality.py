@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from vicokd.data.synthetic import SynthOptions, plan_dataset
-from vicokd.data.synthetic.generate import _renderers, clip_visibility
-from vicokd.data.synthetic.render import grid_visibility
-from vicokd.data.synthetic.scene import Camera
-from vicokd.data.synthetic.view_quality import (
+from vicokd.synthetic import SynthOptions, plan_dataset
+from vicokd.synthetic.generate import _renderers, clip_visibility
+from vicokd.synthetic.render import grid_visibility
+from vicokd.synthetic.scene import Camera
+from vicokd.synthetic.view_quality import (
     BODY_HEIGHT,
     FIELDS,
     MomentCounts,

@@ -1,7 +1,7 @@
 """Calibrated decisions: a per-class scaling of the logits and a threshold per class.
 
 Two-way-loss logits rank well but are not probabilities: a fixed 0.5 means nothing. At the end
-of training (:func:`vicokd.engine.run.fit`) the best model's frame logits on the validation
+of training (:func:`vicokd.training.run.fit`) the best model's frame logits on the validation
 split (N frames, C classes) give:
 
 - **scaling** per class c (Platt): ``p = σ(a_c·z + b_c)`` with a_c > 0, fitted by minimising
@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.special import expit
+
+from vicokd.metrics import frame_rows
 
 __all__ = ["DEFAULT_THRESHOLD", "ECE_BINS", "Calibration", "calibrate", "expected_calibration_error", "f1_at",
            "f1_thresholds", "fit_scaling"]
@@ -146,8 +148,8 @@ def reported_probabilities(logits: torch.Tensor, calibration: Calibration | None
 
 def calibrate(frame_logits: np.ndarray, frame_labels: np.ndarray, classes: Sequence[str]) -> Calibration:
     """Per-class scaling and thresholds from validation frame logits / labels (..., C)."""
-    z = np.asarray(frame_logits, np.float64).reshape(-1, len(classes))
-    y = np.asarray(frame_labels, np.float64).reshape(-1, len(classes))
+    z = frame_rows(np.asarray(frame_logits, np.float64))
+    y = frame_rows(np.asarray(frame_labels, np.float64))
     scale, bias = fit_scaling(z, y)
     before, after = expit(z), expit(z * scale + bias)
     thresholds, f1 = f1_thresholds(after, y)

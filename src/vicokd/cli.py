@@ -115,7 +115,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
         data = replace(data, image_size=(height, width))
     prepare(args.root, args.out, data, workers=args.workers)
     if args.features is not None:
-        from vicokd.engine.features import compute_features
+        from vicokd.training.encoder_features import compute_features
 
         compute_features(replace(config, data=data), args.features, encoders_from=args.encoders_from,
                          audio=not args.no_audio)
@@ -203,8 +203,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from lightning.pytorch.utilities import rank_zero_only
 
     from vicokd.config import load_config
-    from vicokd.engine.grad_share import format_shares
-    from vicokd.engine.run import fit
+    from vicokd.training.grad_share import format_shares
+    from vicokd.training.run import fit
 
     overrides = list(args.overrides)
     teacher = getattr(args, "teacher", None)
@@ -239,7 +239,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from vicokd.config import parse_overrides
-    from vicokd.engine.run import evaluate, format_evaluation
+    from vicokd.training.run import evaluate, format_evaluation
 
     report = evaluate(args.ckpt, split=args.split, condition=args.condition,
                       overrides=parse_overrides(args.overrides), out=args.out)
@@ -311,13 +311,14 @@ def _run_detect(args: argparse.Namespace) -> int:
                                  overwrite=args.overwrite)
         print(summary.format())
         return 0
+    from vicokd.data.person_scores import person_mask
     from vicokd.detect import create_detector, look_image, look_video
 
     with create_detector(config=config.detect) as detector:
         if args.image is not None:
             look = look_image(args.image, detector, args.png)
             score = float(look.scores[0])
-            verdict = "person" if score > threshold else "no person"
+            verdict = "person" if person_mask(score, threshold) else "no person"
             print(f"{args.image}: score {score:.3f} ({verdict} at threshold {threshold:g}; "
                   f"{len(look.detections[0])} detection(s))")
         else:
@@ -326,7 +327,7 @@ def _run_detect(args: argparse.Namespace) -> int:
             print("grid  time_s  score  persons")
             for j, (t, score, found) in enumerate(zip(look.times, look.scores, look.detections)):
                 print(f"{j:4d}  {t:6.1f}  {score:5.3f}  {len(found)}")
-            share = 100.0 * float((look.scores > threshold).mean()) if len(look.scores) else 0.0
+            share = 100.0 * float(person_mask(look.scores, threshold).mean()) if len(look.scores) else 0.0
             print(f"person in {share:.1f} % of grid frames (score > {threshold:g})")
     print(f"wrote {look.png}")
     return 0
@@ -371,7 +372,7 @@ def _parse_range(text: str, flag: str) -> tuple[float, float]:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from vicokd.data.synthetic import SynthOptions, generate_home
+    from vicokd.synthetic import SynthOptions, generate_home
 
     given = {"clips": args.clips, "views": args.views, "seed": args.seed, "fps": args.fps,
              "sessions": args.sessions, "test_fraction": args.test, "supersample": args.supersample,
@@ -578,7 +579,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from vicokd.engine.predict import load_student, predict_clip
+    from vicokd.inference.predict import load_student, predict_clip
 
     options = {name: value for name, value in (("threshold", args.threshold), ("min_gap", args.min_gap),
                                                ("min_duration", args.min_duration)) if value is not None}
@@ -638,8 +639,8 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_stream(args: argparse.Namespace) -> int:
-    from vicokd.engine.predict import load_student
-    from vicokd.engine.stream import DEFAULT_STALL_S, StreamRunner, load_onnx_student, stream_sources
+    from vicokd.inference.predict import load_student
+    from vicokd.inference.stream import DEFAULT_STALL_S, StreamRunner, load_onnx_student, stream_sources
 
     model, meta = load_onnx_student(args.onnx) if args.onnx else load_student(args.ckpt, device=args.device)
     readers = stream_sources(args.sources, meta, realtime=args.realtime, input_format=args.input_format,
@@ -675,7 +676,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from vicokd.engine.export import export_student
+    from vicokd.inference.export import export_student
 
     options = {name: value for name, value in (("opset", args.opset), ("views", args.views)) if value is not None}
     print(export_student(args.ckpt, args.out, frames=args.frames, **options).format())

@@ -220,7 +220,7 @@ class TrainConfig:
     log_every_n_steps: int = 10
     # Every K optimizer steps, the norm of each weighted loss term's gradient on the trainable
     # parameter groups is logged (grad/<term>/<group>); 0 = never. Each measurement costs about
-    # one extra backward pass per term (see vicokd.engine.grad_share).
+    # one extra backward pass per term (see vicokd.training.grad_share).
     grad_share_every: int = 60
     # Also evaluate the test split after every epoch and log test_curve/seq_map, test_curve/frame_map
     # (the paper's Fig. 3 draws test mAP per epoch). Logged only: selection stays on `monitor`.

@@ -36,13 +36,14 @@ What the paper leaves open is a config field (``vicokd methods`` lists them, :da
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from vicokd.config import Config, DistillConfig, ModelConfig
+from vicokd.data.person_scores import person_mask
 from vicokd.errors import VicokdError
 from vicokd.losses import (
     feature_distillation_loss,
@@ -53,6 +54,7 @@ from vicokd.losses import (
     two_way_loss,
     view_consistency_loss,
 )
+from vicokd.metrics import frame_rows
 from vicokd.models import ModelOutput, MultiViewActionModel
 
 Divergence = Literal["js", "kl"]
@@ -96,6 +98,17 @@ class Method:
     @property
     def beyond_paper(self) -> bool:
         return not self.paper
+
+    def distill_config(self, distill: DistillConfig) -> DistillConfig:
+        """`distill` with this method's fixed ``distribution`` (the run's config.yaml records it)."""
+        if self.distribution is None or distill.distribution == self.distribution:
+            return distill
+        return replace(distill, distribution=self.distribution)
+
+    def resolve(self, config: Config) -> Config:
+        """The config a run of this method trains with: ``model.mode`` = its role, and its fixed
+        ``distill.distribution`` when it has one (never applied behind the config's back)."""
+        return replace(config, model=replace(config.model, mode=self.role), distill=self.distill_config(config.distill))
 
     def terms(self, supervision: str) -> list[str]:
         sup = ["frame", "seq"] if supervision == "frame" or self.role == "teacher" else ["seq"]
@@ -213,11 +226,11 @@ class TermInputs:
 
     @property
     def multilabel(self) -> bool:
-        return (self.method.distribution or self.distill.distribution) == "sigmoid"
+        return self.distill.distribution == "sigmoid"
 
 
 def _frame(x: TermInputs) -> Tensor:
-    return two_way_loss(x.output.frame_logits.flatten(0, 1), x.batch["frame_labels"].flatten(0, 1))
+    return two_way_loss(frame_rows(x.output.frame_logits), frame_rows(x.batch["frame_labels"]))
 
 
 def _seq(x: TermInputs) -> Tensor:
@@ -273,6 +286,13 @@ def _modal(x: TermInputs) -> Tensor:
                                    teacher_visual=teacher.visual, teacher_audio=teacher.audio)
 
 
+def vc_probabilities(view_frame_logits: Tensor, distill: DistillConfig) -> Tensor:
+    """p of VC (B, V, T, C) from view frame logits at temperature τ_VC: ``softmax(z / τ)`` over
+    classes, or ``σ(z / τ)`` per class with ``distill.distribution: sigmoid``."""
+    logits = view_frame_logits.float() / distill.vc_tau
+    return logits.sigmoid() if distill.distribution == "sigmoid" else logits.softmax(dim=-1)
+
+
 def _vc(x: TermInputs) -> Tensor:
     vc = x.method.vc
     assert vc is not None
@@ -280,10 +300,9 @@ def _vc(x: TermInputs) -> Tensor:
         raise VicokdError(f"method {x.method.name!r} needs person scores (make them with `vicokd detect`)")
     if x.distill.vc_tau <= 0:
         raise VicokdError(f"distill.vc_tau: must be > 0, got {x.distill.vc_tau}")
-    logits = x.output.view_frame_logits.float() / x.distill.vc_tau
-    probs = logits.sigmoid() if x.multilabel else logits.softmax(dim=-1)
+    probs = vc_probabilities(x.output.view_frame_logits, x.distill)
     person = x.batch.get("person")
-    mask = (person > x.person_threshold) if person is not None else torch.ones(probs.shape[:3])
+    mask = person_mask(person, x.person_threshold) if person is not None else torch.ones(probs.shape[:3])
     return view_consistency_loss(probs, mask.to(probs.device), divergence=vc.divergence,
                                  confidence_weighting=vc.confidence_weighting,
                                  detach_weights=x.distill.detach_confidence, use_mask=vc.use_mask,
@@ -334,6 +353,7 @@ def compute_losses(
     `batch` holds ``frame_labels`` (B, T, C), ``labels`` (B, C) and, when masks or the human head
     need them, ``person`` (B, V, T) scores (mask = score > `person_threshold`).
     """
+    distill = method.distill_config(distill)
     inputs = TermInputs(method, output, batch, distill, model_config, teacher, person_threshold)
     if method.needs_teacher:
         _teacher(inputs)

@@ -25,7 +25,7 @@ computing any metric: a distributed sampler pads the last batch with repeated sa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -126,8 +126,16 @@ def frame_map(frame_logits: ArrayLike, frame_labels: ArrayLike) -> float:
         raise ValueError(
             f"frame_logits and frame_labels must both be (N, T, C) or (M, C), got {logits.shape} and {labels.shape}"
         )
-    num_classes = logits.shape[-1]
-    return mean_average_precision(logits.reshape(-1, num_classes), labels.reshape(-1, num_classes))
+    return mean_average_precision(frame_rows(logits), frame_rows(labels))
+
+
+Rows = TypeVar("Rows", np.ndarray, torch.Tensor)
+
+
+def frame_rows(values: Rows) -> Rows:
+    """Per-frame values of clips (N, T, C), or already one row per frame (M, C), as rows (N·T, C):
+    every frame-level score, loss and decision pools the frames of all clips this way."""
+    return values.reshape(-1, values.shape[-1])
 
 
 def per_class_ap_table(scores: ArrayLike, targets: ArrayLike, classes: Sequence[str]) -> list[dict[str, Any]]:

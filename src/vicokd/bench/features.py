@@ -2,7 +2,7 @@
 
 **Demo preset, real engine.** A synthetic home is made in a work folder (the demo's generator
 settings: 80×60 at the 2.5-FPS grid, 20-40 s clips), prepared, given ground-truth person
-scores, and trained with :func:`vicokd.engine.run.fit` and ``configs/demo`` (tiny encoders from
+scores, and trained with :func:`vicokd.training.run.fit` and ``configs/demo`` (tiny encoders from
 scratch, 48×48, T = 16, batch 4), each run for the same epochs:
 
 1. teacher (AV_F) end to end from pixels and fbank (the demo preset);
@@ -42,13 +42,13 @@ from vicokd.bench.train_step import StepSpec, measure_train_step, train_flops
 from vicokd.config import Config, load_config
 from vicokd.data.cache import prepare
 from vicokd.data.person_scores import person_scores_path
-from vicokd.data.synthetic import generate_home
 from vicokd.detect import detect_dataset
-from vicokd.engine.features import compute_features
-from vicokd.engine.run import fit
 from vicokd.pipeline.demo import DemoOptions
 from vicokd.pipeline.grid import preset_dir
 from vicokd.report.curves import read_metric_curve
+from vicokd.synthetic import generate_home
+from vicokd.training.encoder_features import compute_features
+from vicokd.training.run import fit
 
 
 @dataclass(frozen=True)

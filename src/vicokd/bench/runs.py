@@ -4,7 +4,7 @@ A synthetic home (the demo's generator settings) is made in a work folder, prepa
 ground-truth person scores and its frozen-encoder features (the demo preset's encoders at
 initialisation: the timing does not depend on what they learned). Then, in **one process**, as
 `vicokd demo` and `vicokd reproduce` run them: for each seed a teacher, and a ViCoKD student
-(V_F) distilled from it, each a complete :func:`vicokd.engine.run.fit` (the step-0 test, the
+(V_F) distilled from it, each a complete :func:`vicokd.training.run.fit` (the step-0 test, the
 epochs with validation and checkpoints, calibration, test, transfer diagnostics).
 
 The **floor** of a run is its FLOPs ÷ the machine's fp32 matmul rate (2048² products, measured
@@ -39,9 +39,9 @@ from vicokd.bench.paper import Shape, count_flops, encoder_widths, forward_logit
 from vicokd.config import Config, load_config, replace
 from vicokd.data.cache import read_index
 from vicokd.data.dataset import split_keys
-from vicokd.engine.features import compute_features
-from vicokd.engine.run import fit
 from vicokd.pipeline.grid import preset_dir
+from vicokd.training.encoder_features import compute_features
+from vicokd.training.run import fit
 
 TARGET_VS_FLOOR = 3.0  # issue 21: a from-features run within 3x of its own compute
 

@@ -1,7 +1,7 @@
 """Stream benchmark: does `vicokd stream` keep up with live cameras, and how late is each frame?
 
 In a fresh process, the paper's student (ViT-S/32 at 224, D = 384, MultiTSF, random weights)
-runs :class:`vicokd.engine.stream.StreamRunner` on V in-memory sources of L grid frames (random
+runs :class:`vicokd.inference.stream.StreamRunner` on V in-memory sources of L grid frames (random
 uint8 images, already decoded: the cost measured is the model's, as a camera's decoder runs on
 its own thread):
 
@@ -12,7 +12,7 @@ its own thread):
   arrival of the newest frame of the window that wrote it ("beyond the stride": what the
   computation adds to the wait for the window);
 - **predict on the same recording**, in the same process: the windows of ``predict``
-  (:func:`vicokd.engine.predict.window_probabilities`, stride T) over the same frames, as a
+  (:func:`vicokd.inference.predict.window_probabilities`, stride T) over the same frames, as a
   multiple of real time;
 - **stream --onnx**: the keep-up rate with the two ONNX parts (``encoder.onnx``, ``window.onnx``
   as ``vicokd export`` writes them) run by onnxruntime.
@@ -37,8 +37,9 @@ import torch
 from vicokd.bench.common import GIB, BenchResult, Target, machine_info, resolve_size, run_isolated
 from vicokd.bench.paper import build_models, paper_config
 from vicokd.config import config_to_dict, replace
-from vicokd.engine.predict import window_probabilities
-from vicokd.engine.stream import SOURCE_ENDED, StreamRunner
+from vicokd.inference.decisions import Decisions
+from vicokd.inference.predict import window_probabilities
+from vicokd.inference.stream import SOURCE_ENDED, StreamRunner
 
 GRID_FPS = 2.5
 
@@ -129,7 +130,7 @@ def measure_stream(bench: StreamBenchSize) -> dict[str, Any]:
         onnx_s = _onnx_keep_up(model, meta, images, bench)
     video = torch.from_numpy(images).permute(0, 1, 4, 2, 3)  # (V, L, 3, H, W)
     started = time.perf_counter()
-    window_probabilities(model, video, meta["classes"], bench.frames, bench.frames)
+    window_probabilities(model, video, Decisions.from_meta(meta), bench.frames, bench.frames)
     predict_s = time.perf_counter() - started
     real_s = bench.length / GRID_FPS
     return {"stream_s": seconds, "stream_x_realtime": real_s / seconds, "paced_s": paced_s,
@@ -141,8 +142,8 @@ def measure_stream(bench: StreamBenchSize) -> dict[str, Any]:
 
 def _onnx_keep_up(model: torch.nn.Module, meta: dict[str, Any], images: np.ndarray, bench: StreamBenchSize) -> float:
     """Seconds of the unpaced stream on the model's two ONNX parts (exported here, like `vicokd export`)."""
-    from vicokd.engine.export import STREAM_OUTPUTS, OnnxEncoder, OnnxWindow, export_graph
-    from vicokd.engine.stream import OnnxParts
+    from vicokd.inference.export import STREAM_OUTPUTS, OnnxEncoder, OnnxWindow, export_graph
+    from vicokd.inference.stream import OnnxParts
 
     size = bench.image_size
     with tempfile.TemporaryDirectory(prefix="vicokd-bench-stream-") as tmp:

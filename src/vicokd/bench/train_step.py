@@ -46,8 +46,8 @@ from vicokd.bench.paper import (
     synthetic_batch,
 )
 from vicokd.config import Config
-from vicokd.engine.allocator import TRAINING_MMAP_THRESHOLD, set_mmap_threshold
-from vicokd.engine.module import build_optimizer
+from vicokd.training.allocator import TRAINING_MMAP_THRESHOLD, set_mmap_threshold
+from vicokd.training.module import build_optimizer
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class StepSpec:
     chunk_size: int = 256  # frames per encoder call; 0 = all frames of the batch in one call
     views: int = 5
     model: dict[str, Any] = field(default_factory=dict, hash=False)  # dotted model overrides
-    mmap_threshold: int | None = None  # glibc malloc setting of the process (vicokd.engine.allocator); None = default
+    mmap_threshold: int | None = None  # glibc malloc setting of the process (vicokd.training.allocator); None = default
     features: bool = False  # frozen encoders, batches of cached features instead of pixels and fbank
 
     @cached_property

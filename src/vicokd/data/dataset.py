@@ -6,7 +6,8 @@ A sample (one multi-view clip, T sampled grid frames) is a dict:
 key                shape / type                meaning
 =================  ==========================  =====================================================
 ``video``          uint8 (V, T, 3, H, W)       RGB frames; normalise on the device with
-                                               :func:`normalize_video` (4× less to move than float)
+                                               :func:`vicokd.models.model.normalize_video`
+                                               (4× less to move than float)
 ``audio``          float32 (V, T, R, M)        normalised log-mel chunk of each sampled frame
                                                (``load_audio``)
 ``*_features``     float32 (V, T, W)           ``visual_features`` / ``audio_features`` instead
@@ -227,11 +228,3 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         else:
             batch[name] = list(values)
     return batch
-
-
-def normalize_video(video: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor,
-                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 (..., 3, H, W) → float ``(x/255 − mean) / std`` per channel."""
-    mean_t = torch.as_tensor(mean, dtype=dtype, device=video.device).view(3, 1, 1)
-    std_t = torch.as_tensor(std, dtype=dtype, device=video.device).view(3, 1, 1)
-    return (video.to(dtype) / 255.0 - mean_t) / std_t

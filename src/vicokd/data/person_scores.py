@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+import torch
 
 from vicokd.config import DataConfig
 from vicokd.errors import DataError
@@ -26,6 +27,15 @@ from vicokd.memo import FileMemo
 SCORES_VERSION = 1
 SCORES_FILE = "person_scores.npz"
 _META = "__meta__"
+
+
+Scores = TypeVar("Scores", np.ndarray, torch.Tensor)
+
+
+def person_mask(scores: Scores, threshold: float) -> Scores:
+    """Where a person is seen: ``m = score > threshold`` (``data.person_threshold``), elementwise
+    bool of the scores' shape (numpy or torch); the VC masks, the detector summaries and the reports."""
+    return scores > threshold
 
 
 def person_scores_path(data: DataConfig) -> Path:

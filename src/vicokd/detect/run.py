@@ -28,7 +28,7 @@ from tqdm import tqdm
 from vicokd.config import Config
 from vicokd.data.annotations import Clip, available_splits, read_clips, split_file
 from vicokd.data.frame_grid import GridRule
-from vicokd.data.person_scores import SCORES_FILE, read_person_scores, write_person_scores
+from vicokd.data.person_scores import SCORES_FILE, person_mask, read_person_scores, write_person_scores
 from vicokd.detect.base import FrameLoader, PersonDetector
 from vicokd.detect.registry import create_detector
 from vicokd.errors import DataError, VicokdError
@@ -60,7 +60,7 @@ class DetectSummary:
                 self.view_frames.append(0)
                 self.view_person.append(0)
             self.view_frames[view] += row.size
-            self.view_person[view] += int((row > self.threshold).sum())
+            self.view_person[view] += int(person_mask(row, self.threshold).sum())
 
     def format(self) -> str:
         lines = [f"person scores of {self.clips} clips ({self.computed} scored now, "

@@ -53,16 +53,23 @@ import torch
 from torch import Tensor, nn
 
 from vicokd.config import ModelConfig, replace
-from vicokd.data.dataset import normalize_video
 from vicokd.errors import VicokdError
 from vicokd.models.backbones import build_backbone
 from vicokd.models.cross_modal import CrossModalAdapter, CrossModalAttention
 from vicokd.models.encoders import ast_architecture, build_audio_encoder, build_visual_encoder, cls_attention
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelOutput", "MultiViewActionModel"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelOutput", "MultiViewActionModel", "normalize_video"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize_video(video: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (..., 3, H, W) → float ``(x/255 − mean) / std`` per channel."""
+    mean_t = torch.as_tensor(mean, dtype=dtype, device=video.device).view(3, 1, 1)
+    std_t = torch.as_tensor(std, dtype=dtype, device=video.device).view(3, 1, 1)
+    return (video.to(dtype) / 255.0 - mean_t) / std_t
 
 
 @dataclass
@@ -149,9 +156,10 @@ class MultiViewActionModel(nn.Module):
         """
         return normalize_video(video, self.pixel_mean, self.pixel_std) if video.dtype == torch.uint8 else video
 
-    def encode_visual(self, video: Tensor) -> Tensor:
-        """F^V (B, V, T, D) from video (B, V, T, 3, H, W); any leading axes work."""
-        return self.visual_encoder(video)
+    def visual_features(self, frames: Tensor) -> Tensor:
+        """The visual encoder's features before its projection, (..., W), of frames (..., 3, H, W),
+        uint8 or normalised: what the feature cache stores and `stream` computes per frame."""
+        return self.visual_encoder.features(self.normalize(frames))
 
     def _checked_audio(self, audio: Tensor | None, lead: tuple[int, ...]) -> Tensor:
         expected = (*lead, self.config.audio.num_mel_bins)

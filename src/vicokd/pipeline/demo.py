@@ -6,7 +6,7 @@ method is trained over several seeds so that differences can be told from noise.
 
 Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
 
-1. synthesise each home into ``OUT/<home>/data`` (:func:`vicokd.data.synthetic.generate_home`,
+1. synthesise each home into ``OUT/<home>/data`` (:func:`vicokd.synthetic.generate_home`,
    generator seed ``--data-seed``): ``home1`` and ``home2`` act the same scripts under two camera
    layouts, like the paper's Home-1 (views that overlap little) and Home-2 (views close in what
    they capture);
@@ -48,9 +48,6 @@ from pathlib import Path
 
 from vicokd.data.cache import read_index
 from vicokd.data.features import feature_path, features_are_current
-from vicokd.data.synthetic import SynthOptions
-from vicokd.data.synthetic.scene import LAYOUTS
-from vicokd.engine.features import compute_features
 from vicokd.errors import VicokdError
 from vicokd.models.backbones import BACKBONES
 from vicokd.pipeline.demo_report import write_report
@@ -67,8 +64,11 @@ from vicokd.pipeline.grid import (
 from vicokd.pipeline.home import demo_synth_options, synthesise_or_reuse
 from vicokd.pipeline.pretrain import ENCODER_FILE, REPORT_FILE, PretrainOptions, run_pretrain
 from vicokd.pipeline.steps import StepLog
+from vicokd.synthetic import SynthOptions
+from vicokd.synthetic.scene import LAYOUTS
+from vicokd.training.encoder_features import compute_features
 
-DEMO_HOMES = ("home1", "home2")  # camera layouts (vicokd.data.synthetic.scene.LAYOUTS), one environment each
+DEMO_HOMES = ("home1", "home2")  # camera layouts (vicokd.synthetic.scene.LAYOUTS), one environment each
 DEMO_METHODS = ("teacher", "student", "logitkd", "modalkd", "dualkd", "cokd", "vicokd", "vicokd-ml")
 DEMO_PARTS = ("table1", "table3", "table4", "figures")  # what --only can choose
 FIG3_BACKBONE = "multiasl"  # the paper's Fig. 3 (test mAP per epoch) and Table 4 (ablations) are on MultiASL
@@ -258,7 +258,7 @@ def teacher_conditions(options: DemoOptions, plan: GridPlan, summaries: dict[Cel
     """Step: every teacher seed of the detailed backbone on the test split with its audio, with half
     the views' audio dropped (``audio-missing``) and with none (``visual``), into
     ``<run>/eval/test-<condition>.json``."""
-    from vicokd.engine.run import evaluate
+    from vicokd.training.run import evaluate
 
     with log.step("the teacher with and without its audio (test split)") as step:
         done = 0

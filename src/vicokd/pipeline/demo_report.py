@@ -20,14 +20,10 @@ import torch
 from vicokd.config import config_to_yaml, replace
 from vicokd.data.annotations import frame_labels
 from vicokd.data.cache import load_images, read_index
-from vicokd.data.person_scores import person_scores_path, read_person_scores
-from vicokd.data.synthetic.generate import plan_dataset
-from vicokd.data.synthetic.scene import LAYOUTS, build_home, pairwise_disparity
-from vicokd.data.synthetic.targets import clip_targets
-from vicokd.engine.grad_share import format_shares
+from vicokd.data.person_scores import person_mask, person_scores_path, read_person_scores
 from vicokd.errors import VicokdError
 from vicokd.io import write_csv, write_text
-from vicokd.methods import method_label
+from vicokd.methods import method_label, vc_probabilities
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import model_from_checkpoint
 from vicokd.pipeline.grid import (
@@ -57,6 +53,10 @@ from vicokd.report.tables import (
     table_markdown,
     write_tables,
 )
+from vicokd.synthetic.generate import plan_dataset
+from vicokd.synthetic.scene import LAYOUTS, build_home, pairwise_disparity
+from vicokd.synthetic.targets import clip_targets
+from vicokd.training.grad_share import format_shares
 
 if TYPE_CHECKING:
     from vicokd.pipeline.demo import DemoOptions
@@ -236,12 +236,13 @@ def attention_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plo
     for key in dict.fromkeys(picks):
         meta = index.clips[key]
         labels = frame_labels(meta.segments, meta.length, index.classes, index.fps)
-        moment = _pick_moment(labels, scores[key][:, : meta.length] > config.data.person_threshold)
+        moment = _pick_moment(labels, person_mask(scores[key][:, : meta.length], config.data.person_threshold))
         frames = np.asarray(load_images(config.data.cache, key)[:, moment])  # (V, H, W, 3)
         maps = {label: attention_maps(model, frames)
                 for label, model in models.items()}
         actions = [c for c, on in zip(index.classes, labels[moment]) if on] or ["no labelled action"]
-        notes = ["person" if s > config.data.person_threshold else "no person" for s in scores[key][:, moment]]
+        seen = person_mask(scores[key][:, moment], config.data.person_threshold)
+        notes = ["person" if person else "no person" for person in seen]
         stem = key.replace("/", "_")
         png, csv = plot_attention_grid(frames, maps, plots / f"fig4-attention-{stem}.png", view_notes=notes,
                                        title=f"{key} at {moment / index.fps:.1f} s: {', '.join(actions)}")
@@ -253,7 +254,7 @@ def homes_section(options: DemoOptions, plan: GridPlan, plots: Path) -> str:
     """The homes: floor plan (copied beside the other plots, cameras as CSV), and what the views
     capture, measured on the generator's ground-truth visibility of the labelled grid frames:
     co-visibility (share seen by at least two views) and view disparity (mean over view pairs of
-    1 − Jaccard, :func:`vicokd.data.synthetic.scene.pairwise_disparity`)."""
+    1 − Jaccard, :func:`vicokd.synthetic.scene.pairwise_disparity`)."""
     rows, pictures = [], []
     for env in plan.envs:
         config = plan.env_config(env)
@@ -262,7 +263,7 @@ def homes_section(options: DemoOptions, plan: GridPlan, plots: Path) -> str:
         seen = []
         for key, meta in index.clips.items():
             labelled = frame_labels(meta.segments, meta.length, index.classes, index.fps).any(axis=1)
-            seen.append(scores[key][:, : meta.length][:, labelled] > config.data.person_threshold)
+            seen.append(person_mask(scores[key][:, : meta.length][:, labelled], config.data.person_threshold))
         visible = np.concatenate(seen, axis=1)
         counts = visible.sum(axis=0)
         rows.append([env.name, f"{LAYOUTS[env.name]}", f"{100 * (counts >= 2).mean():.0f} %",
@@ -503,8 +504,8 @@ def per_class_transfer_section(plan: GridPlan, summaries: dict[Cell, dict[str, A
 def _view_pair_divergence(config: Any, checkpoint: str, teacher: bool) -> dict[str, float]:
     """Mean JS between two views' frame distributions on the test split (what VC compares), by the pair's
     person masks: both on (co-visible: where VC acts), exactly one on, neither."""
-    from vicokd.engine.data import ClipsDataModule
     from vicokd.losses.view_consistency import pair_divergences
+    from vicokd.training.datamodule import ClipsDataModule
 
     model, _ = model_from_checkpoint(checkpoint)
     model.eval()
@@ -512,10 +513,9 @@ def _view_pair_divergence(config: Any, checkpoint: str, teacher: bool) -> dict[s
     sums = {"both": [0.0, 0], "one": [0.0, 0], "neither": [0.0, 0], "weight_both": [0.0, 0]}
     with torch.no_grad():
         for batch in data.test_dataloader():
-            logits = model(batch).view_frame_logits.float() / config.distill.vc_tau
-            probs = logits.sigmoid() if config.distill.distribution == "sigmoid" else logits.softmax(dim=-1)
+            probs = vc_probabilities(model(batch).view_frame_logits, config.distill)
             js, first, second = pair_divergences(probs, multilabel=config.distill.distribution == "sigmoid")
-            mask = batch["person"] > config.data.person_threshold
+            mask = person_mask(batch["person"], config.data.person_threshold)
             m_i, m_j = mask[:, first], mask[:, second]
             weight = probs[:, first].amax(-1) * probs[:, second].amax(-1)
             for name, chosen, values in (("both", m_i & m_j, js), ("one", m_i ^ m_j, js),

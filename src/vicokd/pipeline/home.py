@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vicokd.data.synthetic import SynthOptions, generate_home
-from vicokd.data.synthetic.generate import MANIFEST, SynthSummary
 from vicokd.errors import VicokdError
 from vicokd.pipeline.steps import Step
+from vicokd.synthetic import SynthOptions, generate_home
+from vicokd.synthetic.generate import MANIFEST, SynthSummary
 
 # The look-alike pairs whose sound tells them apart, plus Sitdown and Standup: with few clips,
 # fewer classes leave more examples per class.

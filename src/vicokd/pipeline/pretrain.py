@@ -2,7 +2,7 @@
 
 The demo's encoders start from scratch; the paper's start from ImageNet (visual) and AudioSet
 (audio). This is the CPU-scale analogue: a second synthetic home, never the demo's, supervises
-the encoder per frame with what the simulator knows (:mod:`vicokd.data.synthetic.targets`).
+the encoder per frame with what the simulator knows (:mod:`vicokd.synthetic.targets`).
 ``modality = "visual"``: where the actor is on the patch grid, whether a camera sees them, their
 posture, the prop in hand, the scene's lamp, curtains and air conditioner. ``modality =
 "audio"``: which kinds of sound play in each 0.4-s chunk (vacuum, gulp, chew, ring, footstep,
@@ -17,7 +17,7 @@ Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
 2. decode every view's grid frames at ``data.image_size`` (audio: every view's fbank chunks, as
    ``prepare`` computes them) and compute the per-frame targets, one file per clip in
    ``HOME/frames-<W>x<H>-grid<gh>x<gw>/`` (audio: ``HOME/fbank-<rows>x<mels>/``);
-3. train the encoder of ``model.visual`` or ``model.audio`` (:mod:`vicokd.engine.pretrain_encoder`),
+3. train the encoder of ``model.visual`` or ``model.audio`` (:mod:`vicokd.training.pretrain_encoder`),
    resumable per epoch (``OUT/train-state.safetensors``);
 4. write ``OUT/encoder.safetensors`` (the timm model's or ``ASTModel``'s state dict: set
    ``model.visual.pretrained`` or ``model.audio.pretrained`` to it) and ``OUT/pretrain.json``
@@ -44,13 +44,17 @@ from vicokd.config import Config, config_to_dict, load_config
 from vicokd.data.annotations import parse_record
 from vicokd.data.media import fbank_rows, grid_fbank, probe_video, read_audio, read_grid_frames
 from vicokd.data.person_scores import read_person_scores
-from vicokd.data.synthetic import SynthOptions, plan_dataset
-from vicokd.data.synthetic.actor import PROPS
-from vicokd.data.synthetic.generate import VISIBILITY
-from vicokd.data.synthetic.scene import STATE_CHANNELS
-from vicokd.data.synthetic.targets import POSE_TARGETS, SOUND_KINDS, clip_targets, sound_targets
 from vicokd.data.workers import run_in_workers
-from vicokd.engine.pretrain_encoder import (
+from vicokd.errors import VicokdError
+from vicokd.io import atomic_path, write_json_atomic
+from vicokd.pipeline.home import demo_synth_options, synthesise_or_reuse
+from vicokd.pipeline.steps import StepLog, request_difference
+from vicokd.synthetic import SynthOptions, plan_dataset
+from vicokd.synthetic.actor import PROPS
+from vicokd.synthetic.generate import VISIBILITY
+from vicokd.synthetic.scene import STATE_CHANNELS
+from vicokd.synthetic.targets import POSE_TARGETS, SOUND_KINDS, clip_targets, sound_targets
+from vicokd.training.pretrain_encoder import (
     PretrainData,
     PretrainSettings,
     TargetGroup,
@@ -59,10 +63,6 @@ from vicokd.engine.pretrain_encoder import (
     pretrain_encoder,
     save_encoder,
 )
-from vicokd.errors import VicokdError
-from vicokd.io import atomic_path, write_json_atomic
-from vicokd.pipeline.home import demo_synth_options, synthesise_or_reuse
-from vicokd.pipeline.steps import StepLog, request_difference
 
 PRETRAIN_SEED_OFFSET = 1_000_000  # generator seed of the pretraining home = data seed + this
 TARGETS = ("visible", "mask", "pose", "hand_mouth", "props", "state", "foreground")

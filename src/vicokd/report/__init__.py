@@ -1,7 +1,7 @@
 """Reports from run artefacts: the paper's tables, mAP curves, per-class bars, attention maps.
 
 Everything here reads what runs wrote (summary.json, metrics.csv) or takes models and frames
-handed in; nothing trains or loads checkpoints (that is :mod:`vicokd.engine`, and the
+handed in; nothing trains or loads checkpoints (that is :mod:`vicokd.training`, and the
 orchestration in :mod:`vicokd.pipeline` ties both together). Every figure is a PNG with the
 plotted data as a CSV of the same stem beside it.
 

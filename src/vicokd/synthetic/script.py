@@ -10,8 +10,8 @@ seated activity starts while sitting down ends, and a drink can be taken while e
 the laptop (multi-label frames).
 
 Channels are piecewise linear between keyframes (times in seconds); see
-:mod:`vicokd.data.synthetic.actor` for the pose channels and
-:data:`vicokd.data.synthetic.scene.STATE_CHANNELS` for the scene channels.
+:mod:`vicokd.synthetic.actor` for the pose channels and
+:data:`vicokd.synthetic.scene.STATE_CHANNELS` for the scene channels.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vicokd.data.synthetic.actor import (
+from vicokd.synthetic.actor import (
     GAIT_CYCLE,
     POSE_CHANNELS,
     Outfit,
@@ -32,7 +32,7 @@ from vicokd.data.synthetic.actor import (
     shoulder_height,
     to_body,
 )
-from vicokd.data.synthetic.scene import STATE_CHANNELS, Home, Station, route
+from vicokd.synthetic.scene import STATE_CHANNELS, Home, Station, route
 
 # class → (where, body motion, scene change, sound): what the simulation does for each class
 CLASS_SCRIPTS: dict[str, tuple[str, str, str, str]] = {
@@ -72,7 +72,7 @@ _SEATS = ("sofa left", "sofa right", "dining south", "dining north", "desk")
 
 @dataclass(frozen=True)
 class SoundEvent:
-    """A sound of the clip: recipe `kind` (see :mod:`vicokd.data.synthetic.audio`) from `start`
+    """A sound of the clip: recipe `kind` (see :mod:`vicokd.synthetic.audio`) from `start`
     for `duration` seconds, at `source`: a fixed point (x, y, z) in metres or a height above
     the actor's floor position (it then moves with the actor). `gain` scales its level at 1 m,
     `seed` makes its waveform, `envelope` names a scene channel that scales it over time, and
@@ -137,7 +137,7 @@ class ClipScript:
         return {n: np.interp(times, *self.channels[n]) for n in names}
 
     def pose(self, times: np.ndarray) -> dict[str, np.ndarray]:
-        """The actor's pose channels at `times` (see :mod:`vicokd.data.synthetic.actor`)."""
+        """The actor's pose channels at `times` (see :mod:`vicokd.synthetic.actor`)."""
         return self.sample(POSE_CHANNELS, times)
 
     def state(self, times: np.ndarray) -> dict[str, np.ndarray]:

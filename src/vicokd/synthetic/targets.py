@@ -9,8 +9,8 @@ where the camera matters and per clip otherwise:
   model's input (aspect ignored), so a cell is a patch;
 * ``pose`` (L, 3): ``sit``, ``bend``, ``walk`` levels (0..1) of :mod:`.actor`;
 * ``hand_mouth`` (L,): 1 when a hand target is within :data:`MOUTH_RADIUS` of the mouth;
-* ``props`` (L, 6): which prop of :data:`~vicokd.data.synthetic.actor.PROPS` is held;
-* ``state`` (L, 5): the scene channels of :data:`~vicokd.data.synthetic.scene.STATE_CHANNELS`;
+* ``props`` (L, 6): which prop of :data:`~vicokd.synthetic.actor.PROPS` is held;
+* ``state`` (L, 5): the scene channels of :data:`~vicokd.synthetic.scene.STATE_CHANNELS`;
 * ``present`` (L,): 1 while the actor is in the room;
 * :func:`sound_targets` (L, K): per grid chunk (the audio of [j / 2.5, (j + 1) / 2.5) s), the share
   of it during which a sound of each kind of :data:`SOUND_KINDS` plays (the recipes of
@@ -19,7 +19,7 @@ where the camera matters and per clip otherwise:
 
 Whether a camera sees the actor at all is the generator's ``visibility.npz``. Nothing here
 renders pixels or writes videos; the script of a clip is planned again from the generator's
-options (:func:`vicokd.data.synthetic.generate.plan_dataset`), which is exact: the same options
+options (:func:`vicokd.synthetic.generate.plan_dataset`), which is exact: the same options
 give the same scripts.
 """
 
@@ -30,11 +30,11 @@ import functools
 import numpy as np
 
 from vicokd.data.sampling import grid_length
-from vicokd.data.synthetic.actor import PROPS, Capsules, mouth, pose_capsules
-from vicokd.data.synthetic.audio import RECIPES
-from vicokd.data.synthetic.render import GRID_FPS, StaticLayer, cast_capsules, frame_times
-from vicokd.data.synthetic.scene import STATE_CHANNELS, Camera, Home
-from vicokd.data.synthetic.script import ClipScript
+from vicokd.synthetic.actor import PROPS, Capsules, mouth, pose_capsules
+from vicokd.synthetic.audio import RECIPES
+from vicokd.synthetic.render import GRID_FPS, StaticLayer, cast_capsules, frame_times
+from vicokd.synthetic.scene import STATE_CHANNELS, Camera, Home
+from vicokd.synthetic.script import ClipScript
 
 POSE_TARGETS = ("sit", "bend", "walk")
 MOUTH_RADIUS = 0.15  # metres between a hand target and the mouth that count as "hand at the mouth"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vicokd.data.synthetic.scene import RGB
+from vicokd.synthetic.scene import RGB
 
 PROPS = ("phone", "book", "cup", "food", "broom", "vacuum")
 HAND_CHANNELS = ("lh_f", "lh_l", "lh_u", "rh_f", "rh_l", "rh_u")

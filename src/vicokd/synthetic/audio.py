@@ -1,6 +1,6 @@
 """Sounds of the home: procedural recipes, one microphone per camera, room noise.
 
-Each :class:`~vicokd.data.synthetic.script.SoundEvent` is synthesised by its recipe (a function
+Each :class:`~vicokd.synthetic.script.SoundEvent` is synthesised by its recipe (a function
 of a random generator, a length in samples and the sample rate) at its level at 1 m, then
 placed in the room: at every microphone its amplitude falls as 1/d with the distance d (metres,
 at least 0.3 m) and it arrives after d/343 s. A source that moves with the actor is followed at
@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from vicokd.data.synthetic.scene import Home
-from vicokd.data.synthetic.script import ClipScript, SoundEvent
+from vicokd.synthetic.scene import Home
+from vicokd.synthetic.script import ClipScript, SoundEvent
 
 SAMPLE_RATE = 16000
 CONTROL_RATE = 20.0  # positions per second for moving sources

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from vicokd.data.sampling import grid_length
-from vicokd.data.synthetic.actor import Capsules, pose_capsules
-from vicokd.data.synthetic.scene import (
+from vicokd.synthetic.actor import Capsules, pose_capsules
+from vicokd.synthetic.scene import (
     HALLWAY_X,
     STATE_CHANNELS,
     Camera,
@@ -31,7 +31,7 @@ from vicokd.data.synthetic.scene import (
     intersect_boxes,
     intersect_room,
 )
-from vicokd.data.synthetic.script import ClipScript
+from vicokd.synthetic.script import ClipScript
 
 VIS_WIDTH = 96  # columns of the grid on which visibility is measured
 VISIBLE_SHARE = 0.25  # share of the body that must be seen to count as visible

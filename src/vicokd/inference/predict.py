@@ -25,7 +25,8 @@ Rules (T = the checkpoint's ``data.num_frames``, C classes, fps = ``data.fps``):
    ``sigmoid(view_frame_logits)``. Probabilities are averaged, not logits.
 4. Clip probabilities: ``clip_probs[c] = max over windows of sigmoid(seq_logits[c])``, i.e.
    "class c happens somewhere in the recording" (for L ≤ T, the one window's value).
-5. Segments: :func:`segments_from_probs` on the frame probabilities.
+5. Decisions and segments: :class:`vicokd.inference.decisions.Decisions` of the checkpoint on the
+   frame probabilities.
 
 Times: grid frame j stands for the instant j / fps seconds, as in the annotations
 (:func:`vicokd.data.frame_labels`), so a detected segment [start, end] maps back to exactly the
@@ -44,57 +45,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vicokd.calibration import Calibration, reported_probabilities
 from vicokd.data.cache import CacheIndex, load_frames
 from vicokd.data.frame_grid import GridRule
 from vicokd.data.media import probe_video, read_grid_frames
 from vicokd.data.sampling import sample_indices
 from vicokd.errors import DataError, VicokdError
+from vicokd.inference.decisions import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, ActionSegment, Decisions
 from vicokd.io import write_json_atomic
 from vicokd.metrics import matched_segments
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import model_from_checkpoint, read_meta, sidecar_config
 
 __all__ = [
-    "DEFAULT_MIN_DURATION",
-    "DEFAULT_MIN_GAP",
-    "DEFAULT_THRESHOLD",
-    "ActionSegment",
     "Prediction",
     "default_stride",
     "load_student",
     "predict_clip",
-    "segments_from_probs",
     "window_indices",
 ]
-
-DEFAULT_THRESHOLD = 0.5
-DEFAULT_MIN_GAP = 0.8  # seconds: bridges one missed grid frame at 2.5 FPS
-DEFAULT_MIN_DURATION = 0.4  # seconds: drops single-frame blips (duration 0), keeps two frames at 2.5 FPS
-SEGMENT_TOLERANCE = 1e-9  # seconds, for comparing durations that are multiples of 1 / fps
-
-
-@dataclass(frozen=True)
-class ActionSegment:
-    """One detected action: class `label` from grid time `start` to `end` (seconds, inclusive).
-
-    `score` is the mean and `peak` the maximum probability of the class over the segment's grid
-    frames (gap frames bridged by merging included).
-    """
-
-    label: str
-    start: float
-    end: float
-    score: float
-    peak: float
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
-
-    def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "start": round(self.start, 6), "end": round(self.end, 6),
-                "score": round(self.score, 6), "peak": round(self.peak, 6)}
 
 
 @dataclass
@@ -213,53 +181,6 @@ def window_indices(length: int, num_frames: int, stride: int | None = None) -> l
     return [np.arange(start, start + num_frames, dtype=np.int64) for start in starts]
 
 
-def check_segment_settings(fps: float, threshold: float, min_gap: float, min_duration: float) -> None:
-    if fps <= 0 or not 0.0 <= threshold <= 1.0 or min_gap < 0 or min_duration < 0:
-        raise VicokdError(f"segments need fps > 0, threshold in [0, 1], min gap >= 0 and min duration >= 0 s; "
-                          f"got fps={fps}, threshold={threshold}, min gap={min_gap}, min duration={min_duration}")
-
-
-def segments_from_probs(
-    probs: np.ndarray,
-    classes: Sequence[str],
-    fps: float = 2.5,
-    threshold: float | Sequence[float] | np.ndarray = DEFAULT_THRESHOLD,
-    min_gap: float = DEFAULT_MIN_GAP,
-    min_duration: float = DEFAULT_MIN_DURATION,
-) -> list[ActionSegment]:
-    """Action segments from frame probabilities (L, C) on the grid.
-
-    Per class c: grid frame j is active when ``probs[j, c] >= threshold_c`` (one threshold for
-    every class, or one per class); each run of active
-    frames a..b is a segment [a / fps, b / fps] seconds; two segments of the class whose gap
-    ``next.start − previous.end`` is at most `min_gap` seconds are merged (with the frames
-    between); merged segments shorter than `min_duration` seconds (``end − start``; one frame
-    lasts 0 s) are dropped. Sorted by start, then class order.
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape[1] != len(classes):
-        raise VicokdError(f"probabilities of shape {probs.shape} do not match (L, C) with C = {len(classes)} classes")
-    thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (len(classes),))
-    for value in thresholds:
-        check_segment_settings(fps, float(value), min_gap, min_duration)
-    found: list[tuple[int, int, int]] = []  # (first frame, class, last frame)
-    for c in range(len(classes)):
-        active = np.concatenate([[False], probs[:, c] >= thresholds[c], [False]])
-        edges = np.flatnonzero(active[1:] != active[:-1])
-        runs: list[list[int]] = []
-        for first, last in zip(edges[0::2], edges[1::2] - 1):
-            if runs and (first - runs[-1][1]) / fps <= min_gap + SEGMENT_TOLERANCE:
-                runs[-1][1] = int(last)
-            else:
-                runs.append([int(first), int(last)])
-        found += [(a, c, b) for a, b in runs if (b - a) / fps >= min_duration - SEGMENT_TOLERANCE]
-    segments = []
-    for a, c, b in sorted(found):
-        values = probs[a : b + 1, c]
-        segments.append(ActionSegment(classes[c], a / fps, b / fps, float(values.mean()), float(values.max())))
-    return segments
-
-
 def _grid_lengths(videos: list[Path], fps: float, rule: GridRule) -> tuple[list[int], list[str]]:
     """Grid length of every view and the warning when they differ (L = the minimum)."""
     lengths = [probe_video(path).grid_length(fps, rule) for path in videos]
@@ -271,32 +192,13 @@ def _grid_lengths(videos: list[Path], fps: float, rule: GridRule) -> tuple[list[
     return lengths, []
 
 
-def decision_settings(meta: dict[str, Any], threshold: float | None = None
-                      ) -> tuple[Calibration | None, np.ndarray, str]:
-    """The checkpoint's calibration (or None), the per-class thresholds (C,) and where they came from.
-
-    `threshold` (``--threshold``, in [0, 1]) sets one for every class; else the calibrated ones;
-    else :data:`DEFAULT_THRESHOLD`.
-    """
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise VicokdError(f"--threshold {threshold:g}: a probability threshold in [0, 1]")
-    classes = list(meta["classes"])
-    calibration = Calibration.from_json(meta["calibration"]) if meta.get("calibration") else None
-    if threshold is not None:
-        return calibration, np.full(len(classes), float(threshold)), "--threshold"
-    if calibration is not None:
-        return calibration, calibration.threshold_array(classes), "calibrated on validation"
-    return None, np.full(len(classes), DEFAULT_THRESHOLD), "default"
-
-
 @torch.inference_mode()
 def window_probabilities(
     model: MultiViewActionModel,
     frames: torch.Tensor,
-    classes: Sequence[str],
+    decisions: Decisions,
     num_frames: int,
     stride: int,
-    calibration: Calibration | None = None,
     batch_size: int = 4,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -304,17 +206,16 @@ def window_probabilities(
 
     Returns frame (L, C) and per-view (V, L, C) probabilities, each the mean over the windows
     that show the frame, the clip's (C,) (max over windows of the sequence output), and the
-    windows (:func:`window_indices`). Probabilities are the calibrated σ(a_c·z + b_c) with a
-    `calibration`, else σ(z).
+    windows (:func:`window_indices`). Probabilities are those of `decisions` (the calibrated
+    σ(a_c·z + b_c), else σ(z)).
     """
     views, length = frames.shape[:2]
     windows = window_indices(length, num_frames, stride)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.eval()
 
-    def probabilities(logits: torch.Tensor) -> torch.Tensor:
-        return reported_probabilities(logits.float(), calibration, classes)
-
+    probabilities = decisions.probabilities
+    classes = decisions.classes
     frame_sum = torch.zeros(length, len(classes), dtype=torch.float64)
     view_sum = torch.zeros(views, length, len(classes), dtype=torch.float64)
     count = torch.zeros(length, dtype=torch.float64)
@@ -367,9 +268,7 @@ def predict_clip(
     config = sidecar_config(meta).data
     rule = grid or config.grid
     classes = list(meta["classes"])
-    calibration, thresholds, source = decision_settings(meta, threshold)
-    for value in thresholds:
-        check_segment_settings(config.fps, float(value), min_gap, min_duration)
+    decisions = Decisions.from_meta(meta, threshold, min_gap=min_gap, min_duration=min_duration)
     stride = _checked_stride(stride, config.num_frames)
     paths = [Path(v) for v in videos]
     lengths, warnings = _grid_lengths(paths, config.fps, rule)
@@ -384,16 +283,14 @@ def predict_clip(
         for path in tqdm(paths, desc="decode", unit="view", disable=not bars, leave=False)
     ])).permute(0, 1, 4, 2, 3)  # (V, L, 3, H, W) uint8
     frame_probs, view_probs, clip_probs, windows = window_probabilities(
-        model, frames, classes, config.num_frames, stride, calibration, batch_size, bars)
-    settings = {"thresholds": dict(zip(classes, map(float, thresholds))), "threshold_source": source,
-                "calibrated": calibration is not None,
-                "min_gap": min_gap, "min_duration": min_duration, "stride": stride}
+        model, frames, decisions, config.num_frames, stride, batch_size, bars)
+    settings = {**decisions.settings(), "stride": stride}
     return Prediction(
         videos=[str(p) for p in paths], model={key: meta.get(key) for key in ("method", "role", "model_hash", "epoch")},
         classes=classes, fps=config.fps, num_frames=config.num_frames,
         view_lengths=lengths, frame_probs=frame_probs, view_frame_probs=view_probs, clip_probs=clip_probs,
         windows=windows,
-        segments=segments_from_probs(frame_probs, classes, config.fps, thresholds, min_gap, min_duration),
+        segments=decisions.segments(frame_probs),
         settings=settings, seconds=time.perf_counter() - started, warnings=warnings,
     )
 
@@ -413,7 +310,7 @@ def segment_f1(model: MultiViewActionModel, meta: dict[str, Any], index: CacheIn
     """
     data = sidecar_config(meta).data
     classes = list(meta["classes"])
-    calibration, thresholds, _ = decision_settings(meta)
+    decisions = Decisions.from_meta(meta)
     stride = _checked_stride(stride, data.num_frames)
     hits = np.zeros(len(classes))
     predicted = np.zeros(len(classes))
@@ -421,8 +318,8 @@ def segment_f1(model: MultiViewActionModel, meta: dict[str, Any], index: CacheIn
     for key in keys:
         clip = index.clips[key]
         frames = torch.from_numpy(np.asarray(load_frames(index.root, key)))
-        frame_probs = window_probabilities(model, frames, classes, data.num_frames, stride, calibration)[0]
-        segments = segments_from_probs(frame_probs, classes, data.fps, thresholds)
+        frame_probs = window_probabilities(model, frames, decisions, data.num_frames, stride)[0]
+        segments = decisions.segments(frame_probs)
         for c, name in enumerate(classes):
             mine = [(s.start, s.end + 1 / data.fps, s.score) for s in segments if s.label == name]
             truth = [(float(t["start"]), float(t["end"])) for t in clip.segments if name in t["labels"]]

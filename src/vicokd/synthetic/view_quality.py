@@ -6,7 +6,7 @@ one and poor in the other (far away, small, partly hidden). This module measures
 synthetic home contains such moments.
 
 Per view and 2.5-FPS grid frame the simulator knows (on the visibility grid of
-:meth:`~vicokd.data.synthetic.render.ViewRenderer.body_cells`, :data:`VIS_WIDTH` columns):
+:meth:`~vicokd.synthetic.render.ViewRenderer.body_cells`, :data:`VIS_WIDTH` columns):
 
 * ``share`` = seen body cells / body cells: the share of the actor's projected body that is
   inside the image and not hidden by furniture or walls (the rule of ``visibility.npz``: the
@@ -58,12 +58,12 @@ from typing import Any
 import numpy as np
 
 from vicokd.data.sampling import grid_length
-from vicokd.data.synthetic.actor import pose_capsules
-from vicokd.data.synthetic.render import GRID_FPS, VIS_WIDTH, VISIBLE_SHARE, ViewRenderer, frame_times
-from vicokd.data.synthetic.scene import Camera
-from vicokd.data.synthetic.script import ClipScript
 from vicokd.errors import DataError
 from vicokd.io import atomic_path
+from vicokd.synthetic.actor import pose_capsules
+from vicokd.synthetic.render import GRID_FPS, VIS_WIDTH, VISIBLE_SHARE, ViewRenderer, frame_times
+from vicokd.synthetic.scene import Camera
+from vicokd.synthetic.script import ClipScript
 
 QUALITY_FILE = "view_quality.npz"
 QUALITY_VERSION = 1
@@ -91,7 +91,7 @@ def apparent_height(camera: Camera, size: tuple[int, int], torso: np.ndarray) ->
 def clip_view_measures(renderers: Sequence[ViewRenderer], script: ClipScript, fps: float) -> np.ndarray:
     """Measures (4, V, L) float32 of one clip rendered at `fps`: rows :data:`FIELDS` per view and
     grid frame j (time j / 2.5 s), on the same frames as
-    :func:`~vicokd.data.synthetic.render.grid_visibility` (``seen / body`` is its share)."""
+    :func:`~vicokd.synthetic.render.grid_visibility` (``seen / body`` is its share)."""
     length = grid_length(len(frame_times(script.duration, fps)), fps, GRID_FPS)
     times = np.arange(length) / GRID_FPS
     caps = pose_capsules(script.pose(times), script.outfit)

@@ -6,8 +6,8 @@ procedural sounds heard at every camera's microphone (:mod:`.audio`), and the wr
 dataset in the MultiSensor-Home layout (:mod:`.generate`, used by ``vicokd synth``).
 """
 
-from vicokd.data.synthetic.generate import SynthOptions, SynthSummary, generate_home, plan_dataset
-from vicokd.data.synthetic.scene import build_home
-from vicokd.data.synthetic.script import CLASSES
+from vicokd.synthetic.generate import SynthOptions, SynthSummary, generate_home, plan_dataset
+from vicokd.synthetic.scene import build_home
+from vicokd.synthetic.script import CLASSES
 
 __all__ = ["CLASSES", "SynthOptions", "SynthSummary", "build_home", "generate_home", "plan_dataset"]

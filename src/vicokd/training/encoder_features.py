@@ -130,7 +130,7 @@ def compute_features(config: Config, out: str | Path, *, encoders_from: str | Pa
             if all(p.is_file() for p in targets.values()) and features_are_current(out, index.clips[key]):
                 continue
             frames = torch.from_numpy(np.array(load_frames(data.cache, key)))  # (V, L, 3, H, W)
-            visual = _visual_features(model, model.normalize(frames))
+            visual = _visual_features(model, frames)
             _save_array(targets["visual"], visual.to(torch.float16).numpy())
             if audio:
                 fbank = torch.from_numpy(load_fbank(data.cache, key).astype(np.float32))
@@ -143,13 +143,13 @@ def compute_features(config: Config, out: str | Path, *, encoders_from: str | Pa
 
 
 def _visual_features(model: MultiViewActionModel, frames: torch.Tensor) -> torch.Tensor:
-    """What the cache keeps of the visual encoder: pooled features (V, L, W), or with
-    ``model.visual.trainable_blocks`` K >= 1 the tokens after block L-K (V, L, N, W)."""
+    """What the cache keeps of the visual encoder for uint8 frames (V, L, 3, H, W): pooled features
+    (V, L, W), or with ``model.visual.trainable_blocks`` K >= 1 the tokens after block L-K (V, L, N, W)."""
     encoder = model.visual_encoder
     if encoder.token_start is None:
-        return encoder.features(frames)
+        return model.visual_features(frames)
     lead = frames.shape[:-3]
-    items = frames.reshape(-1, *frames.shape[-3:])
+    items = model.normalize(frames).reshape(-1, *frames.shape[-3:])
     tokens = torch.cat([vit_tokens(encoder.net, chunk, encoder.token_start)
                         for chunk in items.split(encoder.chunk_size)])
     return tokens.reshape(*lead, *tokens.shape[1:])

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vicokd.data.synthetic.render import VIS_WIDTH, VISIBLE_SHARE
-from vicokd.data.synthetic.scene import LAYOUTS, Home, floor_visibility
-from vicokd.data.synthetic.script import CLASS_SCRIPTS
-from vicokd.data.synthetic.view_quality import (
+from vicokd.io import atomic_path, write_text
+from vicokd.synthetic.render import VIS_WIDTH, VISIBLE_SHARE
+from vicokd.synthetic.scene import LAYOUTS, Home, floor_visibility
+from vicokd.synthetic.script import CLASS_SCRIPTS
+from vicokd.synthetic.view_quality import (
     BODY_HEIGHT,
     CLEAR_HEIGHT,
     CLEAR_SHARE,
@@ -21,10 +22,9 @@ from vicokd.data.synthetic.view_quality import (
     MomentCounts,
     ViewQualityStats,
 )
-from vicokd.io import atomic_path, write_text
 
 if TYPE_CHECKING:
-    from vicokd.data.synthetic.generate import SynthOptions, SynthSummary
+    from vicokd.synthetic.generate import SynthOptions, SynthSummary
 
 _VIEW_COLORS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink",
                 "tab:olive")

@@ -22,7 +22,6 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +36,22 @@ from vicokd.config import Config, config_from_dict, config_hash, config_to_yaml
 from vicokd.data.cache import CacheIndex, read_index
 from vicokd.data.dataset import split_keys
 from vicokd.data.person_scores import person_scores_path
-from vicokd.engine.allocator import use_training_mmap_threshold
-from vicokd.engine.checkpoint import SafetensorsCheckpointIO
-from vicokd.engine.data import ClipsDataModule
-from vicokd.engine.features import apply_feature_cache, load_cached_encoders
-from vicokd.engine.grad_share import summarize as summarize_grad_shares
-from vicokd.engine.module import Condition, ViCoKDModule
-from vicokd.engine.predict import segment_f1
-from vicokd.engine.run_lock import run_folder_lock
 from vicokd.errors import VicokdError
+from vicokd.inference.decisions import Decisions
+from vicokd.inference.predict import segment_f1
 from vicokd.io import write_json_atomic, write_text
 from vicokd.methods import Method, get_method
-from vicokd.metrics import per_class_ap_table
+from vicokd.metrics import frame_rows, per_class_ap_table
 from vicokd.models import MultiViewActionModel
 from vicokd.models.backbones import backbone_spec
 from vicokd.models.checkpoint import load_state_dict, model_from_checkpoint, read_meta, update_meta
+from vicokd.training.allocator import use_training_mmap_threshold
+from vicokd.training.checkpoint_io import SafetensorsCheckpointIO
+from vicokd.training.datamodule import ClipsDataModule
+from vicokd.training.encoder_features import apply_feature_cache, load_cached_encoders
+from vicokd.training.grad_share import summarize as summarize_grad_shares
+from vicokd.training.module import Condition, ViCoKDModule
+from vicokd.training.run_lock import run_folder_lock
 
 INIT_FILE = "init.json"  # test mAP of the weights a run starts from
 
@@ -223,11 +223,11 @@ def fit(config: Config, *, teacher_checkpoint: str | Path | None = None, resume:
         progress: bool = True) -> dict[str, Any]:
     """Train `config.distill.method` (teacher, student, or a KD method with `teacher_checkpoint`).
 
-    The run folder is locked for the whole run (:mod:`vicokd.engine.run_lock`).
+    The run folder is locked for the whole run (:mod:`vicokd.training.run_lock`).
     """
     started = time.perf_counter()
     method = get_method(config.distill.method)
-    config = apply_feature_cache(replace(config, model=replace(config.model, mode=method.role)))
+    config = apply_feature_cache(method.resolve(config))  # the role and any distribution the method fixes
     if method.needs_teacher and teacher_checkpoint is None:
         raise VicokdError(f"method {method.name!r} distills from a teacher: pass --teacher CKPT")
     if not method.needs_teacher and teacher_checkpoint is not None and method.role == "student":
@@ -358,8 +358,9 @@ def _transfer(config: Config, module: ViCoKDModule, teacher: MultiViewActionMode
     """How much of the teacher the student took: the teacher on the same test clips, the agreement of
     their frame decisions, per-class AP of both.
 
-    Decisions: p ≥ threshold per class, each model at its own calibrated thresholds (0.5 where it
-    has none); agreement = share of (test frame, class) pairs decided alike.
+    Decisions (:class:`~vicokd.inference.decisions.Decisions`): p ≥ θ per class, each model at its
+    own calibrated thresholds (the default where it has none); agreement = share of (test frame,
+    class) pairs decided alike.
     """
     classes = module.classes
     teacher_module = ViCoKDModule(config, classes, model=teacher)
@@ -368,18 +369,13 @@ def _transfer(config: Config, module: ViCoKDModule, teacher: MultiViewActionMode
     taught = teacher_module.last_eval
     if not np.array_equal(taught["ids"], test["ids"]):
         raise VicokdError("transfer diagnostics: teacher and student saw different test clips")
-    teacher_calibration = read_meta(teacher_checkpoint).get("calibration")
+    fps = config.data.fps
 
-    def decisions(logits: np.ndarray, stored: Calibration | None) -> np.ndarray:
-        flat = torch.as_tensor(logits).reshape(-1, len(classes))
-        if stored is None:
-            return (flat.sigmoid() >= 0.5).numpy()
-        probs = stored.probabilities(flat, classes).numpy()
-        return probs >= stored.threshold_array(classes)
+    def decided(logits: np.ndarray, decisions: Decisions) -> np.ndarray:
+        return decisions.active(decisions.probabilities(frame_rows(torch.as_tensor(logits))).numpy())
 
-    student_says = decisions(test["frame_logits"], calibration)
-    teacher_says = decisions(taught["frame_logits"],
-                             Calibration.from_json(teacher_calibration) if teacher_calibration else None)
+    student_says = decided(test["frame_logits"], Decisions.of(classes, calibration, fps))
+    teacher_says = decided(taught["frame_logits"], Decisions.from_meta(read_meta(teacher_checkpoint)))
     return {
         "teacher_test": {"seq_map": taught["seq_map"], "frame_map": taught["frame_map"],
                          "per_class": per_class_ap_table(taught["seq_logits"], taught["labels"], classes)},
@@ -436,15 +432,14 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Conditio
         "seq_map": result["seq_map"], "frame_map": result["frame_map"],
         # logits rank exactly as their sigmoid scores, without the ties rounding would create
         "per_class_seq": per_class_ap_table(result["seq_logits"], result["labels"], classes),
-        "per_class_frame": per_class_ap_table(result["frame_logits"].reshape(-1, len(classes)),
-                                              result["frame_labels"].reshape(-1, len(classes)), classes),
+        "per_class_frame": per_class_ap_table(frame_rows(result["frame_logits"]), frame_rows(result["frame_labels"]),
+                                              classes),
         "config": config_to_dict(config),
     }
-    if meta.get("calibration"):  # decisions at the thresholds chosen on validation when it was trained
-        calibration = Calibration.from_json(meta["calibration"])
-        probs = calibration.probabilities(torch.as_tensor(result["frame_logits"]), classes).reshape(-1, len(classes))
-        f1 = f1_at(probs.numpy(), np.asarray(result["frame_labels"]).reshape(-1, len(classes)),
-                   calibration.threshold_array(classes))
+    decisions = Decisions.from_meta({**meta, "config": config_to_dict(config)})
+    if decisions.calibrated:  # decisions at the thresholds chosen on validation when it was trained
+        probs = frame_rows(decisions.probabilities(torch.as_tensor(result["frame_logits"])))
+        f1 = f1_at(probs.numpy(), frame_rows(np.asarray(result["frame_labels"])), decisions.thresholds)
         report["frame_f1"] = float(np.nanmean(f1) * 100) if not np.isnan(f1).all() else None
         report["per_class_frame_f1"] = {name: None if np.isnan(v) else float(v * 100) for name, v in zip(classes, f1)}
         if config.model.mode == "student" and trainer.is_global_zero:  # as `predict` decides, on every grid frame

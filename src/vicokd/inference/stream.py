@@ -52,18 +52,11 @@ import av
 import numpy as np
 import torch
 
-from vicokd.calibration import reported_probabilities
 from vicokd.data.frame_grid import GridPicker, GridRule
 from vicokd.data.media import frame_time as _frame_time
 from vicokd.data.sampling import sample_indices
-from vicokd.engine.predict import (
-    DEFAULT_MIN_DURATION,
-    DEFAULT_MIN_GAP,
-    SEGMENT_TOLERANCE,
-    check_segment_settings,
-    decision_settings,
-)
 from vicokd.errors import DataError, VicokdError
+from vicokd.inference.decisions import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, Decisions, SegmentEvent
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import sidecar_config
 
@@ -227,17 +220,6 @@ class StreamSummary:
                 f"({state}; {len(self.warnings)} warnings)")
 
 
-@dataclass
-class _OpenSegment:
-    """A class's segment that may still grow: first and last active grid frame, and the
-    probabilities of every frame since its first (gaps included)."""
-
-    first: int
-    last: int
-    values: list[float]
-    started: bool = False  # its start event was written (it lasts min_duration)
-
-
 class StreamRunner:
     """Run `model` (a PyTorch student, or the :class:`OnnxParts` of an export) on the grid frames
     of `readers` (one per view) and write JSON lines to `out`."""
@@ -256,16 +238,13 @@ class StreamRunner:
             raise VicokdError(f"--stride {self.stride}: must be 1 to T = {self.num_frames} grid frames")
         if stall <= 0:
             raise VicokdError(f"--stall {stall}: must be > 0 seconds")
-        self.calibration, self.thresholds, self.source = decision_settings(meta, threshold)
-        for value in self.thresholds:
-            check_segment_settings(self.fps, float(value), min_gap, min_duration)
-        self.min_gap, self.min_duration = min_gap, min_duration
+        self.decisions = Decisions.from_meta(meta, threshold, min_gap=min_gap, min_duration=min_duration)
+        self._segments = self.decisions.tracker()
         self.views = [_View(reader) for reader in readers]
         self.out, self.stall, self.allow_missing = out, stall, allow_missing
         self.warnings: list[str] = []
         self._warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
         self._written = 0  # the next grid frame to write
-        self._open: dict[int, _OpenSegment] = {}  # class → its segment that may still grow
         self._events = 0
 
     # ----------------------------------------------------------------------------- output
@@ -278,44 +257,25 @@ class StreamRunner:
         self._warn(line)
 
     def _write_frames(self, first: int, probs: np.ndarray, views: list[int]) -> None:
-        """Frames ``first .. first + len(probs) − 1`` with their probabilities (C,) and events.
-
-        The segment rule of :func:`vicokd.engine.predict.segments_from_probs`, as frames come: a run
-        of active frames (p ≥ the class threshold) opens a segment; an active frame at most
-        ``min_gap`` s after its last active frame extends it (with the frames between); its
-        ``start`` is written (with the segment's first frame and time) once it lasts
+        """Frames ``first .. first + len(probs) − 1`` with their probabilities (C,) and the segment
+        events they complete (:class:`vicokd.inference.decisions.SegmentTracker`, the rule `predict`
+        cuts a whole clip with): a segment's ``start`` (its first frame and time) once it lasts
         ``min_duration`` s, its ``end`` (last active frame, mean p over the segment) once a frame
         lies more than ``min_gap`` s past its last active one; a segment that never lasted
-        ``min_duration`` is dropped without events.
+        ``min_duration`` gives no events.
         """
         for offset, p in enumerate(probs):
             j = first + offset
             self._emit({"type": "frame", "frame": j, "t": round(j / self.fps, 6), "views": views,
                         "probs": {name: round(float(v), 6) for name, v in zip(self.classes, p)}})
-            for c in range(len(self.classes)):
-                segment = self._open.get(c)
-                if segment is not None:
-                    segment.values.append(float(p[c]))
-                if p[c] >= self.thresholds[c]:
-                    if segment is None:
-                        segment = self._open[c] = _OpenSegment(j, j, [float(p[c])])
-                    segment.last = j
-                    if not segment.started and (j - segment.first) / self.fps >= self.min_duration - SEGMENT_TOLERANCE:
-                        segment.started = True
-                        self._event("start", c, segment.first, segment.values[0])
-                elif segment is not None and (j - segment.last) / self.fps > self.min_gap + SEGMENT_TOLERANCE:
-                    self._end(c)
+            self._events_out(self._segments.push(j, p))
         self._written = first + len(probs)
 
-    def _event(self, kind: str, c: int, j: int, confidence: float) -> None:
-        self._events += 1
-        self._emit({"type": kind, "class": self.classes[c], "frame": j, "t": round(j / self.fps, 6),
-                    "confidence": round(confidence, 6)})
-
-    def _end(self, c: int) -> None:
-        segment = self._open.pop(c)
-        if segment.started:
-            self._event("end", c, segment.last, float(np.mean(segment.values[: segment.last - segment.first + 1])))
+    def _events_out(self, events: list[SegmentEvent]) -> None:
+        for event in events:
+            self._events += 1
+            self._emit({"type": event.kind, "class": self.classes[event.class_index], "frame": event.frame,
+                        "t": round(event.frame / self.fps, 6), "confidence": round(event.value, 6)})
 
     # ----------------------------------------------------------------------------- model
     @torch.inference_mode()
@@ -324,7 +284,7 @@ class StreamRunner:
         video = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W) uint8
         if isinstance(self.model, OnnxParts):
             return self.model.features(video)
-        return self.model.visual_encoder.features(self.model.normalize(video))
+        return self.model.visual_features(video)
 
     @torch.inference_mode()
     def _window(self, frames: list[int]) -> tuple[np.ndarray, list[int]]:
@@ -344,8 +304,7 @@ class StreamRunner:
             logits = self.model.frame_logits(features).float()
         else:
             logits = self.model({"visual_features": features}).frame_logits[0].float()
-        probs = reported_probabilities(logits, self.calibration, self.classes)
-        return probs.numpy(), views
+        return self.decisions.probabilities(logits).numpy(), views
 
     # ----------------------------------------------------------------------------- ticks
     def _frame_of(self, view: _View, j: int, deadline: float) -> np.ndarray | None:
@@ -411,8 +370,7 @@ class StreamRunner:
                 probs, views = self._window(frames)
                 means = np.stack([probs[[k for k, f in enumerate(frames) if f == j]].mean(0) for j in range(length)])
                 self._write_frames(self._written, means[self._written:], views)
-        for c in list(self._open):
-            self._end(c)
+        self._events_out(self._segments.close())
 
     def _check_opened(self) -> None:
         """A source that cannot be opened is an error, or with `allow_missing` a view left out (warning)."""
@@ -437,9 +395,7 @@ class StreamRunner:
         """Read until every source ends (or Ctrl-C); returns what was written."""
         started = time.perf_counter()
         self._emit({"type": "settings", "classes": self.classes, "fps": self.fps, "frames": self.num_frames,
-                    "stride": self.stride, "thresholds": dict(zip(self.classes, map(float, self.thresholds))),
-                    "threshold_source": self.source, "calibrated": self.calibration is not None,
-                    "min_gap": self.min_gap, "min_duration": self.min_duration,
+                    "stride": self.stride, **self.decisions.settings(),
                     "sources": [str(view.reader.source) for view in self.views]})
         for view in self.views:
             view.reader.start()

@@ -35,10 +35,14 @@ from tqdm import tqdm
 from vicokd.data.annotations import frame_labels, parse_record, sequence_labels
 from vicokd.data.person_scores import read_person_scores, write_person_scores
 from vicokd.data.split import stratified_split
-from vicokd.data.synthetic.actor import random_outfit
-from vicokd.data.synthetic.audio import SAMPLE_RATE, microphone_audio
-from vicokd.data.synthetic.render import GRID_FPS, VISIBLE_SHARE, ViewRenderer, render_view
-from vicokd.data.synthetic.scene import (
+from vicokd.data.video_io import write_mp4
+from vicokd.data.workers import run_in_workers
+from vicokd.errors import ConfigError, DataError
+from vicokd.io import write_json_atomic
+from vicokd.synthetic.actor import random_outfit
+from vicokd.synthetic.audio import SAMPLE_RATE, microphone_audio
+from vicokd.synthetic.render import GRID_FPS, VISIBLE_SHARE, ViewRenderer, render_view
+from vicokd.synthetic.scene import (
     LAYOUTS,
     MAX_VIEWS,
     Home,
@@ -47,8 +51,8 @@ from vicokd.data.synthetic.scene import (
     floor_visibility,
     pairwise_disparity,
 )
-from vicokd.data.synthetic.script import CLASSES, ClipScript, plan_clip
-from vicokd.data.synthetic.view_quality import (
+from vicokd.synthetic.script import CLASSES, ClipScript, plan_clip
+from vicokd.synthetic.view_quality import (
     QUALITY_FILE,
     ViewQualityStats,
     clip_view_measures,
@@ -57,10 +61,6 @@ from vicokd.data.synthetic.view_quality import (
     visible_shares,
     write_view_quality,
 )
-from vicokd.data.video_io import write_mp4
-from vicokd.data.workers import run_in_workers
-from vicokd.errors import ConfigError, DataError
-from vicokd.io import write_json_atomic
 
 MANIFEST = "synth.json"
 VISIBILITY = "visibility.npz"
@@ -274,7 +274,7 @@ def generate_home(out: str | Path, options: SynthOptions = SynthOptions(), *, wo
     interrupted run resumes when called again with the same options; a finished one is only
     checked. `progress` shows a progress bar on stderr.
     """
-    from vicokd.data.synthetic.report import draw_floor_plan, write_readme
+    from vicokd.synthetic.report import draw_floor_plan, write_readme
 
     options.validate()
     if workers < 1:

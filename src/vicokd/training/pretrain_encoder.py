@@ -17,7 +17,7 @@ warm-up then cosine decay, over shuffled frames; the batch order of epoch e is d
 ``(seed, e)``, so a run resumed from its last epoch's state ends with the same weights.
 
 A state after every epoch (encoder, heads, optimiser, history) is written with
-:func:`vicokd.engine.checkpoint.save_tree` (safetensors + JSON, no pickle); the encoder alone is
+:func:`vicokd.training.checkpoint_io.save_tree` (safetensors + JSON, no pickle); the encoder alone is
 saved as a plain timm (or ``ASTModel``) state dict in a .safetensors file, loadable through
 ``model.visual.pretrained`` (``model.audio.pretrained``).
 """
@@ -40,11 +40,11 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from vicokd.config import AudioEncoderConfig, VisualEncoderConfig, replace
-from vicokd.data.dataset import normalize_video
 from vicokd.errors import VicokdError
 from vicokd.io import atomic_path
 from vicokd.models.checkpoint import load_tree, save_tree
 from vicokd.models.encoders import ASTEncoder, build_audio_encoder, build_visual_encoder
+from vicokd.models.model import normalize_video
 
 PATCH_GROUPS = ("mask", "foreground")  # one column per patch, predicted per patch token with mask_head="tokens"
 STATE_VERSION = 1

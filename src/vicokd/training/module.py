@@ -6,7 +6,7 @@ mode) and gives every term of the method; each is logged as ``train/<term>``. A 
 stops the run naming the term, before any optimizer step or checkpoint.
 
 Every ``train.grad_share_every`` optimizer steps, the gradient norm of each weighted term on
-each parameter group is logged as ``grad/<term>/<group>`` (:mod:`vicokd.engine.grad_share`).
+each parameter group is logged as ``grad/<term>/<group>`` (:mod:`vicokd.training.grad_share`).
 
 Evaluation: sequence logits (B, C) and frame logits (B, T, C) of every clip
 are gathered across processes with their sample ids, padding duplicates of the distributed
@@ -24,12 +24,12 @@ import torch
 from torch import Tensor, nn
 
 from vicokd.config import Config, OptimConfig, config_hash, config_to_dict, replace
-from vicokd.engine.grad_share import parameter_groups, term_gradient_norms
 from vicokd.errors import VicokdError
 from vicokd.methods import batch_objective, get_method
 from vicokd.metrics import deduplicate, frame_map, sequence_map
 from vicokd.models import ModelOutput, MultiViewActionModel
 from vicokd.models.checkpoint import FORMAT_VERSION
+from vicokd.training.grad_share import parameter_groups, term_gradient_norms
 
 Condition = Literal["av", "audio-missing", "visual"]
 

@@ -43,7 +43,6 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,10 +52,10 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from vicokd.calibration import Calibration, reported_probabilities
 from vicokd.config import Config, config_to_yaml, load_config
-from vicokd.engine.predict import decision_settings, load_student
 from vicokd.errors import VicokdError
+from vicokd.inference.decisions import Decisions
+from vicokd.inference.predict import load_student
 from vicokd.models import MultiViewActionModel
 from vicokd.models.backbones import backbone_spec
 from vicokd.models.checkpoint import model_from_weights, read_safetensors, sidecar_config
@@ -74,19 +73,17 @@ _ONE_CHUNK = 2**62  # visual encoder chunk size that keeps every frame in one ca
 class OnnxStudent(nn.Module):
     """uint8 video (B, V, T, 3, H, W) → (frame_probs, view_frame_probs, seq_probs); the model
     normalises. The probabilities are those `predict` reports and thresholds
-    (:func:`~vicokd.calibration.reported_probabilities`): calibrated with the checkpoint's
-    per-class scaling when it has one."""
+    (:meth:`Decisions.probabilities <vicokd.inference.decisions.Decisions.probabilities>`):
+    calibrated with the checkpoint's per-class scaling when it has one."""
 
-    def __init__(self, model: MultiViewActionModel, calibration: Calibration | None = None,
-                 classes: Sequence[str] = ()) -> None:
+    def __init__(self, model: MultiViewActionModel, decisions: Decisions) -> None:
         super().__init__()
         self.model = model
-        self.calibration = calibration
-        self.classes = list(classes)
+        self.decisions = decisions
 
     def forward(self, video: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         out = self.model({"video": video})
-        return tuple(reported_probabilities(logits, self.calibration, self.classes)  # type: ignore[return-value]
+        return tuple(self.decisions.probabilities(logits)  # type: ignore[return-value]
                      for logits in (out.frame_logits, out.view_frame_logits, out.seq_logits))
 
 
@@ -98,7 +95,7 @@ class OnnxEncoder(nn.Module):
         self.model = model
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.model.visual_encoder.features(self.model.normalize(images))
+        return self.model.visual_features(images)
 
 
 class OnnxWindow(nn.Module):
@@ -245,7 +242,7 @@ video = np.zeros((1, 3, {config.data.num_frames}, 3, {h}, {w}), dtype=np.uint8) 
 frame_probs, view_frame_probs, seq_probs = session.run(None, {{"video": video}})
 ```
 
-In Python with vicokd installed: `vicokd.engine.export.load_exported(DIR)` returns the PyTorch
+In Python with vicokd installed: `vicokd.inference.export.load_exported(DIR)` returns the PyTorch
 model, its config and the classes; `vicokd predict` runs a checkpoint on raw recordings.
 """
 
@@ -278,8 +275,9 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
     h, w = config.data.image_size
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     model.visual_encoder.chunk_size = _ONE_CHUNK
-    calibration, _, _ = decision_settings(meta)
-    wrapper = OnnxStudent(model, calibration, classes).eval()
+    decisions = Decisions.from_meta(meta)
+    calibration = decisions.calibration
+    wrapper = OnnxStudent(model, decisions).eval()
     sample = (2, views, frames, 3, h, w)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out_dir, prefix=".export-"))
