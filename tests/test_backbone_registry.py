@@ -65,3 +65,12 @@ def test_an_unknown_backbone_is_one_line():
         load_config(None, ["model.backbone=toy"])
     with pytest.raises(ConfigError, match=r"model.backbone: 'toy' is not a registered backbone \(multitrans, "):
         build_backbone(replace(load_config(None).model, backbone="toy"), 4)
+
+
+def test_the_names_a_config_accepts_are_the_registered_backbones():
+    """config.BACKBONE_NAMES lets a config be checked without importing the models; the registry
+    extends it, so the two never disagree (the paper's three are registered under those names)."""
+    from vicokd.config import BACKBONE_NAMES
+    from vicokd.models.backbones import BACKBONES
+
+    assert list(BACKBONES) == BACKBONE_NAMES

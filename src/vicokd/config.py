@@ -27,6 +27,14 @@ import yaml
 
 from vicokd.errors import ConfigError
 
+
+def ranged(default: Any, interval: str) -> Any:
+    """A field whose values must lie in `interval` (``"[0, 1)"``, ``"(0, inf)"``; "inf" = unbounded),
+    checked by :func:`check_ranges` when a config is built; None is always allowed where the type
+    allows it, and every element of a tuple is checked."""
+    return field(default=default, metadata={"range": interval})
+
+
 # --------------------------------------------------------------------------------------------
 # Sections
 # --------------------------------------------------------------------------------------------
@@ -39,26 +47,26 @@ class DataConfig:
     root: str = "data/synthetic-home"  # dataset root holding videos + annotation JSON
     cache: str = "cache/synthetic-home"  # output of `vicokd prepare`
     classes: tuple[str, ...] | None = None  # fixed class list; None = sorted union of labels
-    fps: float = 2.5  # frame grid rate
+    fps: float = ranged(2.5, "(0, inf)")  # frame grid rate
     # Which decoded frame is grid frame j (vicokd.data.frame_grid): "timestamps" = the frame whose
     # presentation time is nearest to j / fps (right at every frame rate, variable rates and
     # timestamp resets included); "interval" = source frame j·round(video_fps / fps), the reference
     # code's rule (the same frames on constant-rate files at multiples of 2.5 fps; the paper preset).
     grid: Literal["timestamps", "interval"] = "timestamps"
-    num_frames: int = 70  # T, frames sampled per clip
-    image_size: tuple[int, int] = (224, 224)  # (H, W) of cached frames, aspect ignored
-    sample_rate: int = 16000
-    num_mel_bins: int = 128
-    frame_length_ms: float = 25.0
-    frame_shift_ms: float = 10.0
+    num_frames: int = ranged(70, "[1, inf)")  # T, frames sampled per clip
+    image_size: tuple[int, int] = ranged((224, 224), "[1, inf)")  # (H, W) of cached frames, aspect ignored
+    sample_rate: int = ranged(16000, "[1, inf)")
+    num_mel_bins: int = ranged(128, "[1, inf)")
+    frame_length_ms: float = ranged(25.0, "(0, inf)")
+    frame_shift_ms: float = ranged(10.0, "(0, inf)")
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    val_fraction: float = 0.1  # share of train carved out for model selection
+    std: tuple[float, float, float] = ranged((0.229, 0.224, 0.225), "(0, inf)")
+    val_fraction: float = ranged(0.1, "[0, 1)")  # share of train carved out for model selection
     split_seed: int = 0
     person_scores: str | None = None  # scores file from `vicokd detect`; None = <cache>/person_scores.npz
-    person_threshold: float = 0.5  # mask m = score > threshold
+    person_threshold: float = ranged(0.5, "[0, 1]")  # mask m = score > threshold
     features: str | None = None  # cached frozen-encoder features (`vicokd prepare --features DIR`)
-    num_workers: int = 2
+    num_workers: int = ranged(2, "[0, inf)")
     # Video paths in the annotation JSON that are absolute or leave `root` (``../x.mp4``) are an
     # error unless this is true (for videos kept elsewhere). Checked on the path as written:
     # symbolic links inside the root are followed either way.
@@ -87,7 +95,7 @@ class VisualEncoderConfig:
     # all. With data.features, the cache holds the tokens after block L-K (K >= 1) or the pooled
     # features (K = 0) and a run trains from them; its checkpoints still run on raw video.
     # None = follow `freeze` (data.features then freezes the encoder).
-    trainable_blocks: int | None = None
+    trainable_blocks: int | None = ranged(None, "[-1, inf)")
 
 
 @dataclass(frozen=True)
@@ -119,8 +127,8 @@ class AudioEncoderConfig:
 class FusionConfig:
     """Cross-modal attention (Q = visual, K = V = audio) and the student's adapter."""
 
-    num_heads: int = 8
-    dropout: float = 0.0
+    num_heads: int = ranged(8, "[1, inf)")
+    dropout: float = ranged(0.0, "[0, 1)")
     # Paper: "positional encodings added to both" (sinusoidal; silent on the kind). Added to the
     # attention inputs only; the residual F^AV = F^V + F^attn uses the encoder output as is.
     positional: bool = True
@@ -177,7 +185,7 @@ class ModelConfig:
 
     mode: Literal["teacher", "student"] = "teacher"
     backbone: str = "multitsf"  # one of BACKBONE_NAMES (vicokd.models.backbones registers more)
-    dim: int = 384  # D, width of every per-view feature
+    dim: int = ranged(384, "[1, inf)")  # D, width of every per-view feature
     visual: VisualEncoderConfig = field(default_factory=VisualEncoderConfig)
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
@@ -194,13 +202,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 1e-4
-    weight_decay: float = 5e-4  # Adam with L2 weight decay, as the reference code
-    min_lr: float = 1e-5  # cosine annealing floor
-    batch_size: int = 12
-    epochs: int = 100
-    accumulate_grad_batches: int = 1
-    grad_clip: float | None = None
+    lr: float = ranged(1e-4, "(0, inf)")
+    weight_decay: float = ranged(5e-4, "[0, inf)")  # Adam with L2 weight decay, as the reference code
+    min_lr: float = ranged(1e-5, "[0, inf)")  # cosine annealing floor
+    batch_size: int = ranged(12, "[1, inf)")
+    epochs: int = ranged(100, "[1, inf)")
+    accumulate_grad_batches: int = ranged(1, "[1, inf)")
+    grad_clip: float | None = ranged(None, "(0, inf)")
 
 
 @dataclass(frozen=True)
@@ -214,14 +222,14 @@ class TrainConfig:
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
     accelerator: str = "auto"
     devices: str = "auto"
-    num_nodes: int = 1
+    num_nodes: int = ranged(1, "[1, inf)")
     monitor: Literal["seq_map", "frame_map"] = "seq_map"  # validation metric for the best ckpt
     select_on_test: bool = False  # reproduce the old test-set model selection (clearly labelled)
-    log_every_n_steps: int = 10
+    log_every_n_steps: int = ranged(10, "[1, inf)")
     # Every K optimizer steps, the norm of each weighted loss term's gradient on the trainable
     # parameter groups is logged (grad/<term>/<group>); 0 = never. Each measurement costs about
     # one extra backward pass per term (see vicokd.training.grad_share).
-    grad_share_every: int = 60
+    grad_share_every: int = ranged(60, "[0, inf)")
     # Also evaluate the test split after every epoch and log test_curve/seq_map, test_curve/frame_map
     # (the paper's Fig. 3 draws test mAP per epoch). Logged only: selection stays on `monitor`.
     test_curve: bool = False
@@ -233,11 +241,11 @@ class DistillConfig:
 
     method: str = "teacher"
     supervision: Literal["frame", "sequence"] = "frame"  # V_F or V_S for the student
-    tau: float = 1.0  # paper silent; softmax temperature of Eq. 8
-    lambda_seq: float = 1.0  # λ in L_F + λ L_S
-    weight_fd: float = 1.0
-    weight_ld: float = 1.0
-    weight_vc: float = 1.0
+    tau: float = ranged(1.0, "(0, inf)")  # paper silent; softmax temperature of Eq. 8
+    lambda_seq: float = ranged(1.0, "[0, inf)")  # λ in L_F + λ L_S
+    weight_fd: float = ranged(1.0, "[0, inf)")
+    weight_ld: float = ranged(1.0, "[0, inf)")
+    weight_vc: float = ranged(1.0, "[0, inf)")
     detach_confidence: bool = True  # paper silent; w_t is a weight, not a target to push
     student_init: Literal["scratch", "teacher"] = "scratch"  # paper silent
     # Eq. 8 writes p_t with no view index: "view" = LD on every view's frame logits (B, V, T, C);
@@ -246,7 +254,7 @@ class DistillConfig:
     # How LD and VC turn logits into distributions. "softmax" over classes (the paper's notation);
     # "sigmoid": each class an independent Bernoulli (multi-label), KL/JS averaged over classes.
     distribution: Literal["softmax", "sigmoid"] = "softmax"
-    vc_tau: float = 1.0  # paper silent; temperature of the logits VC turns into probabilities
+    vc_tau: float = ranged(1.0, "(0, inf)")  # paper silent; temperature of the logits VC turns into probabilities
     # Eq. 7's squared L2 "sum"s over D (to the letter); "mean" divides by D (element-wise MSE).
     fd_reduction: Literal["sum", "mean"] = "sum"
 
@@ -374,21 +382,6 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
-# Allowed values of numeric fields, as intervals ("inf" = unbounded); None is always allowed
-# where the type allows it, and every element of a tuple is checked. Types are checked above.
-RANGES: dict[str, str] = {
-    "data.fps": "(0, inf)", "data.num_frames": "[1, inf)", "data.image_size": "[1, inf)",
-    "data.sample_rate": "[1, inf)", "data.num_mel_bins": "[1, inf)", "data.frame_length_ms": "(0, inf)",
-    "data.frame_shift_ms": "(0, inf)", "data.std": "(0, inf)", "data.val_fraction": "[0, 1)",
-    "data.person_threshold": "[0, 1]", "data.num_workers": "[0, inf)", "model.visual.trainable_blocks": "[-1, inf)",
-    "model.dim": "[1, inf)", "model.fusion.num_heads": "[1, inf)", "model.fusion.dropout": "[0, 1)",
-    "optim.lr": "(0, inf)", "optim.weight_decay": "[0, inf)", "optim.min_lr": "[0, inf)",
-    "optim.batch_size": "[1, inf)", "optim.epochs": "[1, inf)", "optim.accumulate_grad_batches": "[1, inf)",
-    "optim.grad_clip": "(0, inf)",
-    "train.num_nodes": "[1, inf)", "train.log_every_n_steps": "[1, inf)", "train.grad_share_every": "[0, inf)",
-    "distill.tau": "(0, inf)", "distill.vc_tau": "(0, inf)", "distill.lambda_seq": "[0, inf)",
-    "distill.weight_fd": "[0, inf)", "distill.weight_ld": "[0, inf)", "distill.weight_vc": "[0, inf)",
-}
 
 
 def _in_interval(value: float, interval: str) -> bool:
@@ -413,17 +406,24 @@ BACKBONE_NAMES: list[str] = ["multitrans", "multiasl", "multitsf"]
 
 
 def check_ranges(config: Config) -> None:
-    """Refuse a value outside :data:`RANGES` or an unknown backbone, naming the key (one line)."""
+    """Refuse a value outside its field's range (:func:`ranged`) or an unknown backbone, naming the key (one line)."""
     if config.model.backbone not in BACKBONE_NAMES:
         raise ConfigError(f"model.backbone: {config.model.backbone!r} is not one of {', '.join(BACKBONE_NAMES)} "
                           "(others: vicokd.models.backbones.register_backbone)")
-    for key, interval in RANGES.items():
-        value: Any = config
-        for part in key.split("."):
-            value = getattr(value, part)
+    for key, value, interval in _ranged_values(config, ""):
         for item in value if isinstance(value, tuple) else (value,):
             if item is not None and not _in_interval(float(item), interval):
                 raise ConfigError(f"{key}: must be {_describe(interval)}, got {value!r}")
+
+
+def _ranged_values(section: Any, prefix: str) -> typing.Iterator[tuple[str, Any, str]]:
+    """(dotted key, value, interval) of every :func:`ranged` field of `section` and its sub-sections."""
+    for item in dataclasses.fields(section):
+        value = getattr(section, item.name)
+        if "range" in item.metadata:
+            yield f"{prefix}{item.name}", value, item.metadata["range"]
+        elif dataclasses.is_dataclass(value):
+            yield from _ranged_values(value, f"{prefix}{item.name}.")
 
 
 def config_from_dict(values: dict[str, Any], source: str = "<dict>") -> Config:

@@ -37,11 +37,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from vicokd.batch import Batch
 from vicokd.config import Config, DistillConfig, ModelConfig
 from vicokd.data.person_scores import person_mask
 from vicokd.errors import VicokdError
@@ -218,7 +219,7 @@ class TermInputs:
 
     method: Method
     output: ModelOutput
-    batch: dict[str, Any]
+    batch: Batch
     distill: DistillConfig
     model_config: ModelConfig
     teacher: ModelOutput | None
@@ -342,7 +343,7 @@ TERMS: tuple[Term, ...] = (
 def compute_losses(
     method: Method,
     output: ModelOutput,
-    batch: dict[str, Any],
+    batch: Batch,
     distill: DistillConfig,
     model_config: ModelConfig,
     teacher: ModelOutput | None = None,
@@ -372,7 +373,7 @@ def compute_losses(
 
 
 def batch_objective(method: Method, model: MultiViewActionModel, teacher: MultiViewActionModel | None,
-                    batch: dict[str, Any], config: Config) -> LossBreakdown:
+                    batch: Batch, config: Config) -> LossBreakdown:
     """The training objective of one batch, for the engine and the benchmarks alike.
 
     The model runs on `batch` (uint8 video is normalised inside it); the frozen `teacher`, when

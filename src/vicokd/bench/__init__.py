@@ -10,7 +10,6 @@ shapes; the numbers in ``benchmarks/README.md``).
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from pathlib import Path
 from vicokd.bench.common import BenchResult
 from vicokd.errors import VicokdError
 
-__all__ = ["BENCHMARKS", "BenchResult", "get_benchmark", "parse_only", "run_benchmarks", "script_main"]
+__all__ = ["BENCHMARKS", "BenchResult", "get_benchmark", "parse_only", "run_benchmarks"]
 
 
 # name → "module:function" (imported when run), in the order they run.
@@ -68,21 +67,3 @@ def run_benchmarks(names: list[str], size: str = "small", out: str | Path = "ben
         print(f"written to {path}\n", flush=True)
         results.append(result)
     return results
-
-
-def script_main(name: str, description: str, default_out: Path, argv: list[str] | None = None) -> int:
-    """Entry point of ``benchmarks/<script>.py``: one benchmark, full size unless told otherwise."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=["small", "full"], default="full", help="default: full (the paper's shapes)")
-    parser.add_argument("--out", type=Path, default=default_out,
-                        help=f"directory for the JSON result (default: {default_out})")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")
-    parser.add_argument("--frames", type=int, default=None, help="override T (faster, not the headline shape)")
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="where a benchmark that writes a dataset puts it (default: a temporary folder)")
-    args = parser.parse_args(argv)
-    try:
-        run_benchmarks([name], args.size, args.out, args.threads, args.frames, args.work_dir)
-    except VicokdError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    return 0

@@ -13,8 +13,8 @@ copied V times (the content does not change the memory a decode needs; encoding 
 is what takes time here); frames are 224x224 as the paper preset, from a small 10-FPS source.
 
 example:
-  .venv/bin/python benchmarks/prepare_memory.py                 # full size (75, 300, 1200 s)
-  .venv/bin/python benchmarks/prepare_memory.py --size small
+  .venv/bin/vicokd benchmark --size full --only prepare_memory   # full size (75, 300, 1200 s)
+  .venv/bin/vicokd benchmark --only prepare_memory
 """
 
 from __future__ import annotations

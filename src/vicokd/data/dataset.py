@@ -1,4 +1,5 @@
-"""Torch dataset over a prepared cache, and the collate that batches its samples.
+"""Torch dataset over a prepared cache, and the collate that batches its samples into a
+:class:`vicokd.batch.Batch`.
 
 A sample (one multi-view clip, T sampled grid frames) is a dict:
 
@@ -46,6 +47,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from vicokd.batch import Batch
 from vicokd.data.annotations import frame_labels, sequence_labels
 from vicokd.data.cache import CacheIndex, check_sources, load_fbank, load_frames, read_index
 from vicokd.data.features import check_feature_freshness, read_feature_index, resident_features
@@ -205,7 +207,7 @@ class MultiViewClips(Dataset):
         return {**self.__dict__, "_arrays": OrderedDict(), "_features": {}}  # workers open and read their own
 
 
-def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def collate(samples: Sequence[dict[str, Any]]) -> Batch:
     """Stack samples into a batch; fbank rows are zero-padded to the longest; views must agree.
 
     Tensors are stacked by torch's ``default_collate``, which in a DataLoader worker writes the
@@ -215,7 +217,7 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if len(views) > 1:
         keys = [s["key"] for s in samples]
         raise DataError(f"clips {keys} have different numbers of views {sorted(views)}; batch clips of equal V")
-    batch: dict[str, Any] = {}
+    batch: dict[str, Any] = {}  # filled key by key, returned as a Batch
     for name in samples[0]:
         values = [s[name] for s in samples]
         if name == "audio":
@@ -227,4 +229,4 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
             batch[name] = torch.tensor(values, dtype=torch.long)
         else:
             batch[name] = list(values)
-    return batch
+    return batch  # type: ignore[return-value]

@@ -26,6 +26,7 @@ import torch
 
 from vicokd.calibration import DEFAULT_THRESHOLD, Calibration, reported_probabilities
 from vicokd.errors import VicokdError
+from vicokd.models.checkpoint import CheckpointMeta
 
 __all__ = [
     "DEFAULT_MIN_DURATION",
@@ -189,7 +190,7 @@ class Decisions:
     min_duration: float = DEFAULT_MIN_DURATION
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any], threshold: float | None = None, *, min_gap: float = DEFAULT_MIN_GAP,
+    def from_meta(cls, meta: CheckpointMeta, threshold: float | None = None, *, min_gap: float = DEFAULT_MIN_GAP,
                   min_duration: float = DEFAULT_MIN_DURATION) -> Decisions:
         """From a sidecar entry (``classes``, ``calibration``, ``config.data.fps``); `threshold`
         (``--threshold``, in [0, 1]) replaces every class's θ."""

@@ -54,7 +54,7 @@ from vicokd.inference.decisions import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, Ac
 from vicokd.io import write_json_atomic
 from vicokd.metrics import matched_segments
 from vicokd.models import MultiViewActionModel
-from vicokd.models.checkpoint import model_from_checkpoint, read_meta, sidecar_config
+from vicokd.models.checkpoint import CheckpointMeta, model_from_checkpoint, read_meta, sidecar_config
 
 __all__ = [
     "Prediction",
@@ -137,7 +137,7 @@ class Prediction:
         return path
 
 
-def load_student(path: str | Path, device: str | None = "cpu") -> tuple[MultiViewActionModel, dict[str, Any]]:
+def load_student(path: str | Path, device: str | None = "cpu") -> tuple[MultiViewActionModel, CheckpointMeta]:
     """The visual-only student of a checkpoint (eval mode, on `device`) and its sidecar entry.
 
     A teacher checkpoint is refused. `device` None means CUDA when available, else the CPU.
@@ -238,7 +238,7 @@ def window_probabilities(
 
 def predict_clip(
     model: MultiViewActionModel,
-    meta: dict[str, Any],
+    meta: CheckpointMeta,
     videos: Sequence[str | Path],
     *,
     threshold: float | None = None,
@@ -298,7 +298,7 @@ def predict_clip(
 SEGMENT_IOU = 0.5  # a predicted segment is a hit at temporal IoU >= 0.5 with a true one of its class
 
 
-def segment_f1(model: MultiViewActionModel, meta: dict[str, Any], index: CacheIndex, keys: Sequence[str],
+def segment_f1(model: MultiViewActionModel, meta: CheckpointMeta, index: CacheIndex, keys: Sequence[str],
                stride: int | None = None) -> dict[str, float | None]:
     """Segment-level F1 per class of a student on cached clips, at the checkpoint's decisions.
 

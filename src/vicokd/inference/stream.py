@@ -58,7 +58,7 @@ from vicokd.data.sampling import sample_indices
 from vicokd.errors import DataError, VicokdError
 from vicokd.inference.decisions import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, Decisions, SegmentEvent
 from vicokd.models import MultiViewActionModel
-from vicokd.models.checkpoint import sidecar_config
+from vicokd.models.checkpoint import CheckpointMeta, sidecar_config
 
 __all__ = ["DEFAULT_STALL_S", "SOURCE_ENDED", "GridReader", "OnnxParts", "StreamRunner", "StreamSummary",
            "load_onnx_student", "stream_sources"]
@@ -224,7 +224,7 @@ class StreamRunner:
     """Run `model` (a PyTorch student, or the :class:`OnnxParts` of an export) on the grid frames
     of `readers` (one per view) and write JSON lines to `out`."""
 
-    def __init__(self, model: MultiViewActionModel | OnnxParts, meta: dict[str, Any], readers: Sequence[Any],
+    def __init__(self, model: MultiViewActionModel | OnnxParts, meta: CheckpointMeta, readers: Sequence[Any],
                  out: TextIO, *, stride: int | None = None, threshold: float | None = None,
                  stall: float = DEFAULT_STALL_S, allow_missing: bool = False,
                  min_gap: float = DEFAULT_MIN_GAP, min_duration: float = DEFAULT_MIN_DURATION,
@@ -416,7 +416,7 @@ class StreamRunner:
         return StreamSummary(self._written, self._events, time.perf_counter() - started, self.warnings, interrupted)
 
 
-def stream_sources(sources: Sequence[str | Path], meta: dict[str, Any], realtime: bool = False,
+def stream_sources(sources: Sequence[str | Path], meta: CheckpointMeta, realtime: bool = False,
                    input_format: str | None = None, follow: float = 0.0,
                    grid: GridRule | None = None) -> list[GridReader]:
     """One :class:`GridReader` per source, at the checkpoint's frame size, grid rate and grid rule

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -110,7 +110,27 @@ def load_tree(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
         raise VicokdError(f"{path}: checkpoint and sidecar do not match (missing tensor {exc})") from None
 
 
-def read_meta(path: str | Path) -> dict[str, Any]:
+class CheckpointMeta(TypedDict, total=False):
+    """The ``vicokd`` entry of a checkpoint's sidecar: what every reader of a checkpoint gets
+    (:func:`read_meta`, written by the training module); the first seven keys are always there
+    (checked when read)."""
+
+    format: int
+    role: str  # "teacher" | "student"
+    method: str
+    config: dict[str, Any]  # the run's config, self-contained (:func:`sidecar_config` parses it)
+    model_hash: str
+    classes: list[str]
+    epoch: int
+    metrics: dict[str, float]  # the logged scalars at the checkpoint's epoch
+    step: int
+    views: int | None  # the most views of a training clip (predict warns with fewer)
+    pretrained: dict[str, Any]  # the encoders' pretrained files as configured (not read on rebuild)
+    teacher: dict[str, Any] | None  # the teacher a student was distilled from
+    calibration: dict[str, Any] | None  # per-class scaling and thresholds chosen on validation
+
+
+def read_meta(path: str | Path) -> CheckpointMeta:
     """The ``vicokd`` entry of a checkpoint's sidecar (format, role, config, classes, metrics)."""
     path = Path(path)
     side = sidecar_path(path)
@@ -129,7 +149,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
                               f"{getattr(kind, '__name__', 'value')}, found {type(meta.get(field)).__name__}")
     if not all(isinstance(name, str) for name in meta["classes"]):
         raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.classes should be a list of names")
-    return meta
+    return meta  # type: ignore[return-value]
 
 
 def update_meta(path: str | Path, **fields: Any) -> None:
@@ -172,13 +192,13 @@ def load_state_dict(path: str | Path, prefix: str = "model.") -> dict[str, torch
         raise VicokdError(_unreadable(path, exc)) from None
 
 
-def sidecar_config(meta: dict[str, Any], source: str | Path = "checkpoint") -> Config:
+def sidecar_config(meta: CheckpointMeta, source: str | Path = "checkpoint") -> Config:
     """The run config a checkpoint's sidecar entry (``vicokd``) records, parsed and checked; a bad
     one is a one-line error naming `source`."""
     return config_from_dict(meta["config"], f"{source} (sidecar config)")
 
 
-def model_from_checkpoint(path: str | Path, mode: str | None = None) -> tuple[MultiViewActionModel, dict[str, Any]]:
+def model_from_checkpoint(path: str | Path, mode: str | None = None) -> tuple[MultiViewActionModel, CheckpointMeta]:
     """Rebuild the model a checkpoint was trained with and load its weights (no unpickling).
 
     `mode` ("teacher" / "student") overrides the recorded role's architecture. Returns the model

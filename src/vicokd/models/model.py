@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from vicokd.batch import Batch
 from vicokd.config import ModelConfig, replace
 from vicokd.errors import VicokdError
 from vicokd.models.backbones import build_backbone
@@ -179,7 +180,7 @@ class MultiViewActionModel(nn.Module):
         maps = cls_attention(self.visual_encoder.net, frames.reshape(-1, *frames.shape[-3:]))
         return maps.reshape(*lead, *maps.shape[-2:])
 
-    def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
+    def forward(self, batch: Batch) -> ModelOutput:
         if "visual_features" in batch:  # cached by `prepare --features`: pooled (B, V, T, W) or tokens (.., N, W)
             cached = batch["visual_features"]
             visual = (self.visual_encoder.from_tokens(cached) if cached.ndim == 5

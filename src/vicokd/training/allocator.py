@@ -4,7 +4,7 @@ glibc serves allocations of at least ``M_MMAP_THRESHOLD`` bytes with their own `
 gives them back on free. By default it raises that threshold each time such a block is freed
 (up to 32 MiB on 64-bit), after which tensors of a few MiB come from the heap, and the heap's
 freed space stays resident and fragmented. Measured on the paper architecture (ViT-S/32, AST,
-T = 70, chunked + checkpointed encoders; ``benchmarks/train_step.py``): extrapolated peak
+T = 70, chunked + checkpointed encoders; ``vicokd benchmark --only train``): extrapolated peak
 resident memory at batch 12 is 73 GiB with the default and 7.4 GiB with the threshold fixed at
 1 MiB; a batch-1 step took the same time both ways (31.5 s vs 31.4 s at T = 8).
 

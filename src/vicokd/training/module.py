@@ -23,6 +23,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from vicokd.batch import Batch
 from vicokd.config import Config, OptimConfig, config_hash, config_to_dict, replace
 from vicokd.errors import VicokdError
 from vicokd.methods import batch_objective, get_method
@@ -38,7 +39,7 @@ class NonFiniteLossError(VicokdError):
     """A loss term became NaN or Inf."""
 
 
-def apply_condition(batch: dict[str, Any], condition: Condition, seed: int = 0) -> dict[str, Any]:
+def apply_condition(batch: Batch, condition: Condition, seed: int = 0) -> Batch:
     """Evaluation conditions for an audio-visual model.
 
     ``av``: as recorded. ``audio-missing``: each view's audio is dropped with probability ½
@@ -106,7 +107,7 @@ class ViCoKDModule(L.LightningModule):
     def teacher(self) -> MultiViewActionModel | None:
         return self._teacher[0] if self._teacher else None
 
-    def forward(self, batch: dict[str, Any]) -> ModelOutput:
+    def forward(self, batch: Batch) -> ModelOutput:
         return self.model(batch)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
@@ -120,7 +121,7 @@ class ViCoKDModule(L.LightningModule):
             self.teacher.to(self.device).eval()
 
     # ------------------------------------------------------------------ training
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         losses = batch_objective(self.method, self.model, self.teacher, batch, self.config)
         terms = torch.stack([losses.total.detach(), *(value.detach() for value in losses.terms.values())])
         if not torch.isfinite(terms).all():
@@ -170,7 +171,7 @@ class ViCoKDModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     # ------------------------------------------------------------------ evaluation
-    def _eval_step(self, batch: dict[str, Any], outputs: list[dict[str, torch.Tensor]]) -> None:
+    def _eval_step(self, batch: Batch, outputs: list[dict[str, torch.Tensor]]) -> None:
         batch = apply_condition(batch, self.condition, self.config.train.seed)
         output = self(batch)
         outputs.append({
@@ -181,11 +182,11 @@ class ViCoKDModule(L.LightningModule):
             "frame_labels": batch["frame_labels"],
         })
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Loader 0 is the validation split; loader 1 (``train.test_curve``) the test split."""
         self._eval_step(batch, self._curve_outputs if dataloader_idx == 1 else self._eval_outputs)
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch, self._eval_outputs)
 
     def _finish_eval(self, stage: str, outputs: list[dict[str, torch.Tensor]] | None = None) -> None:
