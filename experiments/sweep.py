@@ -1,8 +1,10 @@
 """Option sweep on a prepared environment: teacher per seed, then students per (variant, method, supervision, seed).
 
-Every run's validation and test mAP and gradient shares go to OUT/results.jsonl (one line per
-run, finished runs reused), and OUT/table.md summarises mean ± std over seeds, validation first
-(choose on validation; test is reported, never used to choose).
+The runs are a :class:`vicokd.pipeline.grid.GridPlan` (one environment, the demo preset, the
+variants as named student overrides): finished runs are reused, students start after their
+teacher, ``--parallel-runs`` trains several at once. Every run's validation and test mAP and
+gradient shares go to OUT/results.jsonl (one line per run), and OUT/table.md summarises mean ±
+std over seeds, validation first (choose on validation; test is reported, never used to choose).
 
     python experiments/sweep.py --data D --cache C --out OUT --seeds 0,1,2 --methods student,cokd,vicokd \\
         --variant base= --variant pooled=model.sequence_head=frame_pool,distill.vc_tau=0.25 \\
@@ -16,10 +18,8 @@ import json
 import statistics
 from pathlib import Path
 
-from vicokd.config import load_config
-from vicokd.training.run import fit
-
-CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "demo"
+from vicokd.pipeline.grid import EnvData, GridPlan, run_plans
+from vicokd.pipeline.steps import StepLog
 
 
 def _variant(text: str) -> tuple[str, list[str]]:
@@ -35,46 +35,29 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default="student,cokd,vicokd")
     parser.add_argument("--sups", default="frame,sequence")
+    parser.add_argument("--backbone", default="multitsf")
     parser.add_argument("--variant", action="append", default=[], help="NAME=k=v,k=v (student overrides)")
     parser.add_argument("--set", dest="common", action="append", default=[], help="overrides of every run")
     parser.add_argument("--teacher-set", action="append", default=[], help="overrides of the teachers only")
+    parser.add_argument("--parallel-runs", type=int, default=1)
     args = parser.parse_args()
-    variants = dict(_variant(v) for v in args.variant) or {"base": []}
-    seeds = [int(s) for s in args.seeds.split(",")]
-    args.out.mkdir(parents=True, exist_ok=True)
+    # the runs are pipeline.grid's cells (reused when finished, students after their teachers)
+    plan = GridPlan(grid="table1", envs=[EnvData("sweep", args.data, args.cache)], backbones=[args.backbone],
+                    supervisions=args.sups.split(","), methods=["teacher", *args.methods.split(",")],
+                    seeds=[int(s) for s in args.seeds.split(",")], preset="demo", out=args.out,
+                    overrides=args.common, variants=dict(_variant(v) for v in args.variant) or {"base": []},
+                    teacher_overrides=args.teacher_set, parallel_runs=args.parallel_runs)
+    summaries = run_plans([plan], StepLog(args.out / "steps.json", len(plan.cells)), progress=False)
     results = args.out / "results.jsonl"
-    done = {r["name"] for r in map(json.loads, results.read_text().splitlines())} if results.is_file() else set()
-    common = [f"data.root={args.data}", f"data.cache={args.cache}", f"train.out_dir={args.out / 'runs'}",
-              *args.common]
-
-    def run(name: str, config_file: str, overrides: list[str], teacher: Path | None, record: dict) -> Path:
-        summary_path = args.out / "runs" / name / "summary.json"
-        if name not in done:
-            summary = fit(load_config(CONFIGS / config_file, [*common, f"train.name={name}", *overrides]),
-                          teacher_checkpoint=teacher, progress=False)
-            entry = {**record, "name": name, "val": summary["val"], "test": {k: summary["test"][k] for k in
-                                                                              ("seq_map", "frame_map")},
+    with results.open("w") as handle:
+        for cell, summary in summaries.items():
+            entry = {"variant": cell.variant or "-", "method": cell.method, "supervision": cell.supervision,
+                     "seed": cell.seed, "name": cell.name, "val": summary["val"],
+                     "test": {k: summary["test"][k] for k in ("seq_map", "frame_map")},
                      "best_epoch": summary["best_epoch"], "grad_share": summary["grad_share"],
                      "seconds": summary["seconds"], "init": summary.get("init"),
                      "agreement": (summary.get("transfer") or {}).get("frame_decision_agreement")}
-            with results.open("a") as handle:
-                handle.write(json.dumps(entry) + "\n")
-            print(name, "val", {k: round(v, 2) for k, v in summary["val"].items()}, "test",
-                  round(summary["test"]["seq_map"], 2), round(summary["test"]["frame_map"], 2),
-                  f"{summary['seconds']:.0f}s", flush=True)
-        return Path(json.loads(summary_path.read_text())["best_checkpoint"])
-
-    for seed in seeds:
-        teacher = run(f"teacher-s{seed}", "teacher.yaml", [f"train.seed={seed}", *args.teacher_set], None,
-                      {"variant": "-", "method": "teacher", "supervision": "frame", "seed": seed})
-        for variant, overrides in variants.items():
-            for method in args.methods.split(","):
-                for sup in args.sups.split(","):
-                    needs_teacher = method not in ("student",)
-                    run(f"{variant}-{method}-{sup}-s{seed}", "student.yaml",
-                        [f"train.seed={seed}", f"distill.method={method}", f"distill.supervision={sup}", *overrides],
-                        teacher if needs_teacher else None,
-                        {"variant": variant, "method": method, "supervision": sup, "seed": seed})
+            handle.write(json.dumps(entry) + "\n")
     write_table(results, args.out / "table.md")
 
 

@@ -143,3 +143,16 @@ def test_parallel_runs_equal_serial_runs_of_the_same_threads(grid, tmp_path, cap
             serial = json.loads((tmp_path / "serial" / "runs" / name / "summary.json").read_text())
             assert parallel["test"] == serial["test"], name
             assert parallel["best_epoch"] == serial["best_epoch"], name
+
+
+def test_student_variants_share_their_teachers_and_teacher_overrides_stay_with_teachers(tmp_path):
+    from dataclasses import replace
+
+    plan = make_plan("table1", [EnvData("toy", tmp_path / "data", tmp_path / "cache")], seeds=1, out=tmp_path,
+                     backbones=["multitsf"], methods=["teacher", "vicokd"], supervisions=["frame"])
+    plan = replace(plan, variants={"a": [], "b": ["distill.vc_tau=0.25"]}, teacher_overrides=["optim.lr=0.01"])
+    names = [cell.name for cell in plan.cells]
+    assert names == ["toy-multitsf-teacher-s0", "toy-multitsf-a-vicokd-frame-s0", "toy-multitsf-b-vicokd-frame-s0"]
+    teacher, a, b = (plan.config(cell) for cell in plan.cells)
+    assert teacher.optim.lr == 0.01 and a.optim.lr != 0.01 and b.optim.lr != 0.01
+    assert b.distill.vc_tau == 0.25 and a.distill.vc_tau != 0.25 and teacher.distill.vc_tau != 0.25

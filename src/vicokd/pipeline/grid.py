@@ -107,6 +107,7 @@ class Cell:
     supervision: str
     method: str
     seed: int
+    variant: str = ""  # a student's named extra overrides (GridPlan.variants); teachers have none
 
     @property
     def is_teacher(self) -> bool:
@@ -115,7 +116,8 @@ class Cell:
     @property
     def name(self) -> str:
         sup = "" if self.is_teacher else f"-{self.supervision}"
-        return f"{self.env.name}-{self.backbone}-{self.method}{sup}-s{self.seed}"
+        variant = f"{self.variant}-" if self.variant else ""
+        return f"{self.env.name}-{self.backbone}-{variant}{self.method}{sup}-s{self.seed}"
 
     @property
     def key(self) -> CellKey:
@@ -138,6 +140,10 @@ class GridPlan:
     preset: str
     out: Path
     overrides: list[str] = field(default_factory=list)
+    # named student variants: extra overrides of the students only, each variant a copy of every
+    # student cell distilled from the same teachers ({"": []}: the plain grid)
+    variants: dict[str, list[str]] = field(default_factory=lambda: {"": []})
+    teacher_overrides: list[str] = field(default_factory=list)  # of the teachers only
     workers: int = 2  # processes decoding clips in `prepare`
     parallel_runs: int = 1  # training runs at once, each in its own process (see run_plans)
 
@@ -150,22 +156,26 @@ class GridPlan:
                 for seed in self.seeds:
                     for method in self.methods:
                         role = get_method(method).role
+                        variants = [""] if role == "teacher" else list(self.variants)
                         for sup in (["frame"] if role == "teacher" else self.supervisions):
-                            cell = Cell(env, backbone, sup, method, seed)
-                            if get_method(method).needs_teacher:
-                                wanted.append(cell.teacher())
-                            wanted.append(cell)
+                            for variant in variants:
+                                cell = Cell(env, backbone, sup, method, seed, variant)
+                                if get_method(method).needs_teacher:
+                                    wanted.append(cell.teacher())
+                                wanted.append(cell)
         unique = list(dict.fromkeys(wanted))
         return [c for c in unique if c.is_teacher] + [c for c in unique if not c.is_teacher]
 
     def config(self, cell: Cell) -> Config:
-        """The run config of `cell`: the preset's teacher/student YAML + the cell + --set overrides."""
+        """The run config of `cell`: the preset's teacher/student YAML + the cell + --set overrides
+        (+ the teachers' own, or the student's variant's)."""
         directory = preset_dir(self.preset)
         overrides = [f"data.root={cell.env.root}", f"data.cache={cell.env.cache}",
                      f"model.backbone={cell.backbone}", f"distill.method={cell.method}",
                      f"distill.supervision={cell.supervision}", f"train.seed={cell.seed}",
                      f"train.out_dir={self.out / 'runs'}", f"train.name={cell.name}",
-                     *([f"data.features={cell.env.features}"] if cell.env.features else []), *self.overrides]
+                     *([f"data.features={cell.env.features}"] if cell.env.features else []), *self.overrides,
+                     *(self.teacher_overrides if cell.is_teacher else self.variants.get(cell.variant, []))]
         return load_config(directory / ("teacher.yaml" if cell.is_teacher else "student.yaml"), overrides)
 
     def env_config(self, env: EnvData) -> Config:
@@ -216,7 +226,7 @@ def make_plan(grid: str, envs: Sequence[EnvData], *, seeds: int = 3, preset: str
         raise VicokdError(f"--parallel-runs {parallel_runs}: need at least 1")
     preset_dir(preset)
     return GridPlan(grid, list(envs), chosen_backbones, chosen_sups, chosen_methods, list(range(seeds)), preset,
-                    Path(out), list(overrides), workers, parallel_runs)
+                    Path(out), list(overrides), workers=workers, parallel_runs=parallel_runs)
 
 
 def step_count(plan: GridPlan) -> int:
