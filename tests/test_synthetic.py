@@ -256,6 +256,23 @@ def test_a_class_is_heard_where_it_is_not_seen(planned: tuple) -> None:
     assert len(found) >= 3, found
 
 
+def test_room_noise_is_pink_with_hum_and_reproducible() -> None:
+    noise = room_noise(np.random.default_rng(3), 2, 10 * SAMPLE_RATE)
+    assert noise.dtype == np.float32 and noise.shape == (2, 10 * SAMPLE_RATE)
+    assert np.array_equal(noise, room_noise(np.random.default_rng(3), 2, 10 * SAMPLE_RATE))
+    # level in [0.7, 1.3] × sqrt(0.0025² + 0.0006² + 0.0008²/2) (pink, hiss and hum powers add)
+    floor = np.sqrt(0.0025**2 + 0.0006**2 + 0.0008**2 / 2)
+    assert np.all((noise.std(axis=1) > 0.65 * floor) & (noise.std(axis=1) < 1.35 * floor))
+    power = np.abs(np.fft.rfft(noise[0])) ** 2
+    freqs = np.fft.rfftfreq(noise.shape[1], 1 / SAMPLE_RATE)
+
+    def band(low: float, high: float) -> float:
+        return float(power[(freqs >= low) & (freqs < high)].mean())
+
+    assert 6 < band(100, 200) / band(1000, 2000) < 13  # pink: power ∝ 1/f, ten times lower a decade up
+    assert band(49.8, 50.2) > 20 * band(60, 100)  # the mains hum stands out
+
+
 def test_loud_action_is_loudest_at_the_nearest_microphone() -> None:
     home = build_home(5)
     mics = np.array([c.position for c in home.cameras])

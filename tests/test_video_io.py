@@ -82,3 +82,16 @@ def test_bad_inputs(tmp_path: Path, frames: np.ndarray, audio: np.ndarray | None
     with pytest.raises(ValueError, match=message):
         write_mp4(tmp_path / "x.mp4", frames, fps, audio)
     assert not list(tmp_path.iterdir())
+
+
+def test_flac_track_decodes_to_the_written_samples(tmp_path: Path) -> None:
+    frames = _frames(count=10)
+    audio = np.random.default_rng(1).uniform(-0.4, 0.4, int(SR * 2)).astype(np.float32)  # the 2 s of 10 frames at 5 fps
+    write_mp4(tmp_path / "clip.mp4", frames, 5.0, audio, audio_codec="flac")
+    with av.open(str(tmp_path / "clip.mp4")) as container:
+        assert container.streams.audio[0].codec_context.name == "flac"
+        sound = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+    assert sound.dtype == np.int16 and len(sound) == len(audio)
+    assert np.array_equal(sound, np.round(audio * 32767).astype(np.int16))  # lossless at 16 bits
+    with pytest.raises(ValueError, match="audio_codec"):
+        write_mp4(tmp_path / "bad.mp4", frames, 5.0, audio, audio_codec="mp3")

@@ -3,7 +3,9 @@
 Layout of the output directory::
 
     OUT/01/00-View1-Part1.mp4 …  session folders; per clip one mp4 per view: H.264 video and the
-                                 AAC track of that camera's microphone (16 kHz mono)
+                                 track of that camera's microphone (16 kHz mono, FLAC: lossless,
+                                 and a tenth of AAC's encoding time, which was a fifth of the
+                                 synthesis; the loaders decode any codec PyAV reads)
     OUT/all_labels.json          every clip record {"video_url_1": …, "tricks": [{start, end, labels}]}
     OUT/train.json, test.json    7:3 split by iterative stratification (vicokd.data.split)
     OUT/visibility.npz           ground truth per clip (V, L): 1 where the actor is visible at grid
@@ -65,7 +67,8 @@ from vicokd.synthetic.view_quality import (
 MANIFEST = "synth.json"
 VISIBILITY = "visibility.npz"
 QUALITY_SAVE_SECONDS = 60.0  # view_quality.npz is saved at most this often while clips are made
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: FLAC audio tracks (1: AAC)
+AUDIO_CODEC = "flac"
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,7 @@ def make_clip(home: Home, options: SynthOptions, job: ClipJob, out: Path
     audio = microphone_audio(home, job.script, job.audio_seed, SAMPLE_RATE)
     for renderer, video, track in zip(_renderers(home, options.size, options.supersample), job.videos, audio):
         frames = render_view(renderer, job.script, options.fps)
-        write_mp4(out / video, frames, options.fps, track, SAMPLE_RATE)
+        write_mp4(out / video, frames, options.fps, track, SAMPLE_RATE, audio_codec=AUDIO_CODEC)
     measures = clip_measures(home, job.script, options)
     return job.index, visibility_from_measures(measures), measures
 

@@ -287,6 +287,11 @@ class ViewRenderer:
         self.vis_size = (VIS_WIDTH, max(1, round(VIS_WIDTH * height / width)))
         vrows, vcols = np.meshgrid(np.arange(self.vis_size[1]) + 0.5, np.arange(VIS_WIDTH) + 0.5, indexing="ij")
         self.coarse = StaticLayer(home, camera, self.vis_size, vrows, vcols)
+        # rays of the visibility grid extended by its size each way (the body may reach past the image)
+        vis_w, vis_h = self.vis_size
+        wide_rows, wide_cols = np.meshgrid(np.arange(-vis_h, 2 * vis_h) + 0.5, np.arange(-vis_w, 2 * vis_w) + 0.5,
+                                           indexing="ij")
+        self.wide_dirs = camera.rays(wide_rows, wide_cols, self.vis_size)
         self._backgrounds: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray]] = {}
 
     def _finish(self, color: np.ndarray) -> np.ndarray:
@@ -352,7 +357,7 @@ class ViewRenderer:
         r0, r1, c0, c1 = box
         rows, cols = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
         rows, cols = rows.ravel(), cols.ravel()
-        dirs = self.camera.rays(rows + 0.5, cols + 0.5, self.vis_size)
+        dirs = self.wide_dirs[(rows + height) * 3 * width + cols + width]
         t, _, _ = cast_capsules(self.coarse.origin, dirs, caps)
         body = np.isfinite(t)
         total = int(body.sum())

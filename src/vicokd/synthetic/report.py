@@ -137,8 +137,8 @@ def write_readme(path: Path, home: Home, options: SynthOptions, summary: SynthSu
         "## Files",
         "",
         f"- `01/` … : session folders; `{{id}}-View{{k}}-Part1.mp4` is view k of a clip: H.264 video, "
-        f"{width}×{height} at {options.fps:g} fps, and an AAC track (16 kHz mono) from the microphone "
-        "at camera k.",
+        f"{width}×{height} at {options.fps:g} fps, and a FLAC track (16 kHz mono, lossless) from the "
+        "microphone at camera k.",
         f"- `all_labels.json`: all {summary.clips} clip records; `train.json` ({summary.train}) and `test.json` "
         f"({summary.test}): {100 * (1 - options.test_fraction):.0f}:{100 * options.test_fraction:.0f} split by "
         f"iterative stratification (seed {options.seed}). A record is "
