@@ -9,7 +9,8 @@ import pytest
 from vicokd.cli import main
 
 TINY = ["--set", "data.num_frames=4", "--set", "data.val_fraction=0.3", "--set", "optim.batch_size=2"]
-STUDENTS = ("student", "logitkd", "modalkd", "dualkd", "cokd", "vicokd", "vicokd-ml")
+STUDENTS = ("student", "logitkd", "modalkd", "dualkd", "cokd", "vicokd", "vicokd-ml")  # the fixture asks for ML
+PAPER_STUDENTS = STUDENTS[:-1]
 HOMES = ("home1", "home2")
 RUNS = [f"{home}-multitsf-{name}" for home in HOMES for name in [f"teacher-s{seed}" for seed in (0, 1)] + [
     f"{m}-{s}-s{seed}" for m in STUDENTS for s in ("frame", "sequence") for seed in (0, 1)]]
@@ -25,7 +26,7 @@ TABLE_RUNS = [f"{home}-{name}" for home in HOMES for name in [f"multitsf-teacher
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
     args = ["demo", "--out", str(out), "--fast", "--clips", "8", "--epochs", "1", "--backbones", "multitsf",
-            "--workers", "2", "--quiet", *TINY]
+            "--workers", "2", "--quiet", "--beyond-paper", *TINY]
     assert main(args) == 0
     return out, args
 
@@ -58,6 +59,10 @@ def test_demo_writes_report_tables_and_plots(demo):
     assert audio.is_file() and teacher["vicokd"]["pretrained"]["audio"] == str(audio)
     for condition in ("av", "audio-missing", "visual"):
         assert (teacher_run / "eval" / f"test-{condition}.json").is_file()
+    # only Fig. 3's runs (MultiASL) evaluate the test split after every epoch
+    curve = (out / "runs" / "home1-multiasl-vicokd-frame-s0" / "metrics.csv").read_text().splitlines()[0]
+    plain = (out / "runs" / "home1-multitsf-vicokd-frame-s0" / "metrics.csv").read_text().splitlines()[0]
+    assert "test_curve/seq_map" in curve and "test_curve" not in plain and "val/seq_map" in plain
     # transfer diagnostics in every distillation run's summary
     assert config["init"]["student_init"] == "teacher" and 0 <= config["init"]["seq_map"] <= 100
     assert 0 <= config["transfer"]["frame_decision_agreement"] <= 1 and config["transfer"]["teacher_test"]["per_class"]
@@ -141,17 +146,21 @@ def test_demo_options_fast_and_explicit(tmp_path):
 
     default = DemoOptions()
     assert default.num_clips == DEFAULT_CLIPS and default.num_epochs is None and default.num_seeds == DEFAULT_SEEDS
-    assert len(default.plan().cells) == 2 * 3 * DEFAULT_SEEDS * (1 + 2 * len(STUDENTS))  # homes × backbones
-    assert [p.grid for p in default.all_plans()] == ["table1", "table2", "table3", "table4", "table1"]
+    assert len(default.plan().cells) == 2 * 3 * DEFAULT_SEEDS * (1 + 2 * len(PAPER_STUDENTS))  # homes × backbones
+    assert "vicokd-ml" not in {c.method for c in default.plan().cells}
+    assert [p.grid for p in default.all_plans()] == ["table1", "table1", "table2", "table3", "table4"]
+    figure = default.all_plans()[0]  # Fig. 3's runs come first: the shared cells get its test curve
+    assert figure.backbones == ["multiasl"] and "train.test_curve=true" in figure.overrides
+    assert all("train.test_curve=true" not in p.overrides for p in default.all_plans()[1:])
     fast = DemoOptions(out=tmp_path, fast=True)
     assert fast.num_clips == FAST_CLIPS and fast.num_epochs == FAST_EPOCHS and fast.num_seeds == FAST_SEEDS
-    assert f"optim.epochs={FAST_EPOCHS}" in fast.plan().overrides and "train.test_curve=true" in fast.plan().overrides
+    assert f"optim.epochs={FAST_EPOCHS}" in fast.plan().overrides
     assert [env.features for env in fast.plan().envs] == [tmp_path / "home1" / "features",
                                                            tmp_path / "home2" / "features"]
     assert fast.synth_options("home2").layout == "home2" and fast.synth_options("home1").seed == 0
     assert f"model.visual.pretrained={tmp_path / 'pretrain' / 'encoder.safetensors'}" in fast.plan().overrides
     explicit = DemoOptions(out=tmp_path, fast=True, clips=30, epochs=7, seeds=1, backbone="multiasl", data_seed=4,
-                           finetune=True, backbones=("multiasl",), homes=("home1",))
+                           finetune=True, backbones=("multiasl",), homes=("home1",), beyond_paper=True)
     assert explicit.synth_options().clips == 30 and explicit.synth_options().seed == 4
     assert explicit.pretrain_options().data_seed == 4
     assert "optim.epochs=7" in explicit.plan().overrides
@@ -161,7 +170,7 @@ def test_demo_options_fast_and_explicit(tmp_path):
     assert len(plan.cells) == 1 + 2 * len(STUDENTS)
     # --only table4: the ablations, and only the detailed backbone's teachers of Table 1
     ablations = DemoOptions(out=tmp_path, only=("table4",), seeds=1)
-    assert [p.grid for p in ablations.all_plans()] == ["table1", "table4"]
+    assert [p.grid for p in ablations.all_plans()] == ["table1", "table4"]  # no figures: no Fig. 3 plan
     assert {c.method for c in ablations.plan().cells} == {"teacher"}
     assert {c.backbone for c in ablations.plan().cells} == {"multitsf"}
 

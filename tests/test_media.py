@@ -10,6 +10,7 @@ from vicokd.data.media import (
     probe_video,
     read_audio,
     read_grid_frames,
+    rgb_converter,
 )
 from vicokd.errors import DataError
 
@@ -44,6 +45,25 @@ def test_seeking_gives_the_same_frames(video):
     np.testing.assert_array_equal(picked, everything[[7, 2]])
     resized = read_grid_frames(video, (32, 40), indices=np.arange(11))
     assert resized.shape == (11, 32, 40, 3)
+
+
+def test_rgb_converter_gives_pyav_pixels(tmp_path):
+    """One scaler context reused over frames: the pixels of PyAV's per-frame conversion, any size."""
+    import av
+    from skimage import data as photos
+
+    from vicokd.data.video_io import write_mp4
+
+    photo = photos.astronaut()[::4, ::4]  # (128, 128, 3), real pixels
+    frames = np.stack([np.roll(photo, 9 * i, axis=1) for i in range(6)])
+    path = tmp_path / "photo.mp4"
+    write_mp4(path, frames, FPS)
+    for size in ((128, 128), (60, 80), (37, 51)):
+        convert = rgb_converter(size)
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                expected = frame.to_ndarray(format="rgb24", width=size[1], height=size[0])
+                np.testing.assert_array_equal(convert(frame), expected)
 
 
 def test_past_the_end_repeats_last_frame(video):

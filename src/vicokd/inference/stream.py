@@ -54,6 +54,7 @@ import torch
 
 from vicokd.data.frame_grid import GridPicker, GridRule
 from vicokd.data.media import frame_time as _frame_time
+from vicokd.data.media import rgb_converter
 from vicokd.data.sampling import sample_indices
 from vicokd.errors import DataError, VicokdError
 from vicokd.inference.decisions import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, Decisions, SegmentEvent
@@ -91,9 +92,7 @@ class GridReader(threading.Thread):
 
     def _picker_for(self, rate: float) -> GridPicker:
         if self._picker is None:
-            height, width = self.size
-            self._picker = GridPicker(self.rule, rate, self.fps,
-                                      lambda frame: frame.to_ndarray(format="rgb24", width=width, height=height))
+            self._picker = GridPicker(self.rule, rate, self.fps, rgb_converter(self.size))
         return self._picker
 
     def _give(self, items: list[tuple[int, np.ndarray]]) -> None:

@@ -26,7 +26,8 @@ Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
    method, V_F and V_S, on every ``--backbones`` backbone and home; Table 2 is ViCoKD's rows of
    it), Table 3 (the teacher with view consistency), Table 4 (ViCoKD's five ablations on
    MultiASL) and Fig. 3 (test mAP per epoch of the student, LogitKD, CoKD and ViCoKD on
-   MultiASL, logged by ``train.test_curve``); teachers are shared between parts;
+   MultiASL, logged by ``train.test_curve``, which only these runs pay for); teachers are shared
+   between parts;
 6. every teacher of the detailed backbone (``--backbone``) on the test split with its audio,
    with half of it and without it;
 7. the report: the homes' co-visibility and view disparity, Tables 1-4 as mean ± std over seeds
@@ -64,12 +65,13 @@ from vicokd.pipeline.grid import (
 from vicokd.pipeline.home import demo_synth_options, synthesise_or_reuse
 from vicokd.pipeline.pretrain import ENCODER_FILE, REPORT_FILE, PretrainOptions, run_pretrain
 from vicokd.pipeline.steps import StepLog
+from vicokd.report.tables import TABLE1_EXTRA_METHODS, TABLE1_METHODS
 from vicokd.synthetic import SynthOptions
 from vicokd.synthetic.scene import LAYOUTS
 from vicokd.training.encoder_features import compute_features
 
 DEMO_HOMES = ("home1", "home2")  # camera layouts (vicokd.synthetic.scene.LAYOUTS), one environment each
-DEMO_METHODS = ("teacher", "student", "logitkd", "modalkd", "dualkd", "cokd", "vicokd", "vicokd-ml")
+DEMO_METHODS = TABLE1_METHODS  # the paper's rows of Table 1; --beyond-paper adds TABLE1_EXTRA_METHODS
 DEMO_PARTS = ("table1", "table3", "table4", "figures")  # what --only can choose
 FIG3_BACKBONE = "multiasl"  # the paper's Fig. 3 (test mAP per epoch) and Table 4 (ablations) are on MultiASL
 FIG3_METHODS = ("teacher", "student", "logitkd", "cokd", "vicokd")
@@ -96,6 +98,7 @@ class DemoOptions:
     only: tuple[str, ...] = DEMO_PARTS
     fast: bool = False
     finetune: bool = False  # train the encoders end to end instead of from cached frozen features
+    beyond_paper: bool = False  # Table 1 also runs the methods beyond the paper (ViCoKD-ML)
     views: int = 5
     data_seed: int = 0  # generator seed of the demo homes (the same scripts in both layouts)
     workers: int = 2  # processes rendering (synth), decoding (prepare) and training (runs)
@@ -169,20 +172,24 @@ class DemoOptions:
                                views=self.views, modality=modality, workers=self.workers, overrides=self.overrides,
                                **sizes)  # type: ignore[arg-type]
 
-    def _grid(self, grid: str, backbones: Sequence[str], methods: Sequence[str]) -> GridPlan:
+    def _grid(self, grid: str, backbones: Sequence[str], methods: Sequence[str], test_curve: bool = False
+              ) -> GridPlan:
         overrides = [f"optim.epochs={self.num_epochs}"] if self.num_epochs else []
         overrides.append(f"model.visual.pretrained={self.encoder_path}")
         overrides.append(f"model.audio.pretrained={self.audio_encoder_path}")
-        overrides.append("train.test_curve=true")  # Fig. 3: test mAP per epoch (logged only, tested)
+        if test_curve:  # Fig. 3: test mAP per epoch (logged only, the weights are the same, tested)
+            overrides.append("train.test_curve=true")
         return make_plan(grid, self.envs(), seeds=self.num_seeds, preset="demo", out=self.out,
                          backbones=list(dict.fromkeys(backbones)), methods=methods,
                          overrides=[*overrides, *self.overrides], workers=self.workers,
                          parallel_runs=self.workers)
 
     def plan(self) -> GridPlan:
-        """Table 1: the teacher and every student method under V_F and V_S on every backbone and home
+        """Table 1: the teacher and the paper's student methods (with ``--beyond-paper`` also ViCoKD-ML)
+        under V_F and V_S on every backbone and home
         (with ``--only`` leaving table1 out, its detailed backbone's teachers only, for the other tables)."""
-        methods = DEMO_METHODS if "table1" in self.only else ("teacher",)
+        methods = (*DEMO_METHODS, *(TABLE1_EXTRA_METHODS if self.beyond_paper else ())) \
+            if "table1" in self.only else ("teacher",)
         return self._grid("table1", self.backbones if "table1" in self.only else [self.detail_backbone], methods)
 
     def table_plans(self) -> list[GridPlan]:
@@ -200,13 +207,16 @@ class DemoOptions:
 
     def figure_plan(self) -> GridPlan | None:
         """The runs of Fig. 3 (MultiASL: teacher, student, LogitKD, CoKD, ViCoKD) when ``--only`` has
-        figures; they are Table 1's cells of MultiASL, so with table1 they are run once."""
-        return self._grid("table1", [FIG3_BACKBONE], FIG3_METHODS) if "figures" in self.only else None
+        figures; they are Table 1's cells of MultiASL, so with table1 they are run once. Only they
+        evaluate the test split after every epoch (``train.test_curve``: 89 more clips an epoch)."""
+        return self._grid("table1", [FIG3_BACKBONE], FIG3_METHODS, test_curve=True) if "figures" in self.only \
+            else None
 
     def all_plans(self) -> list[GridPlan]:
-        """Every plan whose cells this demo runs, Table 1 first."""
+        """Every plan whose cells this demo runs: Fig. 3's first (a cell two plans share runs with
+        the first plan's config, here its test curve), then Table 1 and the others."""
         figure = self.figure_plan()
-        return [self.plan(), *self.table_plans(), *([figure] if figure else [])]
+        return [*([figure] if figure else []), self.plan(), *self.table_plans()]
 
 
 def synthesise(options: DemoOptions, home: str, log: StepLog, progress: bool = True) -> None:
