@@ -1,7 +1,9 @@
 """Decoding frames on the 2.5-FPS grid and audio fbank chunks from real mp4 files."""
 
+import av
 import numpy as np
 import pytest
+from skimage import data as photos
 
 from vicokd.data.media import (
     audio_chunks,
@@ -12,6 +14,7 @@ from vicokd.data.media import (
     read_grid_frames,
     rgb_converter,
 )
+from vicokd.data.video_io import write_mp4
 from vicokd.errors import DataError
 
 from media_helpers import FPS, SAMPLE_RATE, SIZE, frame_colour, make_video
@@ -49,11 +52,6 @@ def test_seeking_gives_the_same_frames(video):
 
 def test_rgb_converter_gives_pyav_pixels(tmp_path):
     """One scaler context reused over frames: the pixels of PyAV's per-frame conversion, any size."""
-    import av
-    from skimage import data as photos
-
-    from vicokd.data.video_io import write_mp4
-
     photo = photos.astronaut()[::4, ::4]  # (128, 128, 3), real pixels
     frames = np.stack([np.roll(photo, 9 * i, axis=1) for i in range(6)])
     path = tmp_path / "photo.mp4"

@@ -431,7 +431,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                         help="train the encoders end to end (slower) instead of from cached frozen features")
     parser.add_argument("--beyond-paper", action="store_true",
                         help="Table 1 also runs ViCoKD-ML (sigmoid distributions, not in the paper): 36 more "
-                             "runs, about 2.5 min on 2 cores")
+                             "runs, about 2 min on 2 cores")
     parser.add_argument("--fast", action="store_true", help="a smoke run: few clips, 2 epochs, 2 seeds")
     _add_workers(parser, "processes rendering and decoding clips, and training runs at a time (default 2)")
     _add_quiet(parser, "no progress bars (the step list is still printed)")
@@ -446,9 +446,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     chosen = {"backbones": _comma_list(args.backbones), "homes": _comma_list(args.homes),
               "only": _comma_list(args.only)}
     run_demo(DemoOptions(out=args.out, clips=args.clips, epochs=args.epochs, seeds=args.seeds,
-                         backbone=args.backbone, fast=args.fast, finetune=args.finetune, beyond_paper=args.beyond_paper,
-                         data_seed=args.data_seed,
-                         workers=args.workers, overrides=tuple(args.overrides),
+                         backbone=args.backbone, fast=args.fast, finetune=args.finetune,
+                         beyond_paper=args.beyond_paper, data_seed=args.data_seed, workers=args.workers,
+                         overrides=tuple(args.overrides),
                          **{k: tuple(v) for k, v in chosen.items() if v}),
              progress=not args.quiet)
     return 0
