@@ -171,6 +171,27 @@ def test_trainable_top_block_from_cached_tokens_equals_the_model_on_raw_video(se
                                                                    "model.visual.trainable_blocks=-1"]))
 
 
+def test_a_top_block_run_with_the_class_token_block_equals_one_with_the_whole_block(setup, monkeypatch):
+    """The class-token block (models/class_token_block.py) changes the cost of a K = 1 run, not its
+    result: the same run with the whole last block ends with the same weights and test mAP."""
+    import vicokd.models.encoders as encoders
+
+    base, overrides, teacher = setup
+    out = base / "feats-k1-same"
+    k1 = [*overrides, "model.visual.trainable_blocks=1", "optim.epochs=2"]
+    compute_features(load_config(CONFIGS / "teacher.yaml", k1), out, encoders_from=teacher, progress=False)
+    folded = fit(load_config(CONFIGS / "teacher.yaml", [*k1, f"data.features={out}", "train.name=k1-folded"]),
+                 progress=False)
+    monkeypatch.setattr(encoders, "folds", lambda block: False)
+    whole = fit(load_config(CONFIGS / "teacher.yaml", [*k1, f"data.features={out}", "train.name=k1-whole"]),
+                progress=False)
+    assert folded["test"]["seq_map"] == pytest.approx(whole["test"]["seq_map"], abs=1e-3)
+    assert folded["best_epoch"] == whole["best_epoch"]
+    a, b = load_state_dict(folded["best_checkpoint"]), load_state_dict(whole["best_checkpoint"])
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=1e-3)
+
+
 def test_encoder_differences_name_the_field():
     from vicokd.config import Config, replace
     from vicokd.training.encoder_features import _encoder_differences, _encoder_sections

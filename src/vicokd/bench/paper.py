@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from vicokd.config import Config, DistillConfig, ModelConfig, replace
 from vicokd.methods import batch_objective, get_method
 from vicokd.models import MultiViewActionModel
+from vicokd.models.encoders import vit_tokens
 
 NUM_CLASSES = 16  # Home-1
 FBANK_ROWS = 38  # real rows of a 0.4 s chunk; the AST pads them to model.audio.max_rows
@@ -34,7 +35,9 @@ class Shape:
     """Input shape of a batch: B clips of V views × T frames of S×S pixels.
 
     With `feature_widths` = (visual, audio) the batch holds cached frozen-encoder features
-    (B, V, T, width) in place of video and fbank (``vicokd prepare --features``).
+    (B, V, T, width) in place of video and fbank (``vicokd prepare --features``); with
+    `visual_tokens` = N as well, the visual ones are the tokens a ViT's top blocks train from
+    (``model.visual.trainable_blocks`` K >= 1), (B, V, T, N, width).
     """
 
     batch: int
@@ -42,6 +45,7 @@ class Shape:
     views: int = 5
     image_size: int = 224
     feature_widths: tuple[int, int] | None = None
+    visual_tokens: int | None = None
 
     @property
     def images(self) -> int:
@@ -80,6 +84,15 @@ def encoder_widths(config: Config) -> tuple[int, int]:
     return model.visual_encoder.width, model.audio_encoder.width
 
 
+def visual_token_count(config: Config) -> int:
+    """Tokens per frame (prefix + patches) of `config`'s ViT at ``data.image_size``: what the token
+    cache of ``model.visual.trainable_blocks`` K >= 1 holds per frame."""
+    with torch.device("meta"):
+        model = MultiViewActionModel(replace(config.model, mode="teacher"), NUM_CLASSES)
+        images = torch.zeros(1, 3, *config.data.image_size)
+        return int(vit_tokens(model.visual_encoder.net, images, 0).shape[1])
+
+
 def synthetic_batch(shape: Shape, seed: int = 0, device: str = "cpu") -> dict[str, Tensor]:
     """A random batch with every key a training step reads (uint8 video, as the data loader gives)."""
     g = torch.Generator().manual_seed(seed)
@@ -89,7 +102,8 @@ def synthetic_batch(shape: Shape, seed: int = 0, device: str = "cpu") -> dict[st
                   "audio": torch.randn(b, v, t, FBANK_ROWS, 128, generator=g) * 0.5}
     else:
         visual, audio = shape.feature_widths
-        inputs = {"visual_features": torch.randn(b, v, t, visual, generator=g),
+        tokens = () if shape.visual_tokens is None else (shape.visual_tokens,)
+        inputs = {"visual_features": torch.randn(b, v, t, *tokens, visual, generator=g),
                   "audio_features": torch.randn(b, v, t, audio, generator=g)}
     batch = {
         **inputs,

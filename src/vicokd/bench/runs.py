@@ -35,7 +35,7 @@ import torch
 
 from vicokd.bench.common import BenchResult, Target, machine_info, matmul_rate, resolve_size, use_threads
 from vicokd.bench.features import FeatureBenchSize, make_home
-from vicokd.bench.paper import Shape, count_flops, encoder_widths, forward_logits, step_loss
+from vicokd.bench.paper import Shape, count_flops, encoder_widths, forward_logits, step_loss, visual_token_count
 from vicokd.config import Config, load_config, replace
 from vicokd.data.cache import read_index
 from vicokd.data.dataset import split_keys
@@ -74,10 +74,14 @@ def _config(method: str, overrides: list[str], name: str) -> Config:
 
 
 def clip_flops(config: Config, views: int) -> tuple[float, float, float]:
-    """FLOPs of one clip from features: (training step, forward of the model, forward of a teacher)."""
-    frozen = replace(config, **{"model.visual.freeze": True, "model.audio.freeze": True})
+    """FLOPs of one clip from features: (training step, forward of the model, forward of a teacher).
+
+    With ``model.visual.trainable_blocks`` K >= 1 the features are the cached tokens and the top K
+    blocks run (and train) in every pass, as in the run."""
+    blocks = config.model.visual.trainable_blocks or 0
+    frozen = replace(config, **{"model.audio.freeze": True, **({} if blocks else {"model.visual.freeze": True})})
     shape = Shape(1, config.data.num_frames, views, config.data.image_size[0],
-                  feature_widths=encoder_widths(frozen))
+                  feature_widths=encoder_widths(frozen), visual_tokens=visual_token_count(config) if blocks else None)
 
     def train(cfg: Config, model: Any, teacher: Any, batch: dict[str, torch.Tensor]) -> None:
         step_loss(cfg, model, teacher, batch).backward()

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from vicokd.config import AudioEncoderConfig, VisualEncoderConfig
+from vicokd.models.class_token_block import attention_folds, class_token_attention, class_token_block, folds
 from vicokd.errors import ConfigError, VicokdError
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "cls_attention",
     "fit_rows",
     "load_weights",
+    "pools_class_token",
     "resolve_pretrained",
     "vit_from_tokens",
     "vit_tokens",
@@ -222,12 +224,26 @@ def vit_tokens(net: nn.Module, images: Tensor, upto: int) -> Tensor:
     return x
 
 
+def pools_class_token(net: nn.Module) -> bool:
+    """Whether a timm ViT's pooled output is its class token (row 0) after the final norm."""
+    return (getattr(net, "global_pool", None) == "token" and getattr(net, "attn_pool", None) is None
+            and getattr(net, "cls_token", None) is not None)
+
+
 def vit_from_tokens(net: nn.Module, tokens: Tensor, start: int) -> Tensor:
     """The rest of a timm ViT from the tokens after block `start`: ``blocks[start:] → norm → pooled``,
-    (N, tokens, W) → (N, W); ``vit_from_tokens(net, vit_tokens(net, x, s), s) == net(x)``."""
+    (N, tokens, W) → (N, W); ``vit_from_tokens(net, vit_tokens(net, x, s), s) == net(x)``.
+
+    When the ViT pools its class token, the last block is computed for that token only
+    (:func:`~vicokd.models.class_token_block.class_token_block`: the same maths, a fraction of the cost).
+    """
     x = tokens
-    for block in list(net.blocks)[start:]:
+    blocks = list(net.blocks)[start:]
+    last = blocks.pop() if blocks and pools_class_token(net) and folds(blocks[-1]) else None
+    for block in blocks:
         x = block(x)
+    if last is not None:
+        x = class_token_block(last, x)[:, None]
     return net.forward_head(net.norm(x), pre_logits=True)
 
 
@@ -276,23 +292,13 @@ def cls_attention(vit: nn.Module, images: Tensor) -> Tensor:
     tokens). Needs a ViT-style model: ``blocks[-1].attn.qkv``, a class token, ``patch_embed``.
     """
     blocks = getattr(vit, "blocks", None)
-    attn = getattr(blocks[-1], "attn", None) if blocks else None
-    if attn is None or not hasattr(attn, "qkv") or getattr(vit, "cls_token", None) is None:
+    if not blocks or not attention_folds(blocks[-1]) or getattr(vit, "cls_token", None) is None:
         raise VicokdError(f"attention maps need a ViT-style timm encoder with a class token, "
                           f"not {type(vit).__name__}")
-    captured: list[Tensor] = []
-    handle = blocks[-1].register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
-    try:
-        vit(images)
-    finally:
-        handle.remove()
-    x = blocks[-1].norm1(captured[0])
-    n, length, _ = x.shape
-    q, k, _ = attn.qkv(x).reshape(n, length, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    weights = (q[:, :, :1] @ k.transpose(-2, -1) * attn.scale).softmax(dim=-1)  # (N, h, 1, L)
+    tokens = vit_tokens(vit, images, len(blocks) - 1)
+    weights = class_token_attention(blocks[-1], tokens)  # (N, h, L)
     grid = vit.patch_embed.dynamic_feat_size(tuple(images.shape[-2:]))
-    return weights[:, :, 0, vit.num_prefix_tokens:].mean(1).reshape(n, *grid)
+    return weights[:, :, vit.num_prefix_tokens:].mean(1).reshape(len(images), *grid)
 
 
 # ------------------------------------------------------------------------------ audio

@@ -16,7 +16,8 @@
 - ``"audio_present"`` (B, V) bool (teacher only; default all True): a False view gets
   F^attn = 0, so F^AV = F^V;
 - or, for frozen encoders, ``"visual_features"`` / ``"audio_features"`` (B, V, T, width): the
-  cached outputs of the encoders' networks (before their projection to D) in place of video/audio;
+  cached outputs of the encoders' networks (before their projection to D) in place of video/audio,
+  in any float dtype (the cache keeps float16; they are widened to float32 here);
   with ``model.visual.trainable_blocks: K`` ≥ 1, ``"visual_features"`` (B, V, T, N, width) are the
   tokens after block L-K, and the top K blocks run on them.
 
@@ -182,7 +183,7 @@ class MultiViewActionModel(nn.Module):
 
     def forward(self, batch: Batch) -> ModelOutput:
         if "visual_features" in batch:  # cached by `prepare --features`: pooled (B, V, T, W) or tokens (.., N, W)
-            cached = batch["visual_features"]
+            cached = batch["visual_features"].float()  # the cache keeps float16
             visual = (self.visual_encoder.from_tokens(cached) if cached.ndim == 5
                       else self.visual_encoder.proj(cached))
         else:
@@ -193,7 +194,7 @@ class MultiViewActionModel(nn.Module):
         present = None
         if self.is_teacher:
             if "audio_features" in batch:
-                audio = self.audio_encoder.proj(batch["audio_features"])
+                audio = self.audio_encoder.proj(batch["audio_features"].float())
             else:
                 audio = self.audio_encoder(self._checked_audio(batch.get("audio"), visual.shape[:3]))
             present = batch.get("audio_present")
