@@ -33,8 +33,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from vicokd.config import AudioEncoderConfig, VisualEncoderConfig
-from vicokd.models.class_token_block import attention_folds, class_token_attention, class_token_block, folds
 from vicokd.errors import ConfigError, VicokdError
+from vicokd.models.class_token_block import attention_folds, class_token_attention, class_token_block, folds
 
 __all__ = [
     "ASTEncoder",
