@@ -217,3 +217,16 @@ def test_audio_checkpoint_loads_through_model_audio_pretrained(heard: PretrainOp
     assert report["usage"] == f"--set model.audio.pretrained={encoder}"
     # it learnt from the pretraining home's videos and nothing else
     assert report["videos"] and all(str(heard.home_dir / "data") in path for path in report["videos"])
+
+
+def test_pretraining_trains_every_block_whatever_the_runs_fine_tune() -> None:
+    """`vicokd demo --finetune` passes ``model.visual.trainable_blocks`` to its runs; the encoder they
+    start from is still pretrained whole (its lower blocks learn too)."""
+    from vicokd.config import VisualEncoderConfig
+    from vicokd.training.pretrain_encoder import build_encoder_net
+
+    config = VisualEncoderConfig(pretrained=None, trainable_blocks=1,
+                                 timm_kwargs={"img_size": 48, "patch_size": 8, "embed_dim": 32, "depth": 2,
+                                              "num_heads": 2})
+    net = build_encoder_net(config)
+    assert all(p.requires_grad for p in net.parameters())

@@ -141,12 +141,13 @@ def patch_grid(net: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
 
 
 def build_encoder_net(config: VisualEncoderConfig | AudioEncoderConfig) -> nn.Module:
-    """The timm network (or :class:`ASTEncoder`) of `config`, its pretrained weights if set, trainable."""
+    """The timm network (or :class:`ASTEncoder`) of `config`, its pretrained weights if set, every block
+    trainable (a run's ``trainable_blocks`` is about fine-tuning, not pretraining)."""
     if isinstance(config, AudioEncoderConfig):
         if config.kind != "ast":
             raise VicokdError(f"model.audio.kind: pretraining needs an AST encoder, not {config.kind!r}")
         return build_audio_encoder(replace(config, freeze=False), dim=1).net
-    return build_visual_encoder(replace(config, freeze=False), dim=1).net
+    return build_visual_encoder(replace(config, freeze=False, trainable_blocks=None), dim=1).net
 
 
 def _width(net: nn.Module) -> int:
