@@ -19,8 +19,11 @@ Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
 3. prepare each home's ``OUT/<home>/cache``; person scores from the generator's ground-truth
    visibility (the ``groundtruth`` detector: no detector is run on the synthetic frames);
 4. frozen encoders (the default): the features of the pretrained visual and audio encoders
-   for every grid frame, ``OUT/<home>/features``
-   (``--finetune`` trains the encoders end to end instead, starting from the same weights);
+   for every grid frame, ``OUT/<home>/features``; with ``--finetune`` (the paper's regime, every
+   run trains the top :data:`FINETUNE_BLOCKS` block of the visual encoder) the tokens below that
+   block, ``OUT/<home>/features-top1``, and the audio encoder's features
+   (``--finetune --set model.visual.trainable_blocks=-1`` trains the whole visual encoder from
+   pixels instead, far slower);
 5. the runs of every chosen part (``--only``), as one queue, ``--workers`` runs at a time in
    worker processes (:func:`vicokd.pipeline.grid.run_plans`): Table 1 (teacher and every student
    method, V_F and V_S, on every ``--backbones`` backbone and home; Table 2 is ViCoKD's rows of
@@ -82,6 +85,9 @@ FAST_CLIPS = 16  # --fast: a smoke run through every step; its numbers mean litt
 FAST_EPOCHS = 2
 FAST_SEEDS = 2
 FAST_PRETRAIN = {"clips": 6, "epochs": 1}
+# --finetune: the top block of the demo's 2-block ViT trains in every run, from the tokens below it
+# (the class-token block makes such a run cost about twice a frozen one; docs/experiments/finetune.md)
+FINETUNE_BLOCKS = 1
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ class DemoOptions:
     homes: tuple[str, ...] = DEMO_HOMES
     only: tuple[str, ...] = DEMO_PARTS
     fast: bool = False
-    finetune: bool = False  # train the encoders end to end instead of from cached frozen features
+    finetune: bool = False  # the paper's regime: every run trains the top block(s) of the visual encoder
     beyond_paper: bool = False  # Table 1 also runs the methods beyond the paper (ViCoKD-ML)
     views: int = 5
     data_seed: int = 0  # generator seed of the demo homes (the same scripts in both layouts)
@@ -144,22 +150,28 @@ class DemoOptions:
 
     @property
     def trainable_blocks(self) -> int:
-        """``model.visual.trainable_blocks`` of the runs (0: frozen encoders)."""
-        return self.pretrain_options().load_config().model.visual.trainable_blocks or 0
+        """``model.visual.trainable_blocks`` of the runs: as set with ``--set``, else
+        :data:`FINETUNE_BLOCKS` with ``--finetune``, else 0 (frozen encoders); -1 = every block."""
+        chosen = self.pretrain_options().load_config().model.visual.trainable_blocks
+        return chosen if chosen is not None else (FINETUNE_BLOCKS if self.finetune else 0)
 
     @property
     def encoders_change(self) -> bool:
         """Whether the runs train (part of) the visual encoder, so each model looks its own way."""
-        return self.finetune or self.trainable_blocks != 0
+        return self.trainable_blocks != 0
 
-    def features_dir(self, home: str) -> Path:
+    def features_dir(self, home: str) -> Path | None:
+        """What the runs of `home` train from: frozen features, the tokens below the trained blocks,
+        or None (pixels: every block trains)."""
         blocks = self.trainable_blocks
+        if blocks == -1:
+            return None
         return self.out / home / ("features" if blocks == 0 else f"features-top{blocks}")
 
     def envs(self) -> list[EnvData]:
-        """One environment per home: ``OUT/<home>/data``, ``cache`` and (frozen encoders) ``features``."""
-        return [EnvData(home, self.out / home / "data", self.out / home / "cache",
-                        None if self.finetune else self.features_dir(home)) for home in self.homes]
+        """One environment per home: ``OUT/<home>/data``, ``cache`` and its :meth:`features_dir`."""
+        return [EnvData(home, self.out / home / "data", self.out / home / "cache", self.features_dir(home))
+                for home in self.homes]
 
     def synth_options(self, home: str = "home1") -> SynthOptions:
         return demo_synth_options(self.num_clips, self.views, self.data_seed, layout=home)
@@ -177,6 +189,8 @@ class DemoOptions:
         overrides = [f"optim.epochs={self.num_epochs}"] if self.num_epochs else []
         overrides.append(f"model.visual.pretrained={self.encoder_path}")
         overrides.append(f"model.audio.pretrained={self.audio_encoder_path}")
+        if self.finetune:  # as set with --set if it was (self.overrides come last)
+            overrides.append(f"model.visual.trainable_blocks={self.trainable_blocks}")
         if test_curve:  # Fig. 3: test mAP per epoch (logged only, the weights are the same, tested)
             overrides.append("train.test_curve=true")
         return make_plan(grid, self.envs(), seeds=self.num_seeds, preset="demo", out=self.out,
@@ -248,9 +262,12 @@ def pretrain(options: DemoOptions, log: StepLog, modality: str = "visual", progr
 
 def encoder_features(options: DemoOptions, plan: GridPlan, env: EnvData, log: StepLog, progress: bool = True
                      ) -> None:
-    """Step: frozen-encoder features of every grid frame of one home (pretrained visual and audio encoders)."""
+    """Step: frozen-encoder features of every grid frame of one home (pretrained visual and audio encoders),
+    or with ``--finetune`` the visual tokens below the blocks the runs train."""
     assert env.features is not None
-    with log.step(f"encoder features {env.name} (frozen encoders)") as step:
+    blocks = options.trainable_blocks
+    what = "frozen encoders" if blocks == 0 else f"visual tokens below the top {blocks} block(s)"
+    with log.step(f"encoder features {env.name} ({what})") as step:
         config = plan.env_config(env)
         index = read_index(config.data.cache)
         done = all(feature_path(env.features, key, kind).is_file()
@@ -290,14 +307,14 @@ def run_demo(options: DemoOptions, progress: bool = True) -> Path:
     plan, plans = options.plan(), options.all_plans()
     runs = len(set().union(*(p.cells for p in plans)))
     homes = len(options.homes)
-    log = StepLog(options.out / "steps.json", homes * (3 + (0 if options.finetune else 1)) + 2 + runs + 2)
+    log = StepLog(options.out / "steps.json", homes * (3 + (0 if plan.envs[0].features is None else 1)) + 2 + runs + 2)
     for home in options.homes:
         synthesise(options, home, log, progress)
     pretrain(options, log, "visual", progress)
     pretrain(options, log, "audio", progress)
     for env in plan.envs:
         prepare_env(plan, env, log, progress)
-        if not options.finetune:
+        if env.features is not None:
             encoder_features(options, plan, env, log, progress)
     summaries = run_plans(plans, log, progress)
     teacher_conditions(options, plan, summaries, log)

@@ -40,7 +40,7 @@ from vicokd.pipeline.pretrain import clip_keys
 from vicokd.pipeline.steps import StepLog
 from vicokd.report.attention import attention_inside, attention_maps, plot_attention_grid
 from vicokd.report.curves import plot_curves, plot_grouped_bars, read_last_epoch, read_metric_curve
-from vicokd.report.scorecard import scorecard_markdown
+from vicokd.report.scorecard import Claim, attention_claim, scorecard_markdown
 from vicokd.report.tables import (
     METRIC_NAMES,
     SUPERVISION_NAMES,
@@ -62,6 +62,8 @@ if TYPE_CHECKING:
     from vicokd.pipeline.demo import DemoOptions
 
 ATTENTION_CLIPS = 2  # test clips shown in the attention figure
+FIG4_BACKBONE = "multiasl"  # the paper's Fig. 4 shows MultiASL models
+FIG4_MODELS = (("Teacher", "teacher"), ("Student V_F", "student"), ("CoKD V_F", "cokd"), ("ViCoKD V_F", "vicokd"))
 ACTOR_STRIDE = 4  # every 4th grid frame of each test clip for the attention-on-the-actor share
 
 
@@ -109,12 +111,14 @@ def findings(plan: GridPlan, results: Sequence[RunResult]) -> list[str]:
     return lines
 
 
-def scorecard_section(plan: GridPlan, results: Sequence[RunResult]) -> str:
-    """The paper's claims that this run can test, ours beside the paper's (:mod:`vicokd.report.scorecard`)."""
-    claims = plan_claims(plan, results)
+def scorecard_section(plan: GridPlan, results: Sequence[RunResult], extra: Sequence[Claim] = ()) -> str:
+    """The paper's claims that this run can test, ours beside the paper's (:mod:`vicokd.report.scorecard`);
+    `extra`: claims measured outside the tables (Fig. 4's)."""
+    claims = [*plan_claims(plan, results), *extra]
     write_scorecard(plan, claims)
     return ("## Claim scorecard\n\n"
-            "Every comparison of the paper's Tables 1, 3 and 4 that this run's cells can test "
+            "Every comparison of the paper's Tables 1, 3 and 4 that this run's cells can test, and Fig. 4's where "
+            "the encoders train "
             f"({homes_compared(plan)}; test sequence mAP). *std of diff*: the std over seeds of the paired "
             "per-seed difference. "
             "**holds**: our difference has the paper's sign and is larger than its std; **contradicted**: the "
@@ -218,10 +222,15 @@ def _pick_moment(frames_labels: np.ndarray, visible: np.ndarray) -> int:
     return int(np.argmax(score))
 
 
+def fig4_plans(plan: GridPlan) -> list[GridPlan]:
+    """One plan per home on the backbone of the paper's Fig. 4 (MultiASL; the first backbone if it did not run)."""
+    backbone = FIG4_BACKBONE if FIG4_BACKBONE in plan.backbones else plan.backbones[0]
+    return [replace_plan(plan, envs=[env], backbones=[backbone]) for env in plan.envs]
+
+
 def attention_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plots: Path) -> str:
-    """Fig. 4-style: views × {teacher, student, CoKD, ViCoKD} CLS attention on chosen test clips."""
-    chosen = {"Teacher": _cell(plan, "teacher"), "Student V_F": _cell(plan, "student"),
-              "CoKD V_F": _cell(plan, "cokd"), "ViCoKD V_F": _cell(plan, "vicokd")}
+    """Fig. 4-style: views × {teacher, student, CoKD, ViCoKD} CLS attention on chosen test clips (first seed)."""
+    chosen = {label: _cell(plan, method) for label, method in FIG4_MODELS}
     if not all(cell in summaries for cell in chosen.values()):
         return ""
     config = plan.config(chosen["Teacher"])
@@ -231,8 +240,9 @@ def attention_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plo
     test = sorted(index.splits["test"])
     picks = [test[i] for i in np.linspace(0, len(test) - 1, min(ATTENTION_CLIPS, len(test))).round().astype(int)]
     parts = ["## Attention maps (test clips, Fig. 4 style)\n",
-             "CLS attention of the last ViT block of each model's visual encoder (mean over heads), "
-             "scaled to [0, 1] per image, on one moment of the clip in every view.\n"]
+             f"CLS attention of the last ViT block of each model's visual encoder (mean over heads), "
+             f"{backbone_label(plan.backbones[0])}, seed {plan.seeds[0]}, scaled to [0, 1] per image, on one moment "
+             "of the clip in every view.\n"]
     for key in dict.fromkeys(picks):
         meta = index.clips[key]
         labels = frame_labels(meta.segments, meta.length, index.classes, index.fps)
@@ -244,7 +254,8 @@ def attention_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plo
         seen = person_mask(scores[key][:, moment], config.data.person_threshold)
         notes = ["person" if person else "no person" for person in seen]
         stem = key.replace("/", "_")
-        png, csv = plot_attention_grid(frames, maps, plots / f"fig4-attention-{stem}.png", view_notes=notes,
+        png, csv = plot_attention_grid(frames, maps, plots / f"fig4-attention-{plan.envs[0].name}-{stem}.png",
+                                       view_notes=notes,
                                        title=f"{key} at {moment / index.fps:.1f} s: {', '.join(actions)}")
         parts.append(f"![attention {key}]({png.relative_to(plan.out)}) ([data]({csv.relative_to(plan.out)}))\n")
     return "\n".join(parts)
@@ -314,8 +325,10 @@ def _actor_frames(options: DemoOptions, cache: Path, test: set[str], grid: tuple
     return np.stack(frames), np.stack(coverage)
 
 
-def actor_attention_section(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) -> str:
-    """The share of each visual encoder's attention that falls on the actor (the simulator's mask)."""
+def actor_attention_section(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dict[str, Any]]
+                            ) -> tuple[str, Claim | None]:
+    """The share of each visual encoder's attention that falls on the actor (the simulator's mask), and,
+    where the encoders train, the Fig. 4 claim (ViCoKD's share above the student's, paired over seeds)."""
     config = plan.config(_cell(plan, "vicokd"))
     index = read_index(config.data.cache)
     classes = len(index.classes)
@@ -325,22 +338,20 @@ def actor_attention_section(options: DemoOptions, plan: GridPlan, summaries: dic
     torch.manual_seed(config.train.seed)
     encoders["randomly initialised (seed of the runs)"] = MultiViewActionModel(
         replace(model_config, **{"visual.pretrained": None}), classes, config.data.mean, config.data.std)
-    trained: dict[str, list[MultiViewActionModel]] = {}
+    trained: dict[str, dict[int, MultiViewActionModel]] = {}
     if options.encoders_change:  # every seed's encoder: the share is a mean ± std over seeds
-        for label, method in (("Teacher", "teacher"), ("Student V_F", "student"), ("CoKD V_F", "cokd"),
-                              ("ViCoKD V_F", "vicokd")):
+        for label, method in FIG4_MODELS:
             for seed in plan.seeds:
                 cell = _cell(plan, method, seed=seed)
                 if cell in summaries:
-                    trained.setdefault(f"{label} (trained)", []).append(
-                        model_from_checkpoint(summaries[cell]["best_checkpoint"])[0])
+                    trained.setdefault(label, {})[seed] = model_from_checkpoint(summaries[cell]["best_checkpoint"])[0]
     probe = next(iter(encoders.values())).eval()
     h, w = index.image_size
     with torch.no_grad():
         grid = tuple(probe.visual_attention(torch.zeros(1, 3, h, w, dtype=torch.uint8)).shape[-2:])
     frames, coverage = _actor_frames(options, Path(config.data.cache), set(index.splits["test"]), grid)
     if not len(frames):
-        return "## Where the visual encoder looks\n\nNo test frame shows the actor: nothing to measure.\n"
+        return "## Where the visual encoder looks\n\nNo test frame shows the actor: nothing to measure.\n", None
     video = torch.from_numpy(frames).permute(0, 3, 1, 2)
     rows, chance = [], 0.0
 
@@ -354,26 +365,32 @@ def actor_attention_section(options: DemoOptions, plan: GridPlan, summaries: dic
 
     for label, model in encoders.items():
         rows.append([label, f"{share(model):.1f}"])
-    shares = {label: [share(model) for model in models] for label, models in trained.items()}
+    shares = {label: {seed: share(model) for seed, model in models.items()} for label, models in trained.items()}
     for label, values in shares.items():
-        rows.append([label, _text(Stat(tuple(values)), ".1f")])
+        rows.append([f"{label} (trained, {len(values)} seeds)", _text(Stat(tuple(values.values())), ".1f")])
     paired = []
-    if "ViCoKD V_F (trained)" in shares and "Student V_F (trained)" in shares:
-        diffs = [a - b for a, b in zip(shares["ViCoKD V_F (trained)"], shares["Student V_F (trained)"])]
-        paired.append(f"- ViCoKD − student, paired over seeds: {_text(Stat(tuple(diffs)), '+.1f')} points "
-                      "(the paper's Fig. 4 claim: ViCoKD attends more to the person).")
-    if "ViCoKD V_F (trained)" in shares and "CoKD V_F (trained)" in shares:
-        diffs = [a - b for a, b in zip(shares["ViCoKD V_F (trained)"], shares["CoKD V_F (trained)"])]
-        paired.append(f"- ViCoKD − CoKD, paired over seeds: {_text(Stat(tuple(diffs)), '+.1f')} points.")
+    for other in ("Student V_F", "CoKD V_F"):
+        if "ViCoKD V_F" in shares and other in shares:
+            seeds = sorted(set(shares["ViCoKD V_F"]) & set(shares[other]))
+            diffs = Stat(tuple(shares["ViCoKD V_F"][s] - shares[other][s] for s in seeds))
+            paired.append(f"- ViCoKD − {other.split()[0]}, paired over seeds {', '.join(map(str, seeds))}: "
+                          f"{_text(diffs, '+.1f')} points"
+                          + (" (the paper's Fig. 4 claim: ViCoKD attends more to the person)."
+                             if other == "Student V_F" else "."))
+    claim = (attention_claim(plan.envs[0].name, shares["ViCoKD V_F"], shares["Student V_F"])
+             if "ViCoKD V_F" in shares and "Student V_F" in shares else None)
+    if claim is not None:
+        paired.append(f"- Scorecard (Fig. 4): **{claim.verdict}**.")
     return "\n".join([
         "## Where the visual encoder looks\n",
-        f"Share of the last-block CLS attention (mean over heads) that falls on the actor, weighted by the part "
+        f"Share of the last-block CLS attention (mean over heads) of each {backbone_label(plan.backbones[0])} "
+        f"model's visual encoder that falls on the actor, weighted by the part "
         f"of each patch (a {grid[0]}×{grid[1]} grid) the actor covers (the simulator's mask), pooled over "
         f"{len(frames):,} test images (every {ACTOR_STRIDE}th grid frame of every test clip, each view that sees "
-        f"the actor). Uniform "
+        f"the actor); mean ± std over seeds. Uniform "
         f"attention would give {100 * chance:.1f} %.\n",
         markdown_table(["visual encoder", "attention on the actor [%]"], rows), "", *paired, "",
-    ])
+    ]), claim
 
 
 def _eval_report(plan: GridPlan, cell: Cell, condition: str) -> dict[str, Any] | None:
@@ -618,6 +635,18 @@ def write_report(options: DemoOptions, plan: GridPlan, table_plans: Sequence[Gri
             per_class_transfer_section(detail, summaries), view_agreement_section(detail, summaries))]
     measured = [f"- {env.name}, {line}" if homes > 1 else f"- {line}"
                 for detail in details for env in detail.envs for line in findings(detail, results)]
+    attention, fig4_claims = [], []  # Fig. 4 per home: the maps (encoders that train) and the share on the actor
+    for fig4 in fig4_plans(plan):
+        env = fig4.envs[0]
+        if options.encoders_change:
+            attention.append(_in_home(attention_section(fig4, summaries, plots), env, homes))
+        section, claim = actor_attention_section(options, fig4, summaries)
+        attention.append(_in_home(section, env, homes))
+        fig4_claims += [claim] if claim is not None else []
+    if not options.encoders_change:
+        attention.insert(0, "## Attention maps\n\nLeft out: with frozen encoders every model shares the pretrained "
+                         "visual encoder, so the Fig. 4 maps of teacher, student and ViCoKD would be the same picture. "
+                         "`vicokd demo --finetune` trains the top block of the encoders and draws them.\n")
     sections = [
         "# ViCoKD demo: the synthetic homes\n",
         f"{', '.join(options.homes)}: {len(index.splits['train'])} train / {len(index.splits['test'])} test clips "
@@ -627,8 +656,10 @@ def write_report(options: DemoOptions, plan: GridPlan, table_plans: Sequence[Gri
         + (", **--fast: a smoke run, too short to mean much**" if options.fast else "") + ".\n",
         "Teacher and students start from a visual encoder pretrained without action labels on a separate "
         "synthetic home ([pretrain/pretrain.json](pretrain/pretrain.json)); "
-        + ("the encoders are trained end to end (`--finetune`). " if options.finetune else
-           f"the top {options.trainable_blocks} block(s) of the visual encoder train from cached tokens, "
+        + ("the visual encoder trains end to end from pixels (`model.visual.trainable_blocks: -1`). "
+           if options.trainable_blocks == -1 else
+           f"the top {options.trainable_blocks} block(s) of the visual encoder train in every run from the cached "
+           "tokens below them (`--finetune`, the paper's regime of an encoder that learns), "
            "the rest of the encoders is frozen; the teacher's audio encoder is an AST pretrained on the kinds of "
            "sound of that home, never its action labels "
            "([pretrain-audio/pretrain.json](pretrain-audio/pretrain.json)). " if options.trainable_blocks else
@@ -645,17 +676,13 @@ def write_report(options: DemoOptions, plan: GridPlan, table_plans: Sequence[Gri
         "[tables/table1.csv](tables/table1.csv)).\n",
         *[table_markdown(table) for table in tables],
         table_plans_section(table_results),
-        scorecard_section(plan, every_result),
+        scorecard_section(plan, every_result, fig4_claims),
         *per_home,
         per_class_section(first, summaries, plots),
         curves_section(plan, summaries, plots),
         loss_terms_section(first, summaries),
         grad_share_section(first, summaries),
-        attention_section(first, summaries, plots) if options.encoders_change else
-        "## Attention maps\n\nLeft out: with frozen encoders every model shares the pretrained visual encoder, so "
-        "the Fig. 4 maps of teacher, student and ViCoKD would be the same picture. `vicokd demo --finetune` "
-        "trains the encoders and draws them.\n",
-        actor_attention_section(options, first, summaries),
+        *attention,
         "## Steps and times\n",
         markdown_table(["step", "status", "seconds"],
                        [[name, status, "—" if seconds is None else f"{seconds:.1f}"]

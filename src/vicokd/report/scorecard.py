@@ -7,7 +7,10 @@ difference ``d_paper = paper(A) − paper(B)``. The claims, from the tables of `
   non-distilled student (LogitKD, ModalKD, DualKD, CoKD, ViCoKD), the teacher against the student
   (V_F), and "ViCoKD best": ViCoKD against the best other student row of the cell;
 * Table 3, per environment × backbone: the teacher trained with view consistency against the teacher;
-* Table 4 (MultiASL), per environment × supervision: each ablation against full ViCoKD.
+* Table 4 (MultiASL), per environment × supervision: each ablation against full ViCoKD;
+* Fig. 4 (MultiASL, V_F), per environment, where the visual encoders train: ViCoKD's attention
+  falls more on the person than the student's (a claim without numbers in the paper: its sign is
+  that of the picture; ours is the share of attention on the actor, :func:`attention_claim`).
 
 Ours: ``d = mean_s(A_s) − mean_s(B_s)`` over seeds; its spread is the sample std over seeds of
 the paired differences ``A_s − B_s`` (seeds both sides ran; the larger of the two stds when the
@@ -95,31 +98,36 @@ def paper_values() -> dict[tuple[str, str, str, str], float]:
 class Claim:
     """One comparison of the paper in one cell, the paper's numbers, ours and the verdict."""
 
-    table: str  # "Table 1", "Table 3", "Table 4"
+    table: str  # "Table 1", "Table 3", "Table 4", "Fig. 4"
     env: str  # our environment
     home: str  # the paper's environment it is compared with
     backbone: str
     supervision: str
     method: str  # A
     against: str  # B (for "best": the best other row, in the paper and in ours)
-    paper_a: float
-    paper_b: float
+    paper_a: float | None  # None: a claim the paper makes without numbers (its sign is `paper_sign`)
+    paper_b: float | None
     ours_a: float | None
     ours_b: float | None
     ours_diff: float | None
     spread: float | None
     verdict: Verdict
     ours_against: str | None = None  # "best": our best other row, when it is not the paper's
+    paper_sign: int = 0  # +1 / -1 for a claim without numbers
+    quantity: str = ""  # what is compared, when it is not the test sequence mAP
 
     @property
     def paper_diff(self) -> float:
+        if self.paper_a is None or self.paper_b is None:
+            return float(self.paper_sign)
         return self.paper_a - self.paper_b
 
     def text(self) -> str:
         cell = f"{backbone_label(self.backbone)} {SUPERVISION_NAMES[self.supervision]}"
         against = "the best other student" if self.against == "best" else method_label(self.against)
         relation = "above" if self.paper_diff > 0 else "below"
-        return f"{self.table}, {self.home} {cell}: {method_label(self.method)} {relation} {against}"
+        quantity = f"{self.quantity} of " if self.quantity else ""
+        return f"{self.table}, {self.home} {cell}: {quantity}{method_label(self.method)} {relation} {against}"
 
 
 def _by_seed(results: Sequence[RunResult], key: CellKey, metric: Metric) -> dict[int, float]:
@@ -195,6 +203,14 @@ def score_claims(results: Sequence[RunResult], homes: Mapping[str, str], metric:
     return claims
 
 
+def attention_claim(env: str, vicokd: Mapping[int, float], student: Mapping[int, float]) -> Claim:
+    """Fig. 4's claim in `env`: the share of ViCoKD's attention on the person (per seed, %) above the
+    student's (MultiASL, V_F), judged as every other claim (paired over seeds)."""
+    mean_a, mean_b, diff, spread, verdict = _judge(dict(vicokd), dict(student), 1.0)
+    return Claim("Fig. 4", env, paper_home(env), "multiasl", "frame", "vicokd", "student", None, None, mean_a,
+                 mean_b, diff, spread, verdict, paper_sign=1, quantity="attention on the person [%]")
+
+
 def verdict_counts(claims: Sequence[Claim]) -> dict[Verdict, int]:
     """How many claims got each verdict (every verdict listed, zeros included)."""
     return {verdict: sum(c.verdict == verdict for c in claims) for verdict in VERDICTS}
@@ -220,8 +236,11 @@ def scorecard_markdown(claims: Sequence[Claim], include_not_run: bool = False) -
             continue
         against = (f" (ours: {method_label(claim.ours_against)})"
                    if claim.ours_against and claim.against == "best" else "")
-        rows.append([claim.text() + against, claim.env, f"{claim.paper_a:.2f} vs {claim.paper_b:.2f}",
-                     number(claim.paper_diff, sign=True),
+        qualitative = claim.paper_a is None or claim.paper_b is None
+        rows.append([claim.text() + against, claim.env,
+                     "shown, not measured" if qualitative else f"{claim.paper_a:.2f} vs {claim.paper_b:.2f}",
+                     "+" if qualitative and claim.paper_sign > 0 else "−" if qualitative
+                     else number(claim.paper_diff, sign=True),
                      f"{number(claim.ours_a)} vs {number(claim.ours_b)}", number(claim.ours_diff, sign=True),
                      number(claim.spread), claim.verdict])
     table = markdown_table(["claim (paper)", "ours", "paper", "paper diff", "ours", "our diff", "std of diff",
