@@ -148,9 +148,14 @@ def test_runs_benchmark(tmp_path):
 
     size = RunsBenchSize(clips=12, views=2, seeds=1, epochs=2, duration=(8.0, 10.0))
     result = run_runs_benchmark(size, threads=1, frames=6, work_dir=tmp_path)
-    data = _check(result, "runs", 3)
-    teacher, student, parallel = data["rows"]
+    data = _check(result, "runs", 5)
+    teacher, student, teacher_k1, student_k1, parallel = data["rows"]
     assert [teacher["run"], student["run"]] == ["teacher-s0", "vicokd-s0"]
+    assert [teacher_k1["run"], student_k1["run"], teacher_k1["blocks"]] == ["teacher-s0 K=1", "vicokd-s0 K=1", 1]
+    k1 = load_config(Path("configs/demo/teacher.yaml"), ["data.num_frames=6", "optim.epochs=2",
+                                                        "model.visual.trainable_blocks=1"])
+    assert teacher_k1["gflop"] > teacher["gflop"]  # the top block runs (and trains) in every pass
+    assert clip_flops(k1, 2)[0] > clip_flops(load_config(Path("configs/demo/teacher.yaml"), ["data.num_frames=6"]), 2)[0]
     clips, settings = data["settings"]["clips"], data["settings"]
     config = load_config(Path("configs/demo/teacher.yaml"), ["data.num_frames=6", "optim.epochs=2"])
     step, forward, _ = clip_flops(config, 2)
@@ -162,7 +167,7 @@ def test_runs_benchmark(tmp_path):
     assert parallel["run"] == "all 2, 2 at a time" and parallel["gflop"] == pytest.approx(teacher["gflop"]
                                                                                          + student["gflop"])
     assert parallel["seq_map"] == pytest.approx((teacher["seq_map"] + student["seq_map"]) / 2)
-    assert len(data["targets"]) == 2
+    assert len(data["targets"]) == 3 and "top ViT block" in data["targets"][2]["goal"]
     assert not list(tmp_path.iterdir())  # the work folder is removed
 
 
