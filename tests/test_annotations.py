@@ -112,3 +112,30 @@ def test_frame_labels_other_fps_and_unknown_label():
     assert labels[:, 0].tolist() == [0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
     with pytest.raises(DataError, match="'Z' is not in the class list"):
         frame_labels([{"start": 0, "end": 1, "labels": ["Z"]}], 4, ["A"])
+
+
+@pytest.mark.parametrize("spelling", ["standup", "Standup ", " STANDUP", "Stand up"])
+def test_labels_differing_only_in_case_or_spaces_are_refused_naming_the_record(tmp_path, spelling):
+    """One rule for label identity: exact names; a near miss is one line naming the later record."""
+    write(tmp_path, "train.json", [record("01", "00", 2, [{"start": 0, "end": 1, "labels": ["Standup"]}]),
+                                   record("01", "01", 2, [{"start": 0, "end": 1, "labels": ["Sitdown"]}])])
+    write(tmp_path, "test.json", [record("02", "00", 2, [{"start": 2, "end": 3, "labels": ["Sitdown", spelling]}])])
+    with pytest.raises(DataError) as error:
+        load_annotations(tmp_path, "train")
+    message = str(error.value)
+    assert message.startswith("test.json[0].tricks[0].labels: label")
+    assert f"{spelling!r} differs from 'Standup' (train.json[0].tricks[0].labels)" in message
+    assert "\n" not in message
+    # against a configured class list (data.classes), the near miss is named as such
+    write(tmp_path, "train.json", [record("01", "00", 2, [{"start": 0, "end": 1, "labels": [spelling]}])])
+    with pytest.raises(DataError, match=r"differs from the class 'Standup' only in case or spaces"):
+        load_annotations(tmp_path, "train", classes=["Sitdown", "Standup"])
+    with pytest.raises(DataError, match=r"differs from the class 'Standup' only in case or spaces"):
+        frame_labels([{"start": 0, "end": 1, "labels": [spelling]}], 5, ["Sitdown", "Standup"], 2.5)
+
+
+def test_distinct_names_stay_distinct_classes(tmp_path):
+    write(tmp_path, "train.json", [record("01", "00", 2, [{"start": 0, "end": 1, "labels": ["TurnOnLamp"]}]),
+                                   record("01", "01", 2, [{"start": 0, "end": 1, "labels": ["TurnOffLamp"]}])])
+    write(tmp_path, "test.json", [])
+    assert load_annotations(tmp_path, "train")[1] == ["TurnOffLamp", "TurnOnLamp"]

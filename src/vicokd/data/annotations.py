@@ -14,7 +14,10 @@ the root was placed there by whoever owns the root (e.g. a session folder linked
 disk) and is followed. Split files: Home-1 ``train.json``/``test.json``, Home-2
 ``train_data.json``/``test_data.json``, and ``val.json``/``val_data.json`` where a validation
 split is defined. Classes are the sorted union of every label of every segment over all split
-files of the root (so train and test index classes identically), unless a list is given.
+files of the root (so train and test index classes identically), unless a list is given. Class
+names are exact: two labels that differ only in case or spaces (``standup`` beside ``Standup``,
+``TurnOffLamp `` beside ``TurnOffLamp``), or a label that differs so from a given class, are
+refused in one line naming the record, never made classes of their own.
 
 Frame labels on the 2.5-FPS grid: for each segment, rows ``round(start·fps) … round(end·fps)``
 inclusive of each of its classes are 1, clipped to the grid length L.
@@ -209,20 +212,47 @@ def read_clips(path: Path, root: Path | None = None, *, allow_outside_root: bool
     return clips
 
 
+def label_folding(name: str) -> str:
+    """What two spellings of one class would share: the name without case and with its runs of
+    whitespace (inner, leading, trailing) removed. Class names are exact, as MultiSensor-Home ships
+    them; two labels that fold alike but differ are refused (:func:`collect_classes`)."""
+    return "".join(name.split()).casefold()
+
+
+def _near_miss(label: str, folded: dict[str, str], where: str) -> DataError:
+    return DataError(f"{where}: label {label!r} differs from the class {folded[label_folding(label)]!r} only in "
+                     "case or spaces; class names are exact, so correct the annotation (or data.classes)")
+
+
 def collect_classes(clips: Iterable[Clip]) -> list[str]:
-    """Sorted union of every label of every segment."""
-    return sorted({label for clip in clips for label in clip.labels})
+    """Sorted union of every label of every segment; two labels that differ only in case or spaces
+    (:func:`label_folding`) are a :class:`DataError` naming the record of the later one."""
+    first: dict[str, tuple[str, str]] = {}  # folded → (label, where it was first seen)
+    classes: set[str] = set()
+    for clip in clips:
+        for i, seg in enumerate(clip.segments):
+            for label in seg.labels:
+                where = f"{clip.source}.tricks[{i}].labels"
+                seen = first.setdefault(label_folding(label), (label, where))
+                if seen[0] != label:
+                    raise DataError(f"{where}: label {label!r} differs from {seen[0]!r} ({seen[1]}) only in case "
+                                    "or spaces; class names are exact, so correct one of the two annotations")
+                classes.add(label)
+    return sorted(classes)
 
 
 def check_labels(clips: Iterable[Clip], classes: Sequence[str]) -> None:
-    """Every label must be in the fixed class list."""
+    """Every label must be in the fixed class list (a near miss in case or spaces is named as such)."""
     known = set(classes)
+    folded = {label_folding(name): name for name in classes}
     for clip in clips:
         for i, seg in enumerate(clip.segments):
             for label in seg.labels:
                 if label not in known:
-                    raise DataError(f"{clip.source}.tricks[{i}].labels: unknown label {label!r} "
-                                    "(not in the configured class list)")
+                    where = f"{clip.source}.tricks[{i}].labels"
+                    if label_folding(label) in folded:
+                        raise _near_miss(label, folded, where)
+                    raise DataError(f"{where}: unknown label {label!r} (not in the configured class list)")
 
 
 def load_annotations(
@@ -254,6 +284,9 @@ def _segment_fields(segment: Any) -> tuple[float, float, Sequence[str]]:
 
 
 def _unknown_label(name: str, classes: Sequence[str], where: str | None, segment: int) -> DataError:
+    folded = {label_folding(c): c for c in classes}
+    if label_folding(name) in folded:
+        return _near_miss(name, folded, f"{where}.tricks[{segment}].labels" if where else "segment label")
     known = ", ".join(classes) if len(classes) <= 20 else f"{len(classes)} classes"
     at = f"{where}.tricks[{segment}].labels: " if where else ""
     return DataError(f"{at}segment label {name!r} is not in the class list ({known})")
