@@ -386,30 +386,6 @@ def test_a_run_folder_is_held_by_one_process(workspace, capsys):
         pass
 
 
-def test_a_full_disk_is_one_line_and_keeps_the_finished_checkpoint(workspace, monkeypatch, capsys):
-    import errno
-
-    from vicokd.models import checkpoint as checkpoint_io
-
-    base, overrides = workspace
-    sets = [*set_args(overrides), "--set", "train.name=full-disk"]
-    assert main(["train", "--config", str(CONFIGS / "teacher.yaml"), *sets, "--set", "optim.epochs=1"]) == 0
-    last = base / "runs" / "full-disk" / "checkpoints" / "last.safetensors"
-    before = {path: path.read_bytes() for path in last.parent.iterdir()}
-
-    def no_space(tensors, filename, *args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device", filename)
-
-    monkeypatch.setattr(checkpoint_io, "save_file", no_space)
-    capsys.readouterr()
-    assert main(["train", "--config", str(CONFIGS / "teacher.yaml"), *sets, "--set", "optim.epochs=2",
-                 "--resume"]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert "No space left on device; free some space and re-run the same command" in err
-    assert {path: path.read_bytes() for path in last.parent.iterdir()} == before  # no temp left, nothing lost
-
-
 @pytest.mark.parametrize(("damage", "message"), [
     ("truncated weights", "unreadable safetensors file (Error while deserializing header"),
     ("sidecar is a list", "not a vicokd checkpoint of format"),
@@ -453,3 +429,36 @@ def test_training_ends_with_a_calibration_that_evaluate_and_predict_read(teacher
     assert set(report["per_class_frame_f1"]) == set(classes)
     scored = [v for v in report["per_class_frame_f1"].values() if v is not None]
     assert report["frame_f1"] == pytest.approx(sum(scored) / len(scored))
+
+
+def test_a_full_disk_while_a_checkpoint_is_written_is_one_line_and_the_run_resumes(workspace, monkeypatch, capsys):
+    """safetensors reports a full disk as its own error type; the command says it in one line (the file,
+    'No space left on device', what to do), the checkpoints written before stay whole, --resume goes on."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    base, overrides = workspace
+    written = []
+    save_file = safetensors.torch.save_file
+
+    def fills_the_disk(tensors, filename, *args, **kwargs):
+        if len(written) == 3:  # three checkpoint files written, then the disk is full
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        written.append(filename)
+        return save_file(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", fills_the_disk)
+    args = ["train", "--config", str(CONFIGS / "teacher.yaml"),
+            *set_args([*overrides, "optim.epochs=3", "train.name=full-disk"])]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("error: ") and "No space left on device; free some space and re-run" in err
+    assert ".safetensors" in err
+    checkpoints = base / "runs" / "full-disk" / "checkpoints"
+    assert read_meta(checkpoints / "last.safetensors")["epoch"] < 2  # the last whole checkpoint, readable
+    assert not [p for p in checkpoints.iterdir() if p.name.startswith(".")]  # no temporary file left
+    monkeypatch.setattr(safetensors.torch, "save_file", save_file)
+    assert main([*args, "--resume"]) == 0
+    assert read_meta(checkpoints / "last.safetensors")["epoch"] == 2

@@ -12,13 +12,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_csv", "write_json_atomic", "write_text"]
+__all__ = ["atomic_path", "write_csv", "write_json_atomic", "write_safetensors", "write_text"]
 
 
 @contextmanager
@@ -54,4 +55,26 @@ def write_csv(path: str | Path, fields: Sequence[str], rows: Iterable[dict[str, 
         writer = csv.DictWriter(handle, fieldnames=list(fields))
         writer.writeheader()
         writer.writerows(rows)
+    return Path(path)
+
+
+def write_safetensors(tensors: dict[str, Any], path: str | Path) -> Path:
+    """`tensors` (name → torch tensor) as a safetensors file, atomically.
+
+    safetensors reports a failed write (a full disk) as its own error type with the OS error in the
+    text (``I/O error: No space left on device (os error 28)``); it is raised here as the
+    :class:`OSError` it is, naming `path`, so that the command's one line says what to do.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        try:
+            save_file(tensors, str(tmp))
+        except SafetensorError as exc:
+            code = re.search(r"os error (\d+)", str(exc))
+            if code is None:
+                raise
+            number = int(code.group(1))
+            raise OSError(number, os.strerror(number), str(path)) from None
     return Path(path)

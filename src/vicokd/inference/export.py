@@ -49,13 +49,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from vicokd.config import Config, config_to_yaml, load_config
 from vicokd.errors import VicokdError
 from vicokd.inference.decisions import Decisions
 from vicokd.inference.predict import load_student
+from vicokd.io import write_safetensors
 from vicokd.models import MultiViewActionModel
 from vicokd.models.backbones import backbone_spec
 from vicokd.models.checkpoint import model_from_weights, read_safetensors, sidecar_config
@@ -306,7 +306,7 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
         if not worst <= tolerance:
             raise VicokdError(f"{checkpoint}: onnxruntime differs from PyTorch by {worst:.3e} > {tolerance:g} "
                               f"(per check: {checks}); nothing written")
-        save_file(state, str(work / "model.safetensors"))
+        write_safetensors(state, work / "model.safetensors")
         (work / "config.yaml").write_text(config_to_yaml(config))
         (work / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
         # the decisions `predict` / `stream` make: the calibration chosen on validation (or none)

@@ -24,11 +24,11 @@ from typing import Any, TypedDict
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from vicokd.config import Config, config_from_dict, replace
 from vicokd.errors import VicokdError
-from vicokd.io import atomic_path, write_text
+from vicokd.io import write_safetensors, write_text
 from vicokd.models.model import MultiViewActionModel
 
 FORMAT_VERSION = 1
@@ -87,8 +87,7 @@ def save_tree(tree: dict[str, Any], path: str | Path) -> None:
         if tensor.data_ptr() in seen and tensor.numel():
             tensors[name] = tensor.clone()
         seen.add(tensors[name].data_ptr())
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
+    write_safetensors(tensors, path)
     write_text(sidecar_path(path), json.dumps(structure))
 
 

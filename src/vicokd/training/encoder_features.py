@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from vicokd.config import Config, config_to_dict
@@ -32,7 +31,7 @@ from vicokd.data.features import (
     write_feature_stamp,
 )
 from vicokd.errors import VicokdError
-from vicokd.io import atomic_path, write_json_atomic
+from vicokd.io import atomic_path, write_json_atomic, write_safetensors
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import load_state_dict, read_safetensors
 from vicokd.models.encoders import vit_tokens
@@ -115,8 +114,8 @@ def compute_features(config: Config, out: str | Path, *, encoders_from: str | Pa
             raise VicokdError(f"{out}: features were computed with other settings; use another directory")
     (out / "clips").mkdir(parents=True, exist_ok=True)
     nets = {name: getattr(model, name).net for name in _ENCODERS if audio or name == "visual_encoder"}
-    save_file({f"{name}.net.{k}": v.contiguous() for name, net in nets.items() for k, v in net.state_dict().items()},
-              str(out / ENCODERS_FILE))
+    write_safetensors({f"{name}.net.{k}": v.contiguous() for name, net in nets.items()
+                       for k, v in net.state_dict().items()}, out / ENCODERS_FILE)
     write_json_atomic(out / FEATURES_FILE, header)
     data = config.data
     keys = sorted(index.clips)

@@ -35,13 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from vicokd.config import AudioEncoderConfig, VisualEncoderConfig, replace
 from vicokd.errors import VicokdError
-from vicokd.io import atomic_path
+from vicokd.io import write_safetensors
 from vicokd.models.checkpoint import load_tree, save_tree
 from vicokd.models.encoders import ASTEncoder, build_audio_encoder, build_visual_encoder
 from vicokd.models.model import normalize_video
@@ -177,9 +176,7 @@ def save_encoder(net: nn.Module, path: str | Path) -> Path:
     """The timm network's (the ``ASTModel``'s) state dict as a .safetensors file (temporary file, then rename)."""
     path = Path(path)
     state = (net.model if isinstance(net, ASTEncoder) else net).state_dict()
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
-    return path
+    return write_safetensors({k: v.detach().cpu().contiguous() for k, v in state.items()}, path)
 
 
 class _Evaluator:
