@@ -586,6 +586,39 @@ def test_a_worker_whose_parent_dies_exits(tmp_path, guard):
     assert not left, f"the worker outlived its parent ({guard})"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_training_workers_end_when_the_grid_is_killed(tmp_path):
+    """`vicokd demo` / `reproduce` train in a pool of workers (pipeline.grid.training_pool); SIGKILL of
+    the parent leaves none of them behind (they used to live on, idle, holding the run lock)."""
+    pid_file = tmp_path / "workers"
+    code = ("import os, sys, time; from vicokd.pipeline.grid import training_pool; pool = training_pool(2); "
+            "pids = [pool.submit(os.getpid).result() for _ in range(4)]; "
+            "[pool.submit(time.sleep, 60) for _ in range(2)]; "
+            "open(sys.argv[1], 'w').write(' '.join(map(str, set(pids)))); time.sleep(120)")
+    process = subprocess.Popen([sys.executable, "-c", code, str(pid_file)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+            assert process.poll() is None
+            time.sleep(0.1)
+        workers = {int(pid) for pid in pid_file.read_text().split()}
+        assert workers and _alive(workers) == workers
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while _alive(workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = _alive(workers)
+    finally:
+        for pid in _alive(_descendants(process.pid)):
+            os.kill(pid, signal.SIGKILL)
+        if process.poll() is None:
+            process.kill()
+    for stray in left:
+        os.kill(stray, signal.SIGKILL)
+    assert not left, f"training workers outlived the grid: {left}"
+
+
 def test_unfinished_folders_of_dead_processes_are_removed(tmp_path):
     clips = tmp_path / "clips"
     (clips / "01_00_Part1").mkdir(parents=True)

@@ -15,6 +15,7 @@ for persons (``vicokd detect`` with the preset's detector); both steps resume.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -26,6 +27,7 @@ import vicokd
 from vicokd.config import Config, load_config
 from vicokd.data.cache import INDEX_FILE, cache_settings, prepare, read_index
 from vicokd.data.person_scores import person_scores_path
+from vicokd.data.workers import die_with_parent
 from vicokd.detect import detect_dataset
 from vicokd.errors import VicokdError
 from vicokd.io import write_text
@@ -310,10 +312,25 @@ def _run_detail(summary: dict[str, Any]) -> str:
     return f"test seq mAP {summary['test']['seq_map']:.2f}, frame mAP {summary['test']['frame_map']:.2f}"
 
 
-def _use_threads(threads: int) -> None:
+def _training_worker_init(parent: int, threads: int) -> None:
+    """A training worker: `threads` torch threads, and it ends when its parent (the grid) dies,
+    SIGKILL included (:func:`vicokd.data.workers.die_with_parent`)."""
     import torch
 
     torch.set_num_threads(threads)
+    die_with_parent(parent)
+
+
+def training_pool(processes: int) -> ProcessPoolExecutor:
+    """The worker processes of :func:`run_plans`: spawned (no forked OpenMP state), each with 1/`processes`
+    of this process's torch threads, none outliving this process."""
+    import multiprocessing
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // processes)
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_training_worker_init, initargs=(os.getpid(), threads))
 
 
 def _train_in_worker(config: Config, teacher: str | None) -> tuple[dict[str, Any], str, float | None, float]:
@@ -326,16 +343,10 @@ def _train_in_worker(config: Config, teacher: str | None) -> tuple[dict[str, Any
 
 def _run_in_processes(queue: list[Cell], owners: dict[Cell, GridPlan], summaries: dict[Cell, dict[str, Any]],
                       log: StepLog, processes: int) -> None:
-    """:func:`run_plans` with `processes` workers (spawned: no forked OpenMP state)."""
-    import multiprocessing
-
-    import torch
-
-    threads = max(1, torch.get_num_threads() // processes)
+    """:func:`run_plans` with `processes` workers (:func:`training_pool`)."""
     pending = list(queue)
     running: dict[Future, Cell] = {}
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_use_threads, initargs=(threads,)) as pool:
+    with training_pool(processes) as pool:
         try:
             while pending or running:
                 for cell in [c for c in pending if not get_method(c.method).needs_teacher
