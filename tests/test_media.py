@@ -118,3 +118,22 @@ def test_missing_and_corrupt_files(tmp_path):
     bad.write_bytes(b"not a video at all")
     with pytest.raises(DataError, match=r"bad.mp4: unreadable video"):
         probe_video(bad)
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_a_rotated_view_is_decoded_upright(tmp_path, degrees):
+    """A view stored turned, with a display matrix saying so (as phones and ceiling cameras record),
+    decodes to the same upright pixels as the upright file: prepare, predict and stream all convert
+    frames with rgb_converter (read_grid_frames here)."""
+    photo = photos.astronaut()[::4, ::4][:96]  # (96, 128, 3), real pixels, not square
+    upright = np.stack([np.roll(photo, 9 * i, axis=1) for i in range(5)])
+    stored = np.stack([np.rot90(image, -degrees // 90) for image in upright])  # the sensor's orientation
+    write_mp4(tmp_path / "upright.mp4", upright, FPS, crf=0)
+    write_mp4(tmp_path / "turned.mp4", stored, FPS, crf=0, display_rotation=degrees)
+    for size in ((96, 128), (48, 64)):
+        expected = read_grid_frames(tmp_path / "upright.mp4", size, grid_fps=FPS)
+        decoded = read_grid_frames(tmp_path / "turned.mp4", size, grid_fps=FPS)
+        assert decoded.shape == expected.shape == (5, *size, 3)
+        error = np.abs(decoded.astype(int) - expected.astype(int)).mean()  # chroma subsampling differs a little
+        half_turn_off = np.abs(decoded.astype(int) - np.rot90(expected, 2, axes=(1, 2)).astype(int)).mean()
+        assert error < 4.0 and error < half_turn_off / 10

@@ -151,8 +151,12 @@ def _packet_clock(container: av.container.InputContainer, stream: av.video.strea
 
 
 def rgb_converter(size: tuple[int, int]) -> Callable[[av.VideoFrame], np.ndarray]:
-    """A function from a decoded frame to uint8 RGB ``(H, W, 3)`` at `size` = (H, W), FFmpeg's scaler.
+    """A function from a decoded frame to uint8 RGB ``(H, W, 3)`` at `size` = (H, W), FFmpeg's scaler,
+    upright: every decoder of vicokd (prepare, predict, stream, the benchmarks) converts through it.
 
+    Upright: a frame whose display matrix says it is shown turned by r degrees counterclockwise
+    (``frame.rotation``: phones, ceiling cameras) is turned so, to the nearest quarter turn, as
+    players do; it is scaled to (W, H) first when the turn is a quarter, so the result is (H, W).
     One scaler context for every frame it converts, on the calling thread: PyAV's
     ``frame.to_ndarray(width=..., height=...)`` builds a new context per frame with a thread pool
     sized to the machine, which cost 3x the decode itself at the demo's 80x60 (the pixels are the
@@ -162,7 +166,12 @@ def rgb_converter(size: tuple[int, int]) -> Callable[[av.VideoFrame], np.ndarray
     reformatter = VideoReformatter()
 
     def convert(frame: av.VideoFrame) -> np.ndarray:
-        return reformatter.reformat(frame, width, height, "rgb24", threads=1).to_ndarray()
+        turns = round(frame.rotation / 90) % 4
+        if turns % 2:
+            turned = reformatter.reformat(frame, height, width, "rgb24", threads=1).to_ndarray()
+            return np.ascontiguousarray(np.rot90(turned, turns))
+        image = reformatter.reformat(frame, width, height, "rgb24", threads=1).to_ndarray()
+        return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
     return convert
 

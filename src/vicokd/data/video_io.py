@@ -63,6 +63,7 @@ def write_mp4(
     keyframe_seconds: float = 2.0,
     audio_bitrate: int = 64000,
     audio_codec: str = "aac",
+    display_rotation: int = 0,
 ) -> None:
     """Write `frames` (N, H, W, 3) uint8 RGB at `fps` frames per second to the mp4 `path`.
 
@@ -73,7 +74,10 @@ def write_mp4(
     23 x264's default), `preset` its speed/size trade-off, and a key frame is placed every
     `keyframe_seconds` seconds (so readers can seek). The same inputs give the same file byte for
     byte with the same PyAV build (single-threaded x264 without its assembly: no code path that
-    depends on the CPU). Parent directories are created; an existing file is replaced atomically.
+    depends on the CPU). `display_rotation` (degrees, counterclockwise, a multiple of 90) is
+    recorded in the stream's display matrix, as phones and ceiling cameras record how their
+    stored images are turned: a player shows `frames` turned by it. Parent directories are
+    created; an existing file is replaced atomically.
     """
     frames = np.asarray(frames)
     _check_inputs(frames, audio, sample_rate)
@@ -83,7 +87,7 @@ def write_mp4(
     path = Path(path)
     with atomic_path(path) as tmp:
         _encode(str(tmp), frames, rate, audio, sample_rate, crf, preset, keyframe_seconds, audio_bitrate,
-                audio_codec)
+                audio_codec, display_rotation)
 
 
 def _encode(
@@ -97,6 +101,7 @@ def _encode(
     keyframe_seconds: float,
     audio_bitrate: int,
     audio_codec: str,
+    display_rotation: int,
 ) -> None:
     """Encode and mux both streams into `filename`, audio interleaved up to each frame's time."""
     height, width = frames.shape[1:3]
@@ -104,6 +109,8 @@ def _encode(
         video = container.add_stream("libx264", rate=rate)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.time_base = 1 / rate
+        if display_rotation % 360:
+            video.set_display_rotation(display_rotation)
         keyint = max(1, round(keyframe_seconds * float(rate)))
         # one encoder thread and x264's portable C code instead of its assembly: the same input then
         # gives the same bitstream however busy the machine is. With the assembly (AVX-512 kernels
