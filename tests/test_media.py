@@ -130,6 +130,8 @@ def test_a_rotated_view_is_decoded_upright(tmp_path, degrees):
     stored = np.stack([np.rot90(image, -degrees // 90) for image in upright])  # the sensor's orientation
     write_mp4(tmp_path / "upright.mp4", upright, FPS, crf=0)
     write_mp4(tmp_path / "turned.mp4", stored, FPS, crf=0, display_rotation=degrees)
+    info = probe_video(tmp_path / "turned.mp4")
+    assert (info.height, info.width) == photo.shape[:2]  # the size as shown (detect and quicklook read at it)
     for size in ((96, 128), (48, 64)):
         expected = read_grid_frames(tmp_path / "upright.mp4", size, grid_fps=FPS)
         decoded = read_grid_frames(tmp_path / "turned.mp4", size, grid_fps=FPS)

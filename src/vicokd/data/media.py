@@ -83,7 +83,9 @@ class VideoInfo:
     """Stream facts needed for the grid: frame rate, frame count, whether an audio track exists.
 
     `end` is where the video ends on its own clock (seconds; :class:`~vicokd.data.frame_grid.VideoClock`);
-    `clock` holds the packet timestamps' facts (a changing rate, resets).
+    `clock` holds the packet timestamps' facts (a changing rate, resets). `width` and `height` are
+    as the video is shown: a stream whose display matrix turns it a quarter turn has them swapped
+    from what is stored (:func:`rgb_converter` gives frames upright).
     """
 
     fps: float
@@ -193,8 +195,21 @@ def probe_video(path: str | Path) -> VideoInfo:
         count = stream.frames or clock.count
         regular = not (clock.variable_rate or clock.resets)
         end = count / float(rate) if regular or not clock.count else clock.end
-        return VideoInfo(float(rate), int(count), bool(container.streams.audio),
-                         stream.codec_context.width, stream.codec_context.height, end, clock)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if round(_first_frame_rotation(container, stream) / 90) % 2:
+            width, height = height, width
+        return VideoInfo(float(rate), int(count), bool(container.streams.audio), width, height, end, clock)
+
+
+def _first_frame_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
+    """The display rotation of the first decodable frame (degrees; 0 without a display matrix or a frame)."""
+    try:
+        container.seek(0, stream=stream)
+        for frame in container.decode(stream):
+            return float(frame.rotation)
+    except av.error.FFmpegError:
+        return 0.0
+    return 0.0
 
 
 def frame_time(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> float | None:
