@@ -391,6 +391,9 @@ def test_a_run_folder_is_held_by_one_process(workspace, capsys):
     ("sidecar is a list", "not a vicokd checkpoint of format"),
     ("classes is a string", "damaged checkpoint sidecar: vicokd.classes should be a list, found str"),
     ("config missing", "damaged checkpoint sidecar: vicokd.config should be a dict, found NoneType"),
+    ("no num_frames", "damaged checkpoint sidecar: vicokd.config.data.num_frames is missing"),
+    ("no image_size", "damaged checkpoint sidecar: vicokd.config.data.image_size is missing"),
+    ("unknown threshold class", "vicokd.calibration.thresholds names classes the checkpoint does not have ('Dance')"),
 ])
 def test_a_damaged_checkpoint_is_one_line(teacher, tmp_path, capsys, damage, message):
     import shutil
@@ -408,6 +411,11 @@ def test_a_damaged_checkpoint_is_one_line(teacher, tmp_path, capsys, damage, mes
         sidecar = [sidecar]
     elif damage == "classes is a string":
         sidecar["vicokd"]["classes"] = "Sitdown"
+    elif damage.startswith("no "):  # a run would fall back to the defaults (T = 70, 224×224)
+        del sidecar["vicokd"]["config"]["data"][damage.removeprefix("no ")]
+    elif damage == "unknown threshold class":
+        thresholds = sidecar["vicokd"]["calibration"]["thresholds"]
+        thresholds["Dance"] = thresholds.pop(sorted(thresholds)[0])
     else:
         del sidecar["vicokd"]["config"]
     sidecar_path(copy).write_text(json.dumps(sidecar))

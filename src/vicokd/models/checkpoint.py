@@ -148,7 +148,36 @@ def read_meta(path: str | Path) -> CheckpointMeta:
                               f"{getattr(kind, '__name__', 'value')}, found {type(meta.get(field)).__name__}")
     if not all(isinstance(name, str) for name in meta["classes"]):
         raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.classes should be a list of names")
+    for section, fields in RECORDED_CONFIG.items():  # what the model was trained on: never a default
+        recorded = meta["config"].get(section)
+        missing = [f for f in fields if not isinstance(recorded, dict) or f not in recorded]
+        if missing:
+            raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.config.{section}.{missing[0]} is missing "
+                              "(the model was trained with a value this file no longer records)")
+    _check_calibration(meta, side)
     return meta  # type: ignore[return-value]
+
+
+# The config fields that decide what a model sees and outputs: a sidecar must record them
+RECORDED_CONFIG = {"data": ("num_frames", "image_size", "fps"), "model": ("mode", "backbone", "dim")}
+
+
+def _check_calibration(meta: dict[str, Any], side: Path) -> None:
+    """A recorded calibration gives a number for every class of the checkpoint, and no other class."""
+    calibration = meta.get("calibration")
+    if calibration is None:
+        return
+    classes = set(meta["classes"])
+    for part in ("scale", "bias", "thresholds"):
+        values = calibration.get(part) if isinstance(calibration, dict) else None
+        if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
+            raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.calibration.{part} should map each "
+                              "class to a number")
+        if set(values) != classes:
+            odd = sorted(set(values) - classes) or sorted(classes - set(values))
+            what = "names classes the checkpoint does not have" if set(values) - classes else "lacks classes"
+            raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.calibration.{part} {what} "
+                              f"({', '.join(map(repr, odd[:3]))}); its classes are vicokd.classes")
 
 
 def update_meta(path: str | Path, **fields: Any) -> None:
