@@ -86,7 +86,7 @@ FAST_EPOCHS = 2
 FAST_SEEDS = 2
 FAST_PRETRAIN = {"clips": 6, "epochs": 1}
 # --finetune: the top block of the demo's 2-block ViT trains in every run, from the tokens below it
-# (the class-token block makes such a run cost about twice a frozen one; docs/experiments/finetune.md)
+# (the class-token block makes such a run cost 2-3x a frozen one, not 15x; docs/experiments/finetune.md)
 FINETUNE_BLOCKS = 1
 
 
