@@ -430,8 +430,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                              "(Fig. 3's MultiASL runs); default all")
     parser.add_argument("--finetune", action="store_true",
                         help="the paper's regime: every run trains the top block of the visual encoder (from the "
-                             "cached tokens below it; about twice the time of the default frozen encoders), and the "
-                             "report draws Fig. 4 (attention maps, attention on the actor per method)")
+                             "cached tokens below it; a run takes 2-3x a frozen one, the whole demo about an hour "
+                             "on 2 cores), and the report draws Fig. 4 (attention maps, attention on the actor per "
+                             "method)")
     parser.add_argument("--beyond-paper", action="store_true",
                         help="Table 1 also runs ViCoKD-ML (sigmoid distributions, not in the paper): 36 more "
                              "runs, about 2 min on 2 cores")
