@@ -393,7 +393,7 @@ def test_a_run_folder_is_held_by_one_process(workspace, capsys):
     ("config missing", "damaged checkpoint sidecar: vicokd.config should be a dict, found NoneType"),
     ("no num_frames", "damaged checkpoint sidecar: vicokd.config.data.num_frames is missing"),
     ("no image_size", "damaged checkpoint sidecar: vicokd.config.data.image_size is missing"),
-    ("unknown threshold class", "vicokd.calibration.thresholds names classes the checkpoint does not have ('Dance')"),
+    ("unknown threshold class", "vicokd.calibration.thresholds names classes that vicokd.classes does not ('Dance')"),
 ])
 def test_a_damaged_checkpoint_is_one_line(teacher, tmp_path, capsys, damage, message):
     import shutil
@@ -422,6 +422,24 @@ def test_a_damaged_checkpoint_is_one_line(teacher, tmp_path, capsys, damage, mes
     assert main(["evaluate", "--ckpt", str(copy)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_a_sidecar_one_class_short_names_both_counts(teacher, tmp_path):
+    """The weights say how many classes they output: a class list one short is said so (it was cut to
+    "weights do not match the architecture" without the counts)."""
+    import shutil
+
+    from vicokd.models.checkpoint import model_from_checkpoint, sidecar_path
+
+    ckpt, _ = teacher
+    copy = tmp_path / "best.safetensors"
+    shutil.copyfile(ckpt, copy)
+    sidecar = json.loads(sidecar_path(ckpt).read_text())
+    sidecar["vicokd"]["classes"] = sidecar["vicokd"]["classes"][:-1]
+    sidecar["vicokd"]["calibration"] = None  # else the calibration's classes tell first
+    sidecar_path(copy).write_text(json.dumps(sidecar))
+    with pytest.raises(VicokdError, match=r"the weights output 4 classes, its class list names 3 \("):
+        model_from_checkpoint(copy)
 
 
 def test_training_ends_with_a_calibration_that_evaluate_and_predict_read(teacher, capsys):

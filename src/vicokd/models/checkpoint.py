@@ -175,9 +175,10 @@ def _check_calibration(meta: dict[str, Any], side: Path) -> None:
                               "class to a number")
         if set(values) != classes:
             odd = sorted(set(values) - classes) or sorted(classes - set(values))
-            what = "names classes the checkpoint does not have" if set(values) - classes else "lacks classes"
+            what = ("names classes that vicokd.classes does not" if set(values) - classes
+                    else "lacks classes of vicokd.classes")
             raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.calibration.{part} {what} "
-                              f"({', '.join(map(repr, odd[:3]))}); its classes are vicokd.classes")
+                              f"({', '.join(map(repr, odd[:3]))}): one of the two lists is damaged")
 
 
 def update_meta(path: str | Path, **fields: Any) -> None:
@@ -249,6 +250,18 @@ def model_from_weights(config: Config, num_classes: int, state: dict[str, torch.
     model = MultiViewActionModel(config.model, num_classes, config.data.mean, config.data.std)
     for name, values in (("pixel_mean", config.data.mean), ("pixel_std", config.data.std)):
         state.setdefault(name, torch.tensor(values, dtype=torch.float32).view(3, 1, 1))
+    own = model.state_dict()
+    mismatched = [(key, tuple(state[key].shape), tuple(value.shape)) for key, value in own.items()
+                  if key in state and tuple(state[key].shape) != tuple(value.shape)]
+    for key, theirs, ours in mismatched:  # a class list that is not the one the weights were trained for
+        differ = [(t, o) for t, o in zip(theirs, ours) if t != o]
+        if len(theirs) == len(ours) and len(differ) == 1 and differ[0][1] == num_classes:
+            raise VicokdError(f"{where}: the weights output {differ[0][0]} classes, its class list names "
+                              f"{num_classes} ({key}); the class list must be the one the model was trained with")
+    if mismatched:
+        key, theirs, ours = mismatched[0]
+        raise VicokdError(f"{where}: weights do not match the architecture in its config ({key}: {list(theirs)} in "
+                          f"the weights, {list(ours)} built from the config)")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
