@@ -219,9 +219,13 @@ def label_folding(name: str) -> str:
     return "".join(name.split()).casefold()
 
 
-def _near_miss(label: str, folded: dict[str, str], where: str) -> DataError:
-    return DataError(f"{where}: label {label!r} differs from the class {folded[label_folding(label)]!r} only in "
-                     "case or spaces; class names are exact, so correct the annotation (or data.classes)")
+def _near_miss(label: str, classes: Sequence[str], where: str) -> DataError | None:
+    """The error for a label that is not in `classes` but differs from one of them only in case or spaces."""
+    spelled = next((name for name in classes if label_folding(name) == label_folding(label)), None)
+    if spelled is None:
+        return None
+    return DataError(f"{where}: label {label!r} differs from the class {spelled!r} only in case or spaces; "
+                     "class names are exact, so correct the annotation (or data.classes)")
 
 
 def collect_classes(clips: Iterable[Clip]) -> list[str]:
@@ -244,15 +248,13 @@ def collect_classes(clips: Iterable[Clip]) -> list[str]:
 def check_labels(clips: Iterable[Clip], classes: Sequence[str]) -> None:
     """Every label must be in the fixed class list (a near miss in case or spaces is named as such)."""
     known = set(classes)
-    folded = {label_folding(name): name for name in classes}
     for clip in clips:
         for i, seg in enumerate(clip.segments):
             for label in seg.labels:
                 if label not in known:
                     where = f"{clip.source}.tricks[{i}].labels"
-                    if label_folding(label) in folded:
-                        raise _near_miss(label, folded, where)
-                    raise DataError(f"{where}: unknown label {label!r} (not in the configured class list)")
+                    raise _near_miss(label, classes, where) or DataError(
+                        f"{where}: unknown label {label!r} (not in the configured class list)")
 
 
 def load_annotations(
@@ -284,9 +286,9 @@ def _segment_fields(segment: Any) -> tuple[float, float, Sequence[str]]:
 
 
 def _unknown_label(name: str, classes: Sequence[str], where: str | None, segment: int) -> DataError:
-    folded = {label_folding(c): c for c in classes}
-    if label_folding(name) in folded:
-        return _near_miss(name, folded, f"{where}.tricks[{segment}].labels" if where else "segment label")
+    near_miss = _near_miss(name, classes, f"{where}.tricks[{segment}].labels" if where else "segment label")
+    if near_miss is not None:
+        return near_miss
     known = ", ".join(classes) if len(classes) <= 20 else f"{len(classes)} classes"
     at = f"{where}.tricks[{segment}].labels: " if where else ""
     return DataError(f"{at}segment label {name!r} is not in the class list ({known})")

@@ -168,14 +168,17 @@ def rgb_converter(size: tuple[int, int]) -> Callable[[av.VideoFrame], np.ndarray
     reformatter = VideoReformatter()
 
     def convert(frame: av.VideoFrame) -> np.ndarray:
-        turns = round(frame.rotation / 90) % 4
-        if turns % 2:
-            turned = reformatter.reformat(frame, height, width, "rgb24", threads=1).to_ndarray()
-            return np.ascontiguousarray(np.rot90(turned, turns))
-        image = reformatter.reformat(frame, width, height, "rgb24", threads=1).to_ndarray()
+        turns = quarter_turns(frame.rotation)
+        stored = (height, width) if turns % 2 else (width, height)  # (width, height) before the turn
+        image = reformatter.reformat(frame, *stored, "rgb24", threads=1).to_ndarray()
         return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
     return convert
+
+
+def quarter_turns(rotation: float) -> int:
+    """A display rotation in degrees (counterclockwise) as the nearest number of quarter turns, 0-3."""
+    return round(rotation / 90) % 4
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -196,7 +199,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         regular = not (clock.variable_rate or clock.resets)
         end = count / float(rate) if regular or not clock.count else clock.end
         width, height = stream.codec_context.width, stream.codec_context.height
-        if round(_first_frame_rotation(container, stream) / 90) % 2:
+        if quarter_turns(_first_frame_rotation(container, stream)) % 2:
             width, height = height, width
         return VideoInfo(float(rate), int(count), bool(container.streams.audio), width, height, end, clock)
 
