@@ -45,14 +45,14 @@ def main() -> None:
     parser.add_argument("--layout", default="home1", help="camera layout (home1 or home2)")
     args = parser.parse_args()
     options = demo_synth_options(clips=300, views=5, seed=0, layout=args.layout)
-    home, jobs = generate.plan_dataset(options)
-    generate.make_clip(home, options, jobs[0], args.out)
+    _, jobs = generate.plan_dataset(options)
+    generate.make_clip(options, jobs[0], args.out)
     seconds = dict.fromkeys(PHASES, 0.0)
     for phase, name in PHASES.items():  # the names make_clip calls, each wrapped in a timer
         setattr(generate, name, _timed(getattr(generate, name), phase, seconds))
     begin = time.perf_counter()
     for job in jobs[1 : args.clips + 1]:
-        generate.make_clip(home, options, job, args.out)
+        generate.make_clip(options, job, args.out)
     total = time.perf_counter() - begin
     print(json.dumps({"clips": args.clips, "per_clip_s": round(total / args.clips, 3),
                       **{k: round(v / args.clips, 3) for k, v in seconds.items()}}))

@@ -43,6 +43,13 @@ def test_demo_writes_report_tables_and_plots(demo):
                     "## Steps and times", "## Configs used"):
         assert heading in report, heading
     assert "groundtruth" in report and "sequence mAP" in report and "frame mAP" in report
+    # the regime block (baseline rows against their targets) comes before Table 1 and the claims
+    assert "## Is the world the paper's?" in report
+    assert report.index("## Is the world the paper's?") < report.index("## Table 1") < report.index("## Claim scorecard")
+    assert "targets met (" in report and "The same claims under frame mAP: " in report
+    scorecard = (out / "tables" / "scorecard.md").read_text()
+    assert scorecard.index("Is the world the paper's?") < scorecard.index("## Test sequence mAP (the headline)") \
+        < scorecard.index("## The same claims under test frame mAP")
     assert "ViCoKD-ML (beyond the paper)" in report and "seeds 0, 1" in report
     # Table 1 cells are mean ± std over the two seeds; the findings compare them against the spread
     assert " ± " in (out / "tables" / "table1.md").read_text()
@@ -179,6 +186,12 @@ def test_demo_options_fast_and_explicit(tmp_path):
     assert [p.grid for p in ablations.all_plans()] == ["table1", "table4"]  # no figures: no Fig. 3 plan
     assert {c.method for c in ablations.plan().cells} == {"teacher"}
     assert {c.backbone for c in ablations.plan().cells} == {"multitsf"}
+    # --only baselines: Table 1's rows without a method (teacher, plain student V_F and V_S), every backbone
+    baselines = DemoOptions(out=tmp_path, only=("baselines",), seeds=2)
+    assert [p.grid for p in baselines.all_plans()] == ["table1"]
+    assert {(c.method, c.supervision) for c in baselines.plan().cells} == {
+        ("teacher", "frame"), ("student", "frame"), ("student", "sequence")}
+    assert len(baselines.plan().cells) == 2 * 3 * 3 * 2  # homes x backbones x rows x seeds
 
 
 @pytest.mark.parametrize(("flag", "value", "message"), [

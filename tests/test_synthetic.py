@@ -341,3 +341,16 @@ def test_actor_drawn_only_where_visible(tiny: Path) -> None:
                 moved = np.abs(decoded.astype(int) - empty).mean(axis=(1, 2, 3))
                 assert moved[visible].mean() > moved[~visible].mean()
     assert counts["seen"] >= 10 and counts["unseen"] >= 10 and counts["outside"] >= 1, counts
+
+
+def test_joined_layouts_film_clips_in_turn() -> None:
+    """``home1+home2`` (the pretraining home): clip i is filmed by the (i mod 2)-th layout, with the
+    scripts a one-layout home of the same seed plans (they do not depend on the cameras)."""
+    options = dataclasses.replace(TINY, clips=4)
+    _, one = plan_dataset(options)
+    first, both = plan_dataset(dataclasses.replace(options, layout="home1+home2"))
+    assert first == build_home(options.views, "home1")
+    assert [job.home for job in both] == [build_home(options.views, name) for name in ("home1", "home2") * 2]
+    assert [job.script.tricks() for job in both] == [job.script.tricks() for job in one]
+    with pytest.raises(ConfigError, match="--layout 'home1\\+home3'"):
+        dataclasses.replace(options, layout="home1+home3").validate()

@@ -410,6 +410,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                      "  vicokd demo --out demo-d1 --data-seed 1     # another synthetic home, same recipe\n"
                      "  vicokd demo --out demo-asl --backbone multiasl --epochs 20 --seeds 5\n"
                      "  vicokd demo --out demo-t4 --only table4 --homes home1   # the ablations on one home\n"
+                     "  vicokd demo --out cal --data-seed 7 --only baselines   # the world's baseline rows, no method\n"
                      "  vicokd demo --out demo-finetune --finetune  # encoders that learn (top ViT block), Fig. 4")
     parser.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default: demo)")
     parser.add_argument("--clips", type=int, default=None, help="clips to synthesise (default 300; --fast 16)")
@@ -427,7 +428,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                              "close in what they capture, like Home-2); default both")
     parser.add_argument("--only", default=None,
                         help="comma list of the parts to run: table1 (with Table 2), table3, table4, figures "
-                             "(Fig. 3's MultiASL runs); default all")
+                             "(Fig. 3's MultiASL runs), baselines (Table 1's teacher and plain student only: the "
+                             "rows the world is calibrated on, and the report's regime block); default the first "
+                             "four")
     parser.add_argument("--finetune", action="store_true",
                         help="the paper's regime: every run trains the top block of the visual encoder (from the "
                              "cached tokens below it; a run takes 2-3x a frozen one, the whole demo about an hour "
@@ -476,6 +479,9 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--clips", type=int, default=None, help="clips in the pretraining home (default 60)")
     parser.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default 10)")
     parser.add_argument("--views", type=int, default=5, help="cameras of the pretraining home (default 5)")
+    parser.add_argument("--layout", default=None,
+                        help="camera layouts of the pretraining home, clips filmed by each in turn (default "
+                             "home1+home2: every layout the demo films; one name for one layout)")
     parser.add_argument("--duration", default=None, help="clip length in seconds, MIN-MAX (default 20-40, as the demo)")
     parser.add_argument("--targets", default=None,
                         help="comma list of simulator targets visible, mask, pose, hand_mouth, props, state "
@@ -498,7 +504,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     from vicokd.pipeline.pretrain import PretrainOptions, run_pretrain
 
     given = {"clips": args.clips, "epochs": args.epochs, "config": args.config, "home": args.home,
-             "duration": args.duration and _parse_range(args.duration, "--duration"),
+             "layout": args.layout, "duration": args.duration and _parse_range(args.duration, "--duration"),
              "targets": None if args.targets is None else tuple(_comma_list(args.targets) or ())}
     options = PretrainOptions(out=args.out, data_seed=args.data_seed, views=args.views, mask_head=args.mask_head,
                               modality=args.modality,

@@ -75,7 +75,9 @@ from vicokd.training.encoder_features import compute_features
 
 DEMO_HOMES = ("home1", "home2")  # camera layouts (vicokd.synthetic.scene.LAYOUTS), one environment each
 DEMO_METHODS = TABLE1_METHODS  # the paper's rows of Table 1; --beyond-paper adds TABLE1_EXTRA_METHODS
-DEMO_PARTS = ("table1", "table3", "table4", "figures")  # what --only can choose
+DEMO_PARTS = ("table1", "table3", "table4", "figures", "baselines")  # what --only can choose
+DEFAULT_PARTS = DEMO_PARTS[:4]  # baselines: Table 1's rows without a distillation method (inside table1)
+BASELINE_METHODS = ("teacher", "student")  # the rows the world is calibrated on (docs/experiments/world.md)
 FIG3_BACKBONE = "multiasl"  # the paper's Fig. 3 (test mAP per epoch) and Table 4 (ablations) are on MultiASL
 FIG3_METHODS = ("teacher", "student", "logitkd", "cokd", "vicokd")
 TABLE4_BACKBONE = FIG3_BACKBONE
@@ -101,7 +103,7 @@ class DemoOptions:
     backbone: str = "multitsf"  # the backbone of the report's detailed sections
     backbones: tuple[str, ...] = PAPER_BACKBONES  # Tables 1-3
     homes: tuple[str, ...] = DEMO_HOMES
-    only: tuple[str, ...] = DEMO_PARTS
+    only: tuple[str, ...] = DEFAULT_PARTS
     fast: bool = False
     finetune: bool = False  # the paper's regime: every run trains the top block(s) of the visual encoder
     beyond_paper: bool = False  # Table 1 also runs the methods beyond the paper (ViCoKD-ML)
@@ -200,11 +202,15 @@ class DemoOptions:
 
     def plan(self) -> GridPlan:
         """Table 1: the teacher and the paper's student methods (with ``--beyond-paper`` also ViCoKD-ML)
-        under V_F and V_S on every backbone and home
-        (with ``--only`` leaving table1 out, its detailed backbone's teachers only, for the other tables)."""
-        methods = (*DEMO_METHODS, *(TABLE1_EXTRA_METHODS if self.beyond_paper else ())) \
-            if "table1" in self.only else ("teacher",)
-        return self._grid("table1", self.backbones if "table1" in self.only else [self.detail_backbone], methods)
+        under V_F and V_S on every backbone and home; with ``--only baselines`` (and no table1) its rows
+        without a distillation method, the teacher and the plain student (what the world is calibrated
+        on); with neither, the detailed backbone's teachers only, for the other tables."""
+        if "table1" in self.only:
+            methods: tuple[str, ...] = (*DEMO_METHODS, *(TABLE1_EXTRA_METHODS if self.beyond_paper else ()))
+        else:
+            methods = BASELINE_METHODS if "baselines" in self.only else ("teacher",)
+        whole = "table1" in self.only or "baselines" in self.only
+        return self._grid("table1", self.backbones if whole else [self.detail_backbone], methods)
 
     def table_plans(self) -> list[GridPlan]:
         """The other parts chosen with ``--only``: Table 2 (ViCoKD's mean ± std, from Table 1's runs),
@@ -282,15 +288,15 @@ AUDIO_CONDITIONS = ("av", "audio-missing", "visual")  # what the teacher is eval
 
 
 def teacher_conditions(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dict], log: StepLog) -> None:
-    """Step: every teacher seed of the detailed backbone on the test split with its audio, with half
-    the views' audio dropped (``audio-missing``) and with none (``visual``), into
-    ``<run>/eval/test-<condition>.json``."""
+    """Step: every teacher of Table 1 on the test split with its audio, with half the views' audio
+    dropped (``audio-missing``) and with none (``visual``), into ``<run>/eval/test-<condition>.json``
+    (the regime block needs every backbone's; the detailed sections read the detailed backbone's)."""
     from vicokd.training.run import evaluate
 
     with log.step("the teacher with and without its audio (test split)") as step:
         done = 0
         for cell, summary in summaries.items():
-            if cell.method != "teacher" or cell.backbone != options.detail_backbone:
+            if cell.method != "teacher" or cell.backbone not in plan.backbones:
                 continue
             for condition in AUDIO_CONDITIONS:
                 target = plan.out / "runs" / cell.name / "eval" / f"test-{condition}.json"

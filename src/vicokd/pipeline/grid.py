@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ from vicokd.io import write_text
 from vicokd.methods import get_method
 from vicokd.models.backbones import BACKBONES, paper_backbones
 from vicokd.pipeline.steps import Step, StepLog, run_training, training_state
+from vicokd.report.regime import RegimeRow, regime_markdown, regime_rows
 from vicokd.report.scorecard import Claim, paper_home, score_claims, scorecard_markdown
 from vicokd.report.tables import (
     SUPERVISIONS,
@@ -42,6 +43,7 @@ from vicokd.report.tables import (
     TABLE4_METHODS,
     CellKey,
     ComputedTable,
+    Metric,
     RunResult,
     TableLayout,
     compute_table,
@@ -404,9 +406,16 @@ def table_note(plan: GridPlan, results: Sequence[RunResult]) -> str:
             f"to the reference row; bold = best in its column. Model selection: best validation epoch.\n")
 
 
-def plan_claims(plan: GridPlan, results: Sequence[RunResult]) -> list[Claim]:
-    """The paper's claims (:mod:`vicokd.report.scorecard`) for the plan's environments."""
-    return score_claims(results, {env.name: paper_home(env.name) for env in plan.envs})
+def plan_claims(plan: GridPlan, results: Sequence[RunResult], metric: Metric = "seq_map") -> list[Claim]:
+    """The paper's claims (:mod:`vicokd.report.scorecard`) for the plan's environments, on `metric`."""
+    return score_claims(results, {env.name: paper_home(env.name) for env in plan.envs}, metric)
+
+
+def plan_regime(plan: GridPlan, results: Sequence[RunResult],
+                audio: Mapping[tuple[str, str], tuple[Mapping[int, float], Mapping[int, float]]] | None = None
+                ) -> list[RegimeRow]:
+    """The regime block (:mod:`vicokd.report.regime`) of the plan's environments and backbones."""
+    return regime_rows(results, [env.name for env in plan.envs], plan.backbones, audio)
 
 
 def homes_compared(plan: GridPlan) -> str:
@@ -414,17 +423,25 @@ def homes_compared(plan: GridPlan) -> str:
     return ", ".join(f"{env.name} against the paper's {paper_home(env.name)}" for env in plan.envs)
 
 
-def write_scorecard(plan: GridPlan, claims: Sequence[Claim]) -> Path:
-    """``OUT/tables/scorecard.md``: the paper's claims (:func:`plan_claims`) scored on the finished runs."""
+def write_scorecard(plan: GridPlan, claims: Sequence[Claim], frame_claims: Sequence[Claim] = (),
+                    regime: Sequence[RegimeRow] = ()) -> Path:
+    """``OUT/tables/scorecard.md``: first the regime block (is the world the paper's?, baseline rows
+    only), then the paper's claims (:func:`plan_claims`) scored on the finished runs under test
+    sequence mAP (the headline) and, when given, under frame mAP."""
+    regime_text = ("## Is the world the paper's? Baseline rows only, test sequence mAP\n\n"
+                   + regime_markdown(regime) + "\n") if regime else ""
+    frame_text = ("\n## The same claims under test frame mAP\n\n" + scorecard_markdown(frame_claims)
+                  if frame_claims else "")
     return write_text(plan.out / "tables" / "scorecard.md",
-                      f"# The paper's claims, test sequence mAP ({homes_compared(plan)})\n\n"
-                      + scorecard_markdown(claims))
+                      f"# The paper's claims ({homes_compared(plan)})\n\n" + regime_text
+                      + "## Test sequence mAP (the headline)\n\n" + scorecard_markdown(claims) + frame_text)
 
 
 def write_plan_tables(plan: GridPlan) -> tuple[Path, Path]:
     """``OUT/tables/<grid>.md`` and ``.csv`` from the finished runs, and ``OUT/tables/scorecard.md``."""
     results = collect_results(plan)
-    write_scorecard(plan, plan_claims(plan, results))
+    write_scorecard(plan, plan_claims(plan, results), plan_claims(plan, results, "frame_map"),
+                    plan_regime(plan, results))
     return write_tables(compute_tables(plan, results), plan.out / "tables", plan.grid, table_note(plan, results))
 
 

@@ -47,7 +47,7 @@ from vicokd.data.person_scores import read_person_scores
 from vicokd.data.workers import run_in_workers
 from vicokd.errors import VicokdError
 from vicokd.io import atomic_path, write_json_atomic
-from vicokd.pipeline.home import demo_synth_options, synthesise_or_reuse
+from vicokd.pipeline.home import ALL_LAYOUTS, demo_synth_options, synthesise_or_reuse
 from vicokd.pipeline.steps import StepLog, request_difference
 from vicokd.synthetic import SynthOptions, plan_dataset
 from vicokd.synthetic.actor import PROPS
@@ -93,6 +93,7 @@ class PretrainOptions:
     clips: int = DEFAULT_CLIPS
     epochs: int = DEFAULT_EPOCHS
     views: int = 5
+    layout: str = ALL_LAYOUTS  # camera layouts of the pretraining home (clips alternate): every one the demo films
     duration: tuple[float, float] = (20.0, 40.0)
     targets: tuple[str, ...] | None = None  # None: DEFAULT_TARGETS (visual), AUDIO_TARGETS (audio)
     modality: str = "visual"
@@ -136,7 +137,7 @@ class PretrainOptions:
 
     def synth_options(self) -> SynthOptions:
         """The demo's generator options with the pretraining seed, clip count, views and duration."""
-        demo = demo_synth_options(self.clips, self.views, pretrain_seed(self.data_seed))
+        demo = demo_synth_options(self.clips, self.views, pretrain_seed(self.data_seed), layout=self.layout)
         return SynthOptions(**{**demo.__dict__, "duration": self.duration})
 
     def load_config(self) -> Config:
@@ -174,11 +175,11 @@ def frames_dir(home: Path, image_size: tuple[int, int], grid: tuple[int, int]) -
 def _clip_frames_and_targets(synth: SynthOptions, index: int, data: Path, image_size: tuple[int, int],
                              fps: float, grid: tuple[int, int], target: Path) -> str:
     """Decode one clip's grid frames and compute its targets into `target` (.npz, atomic)."""
-    home, jobs = _planned(synth)
+    _, jobs = _planned(synth)
     job = jobs[index]
     frames = np.stack([read_grid_frames(data / video, image_size, fps).transpose(0, 3, 1, 2)
                        for video in job.videos])  # (V, L, 3, H, W)
-    targets = clip_targets(home, job.script, synth.size, synth.fps, grid)
+    targets = clip_targets(job.home, job.script, synth.size, synth.fps, grid)
     length = min(frames.shape[1], targets["mask"].shape[1])
     arrays = {"frames": frames[:, :length]}
     for name, value in targets.items():

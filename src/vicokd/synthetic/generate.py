@@ -45,12 +45,14 @@ from vicokd.synthetic.actor import random_outfit
 from vicokd.synthetic.audio import SAMPLE_RATE, microphone_audio
 from vicokd.synthetic.render import GRID_FPS, VISIBLE_SHARE, ViewRenderer, render_view
 from vicokd.synthetic.scene import (
+    LAYOUT_JOIN,
     LAYOUTS,
     MAX_VIEWS,
     Home,
     build_home,
     floor_coverage,
     floor_visibility,
+    layout_names,
     pairwise_disparity,
 )
 from vicokd.synthetic.script import CLASSES, ClipScript, plan_clip
@@ -87,7 +89,7 @@ class SynthOptions:
     sessions: int = 8
     test_fraction: float = 0.3
     supersample: int = 2
-    layout: str = "home1"  # camera layout (scene.LAYOUTS): home1 little overlap, home2 much
+    layout: str = "home1"  # camera layout (scene.LAYOUTS): home1 little overlap, home2 much; "home1+home2": both
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` (one line, naming the option) for a bad value."""
@@ -105,7 +107,8 @@ class SynthOptions:
             (0.0 <= self.test_fraction < 1.0, f"--test {self.test_fraction:g}: need a share in [0, 1)"),
             (1 <= self.supersample <= 4, f"--supersample {self.supersample}: need 1..4"),
             (len(self.classes) > 0, "--classes: name at least one class"),
-            (self.layout in LAYOUTS, f"--layout {self.layout!r}: choose one of {', '.join(LAYOUTS)}"),
+            (all(name in LAYOUTS for name in self.layout.split(LAYOUT_JOIN)),
+             f"--layout {self.layout!r}: choose one of {', '.join(LAYOUTS)}, or several joined by '{LAYOUT_JOIN}'"),
         ]
         for ok, message in checks:
             if not ok:
@@ -125,7 +128,8 @@ class SynthOptions:
 
 @dataclass(frozen=True)
 class ClipJob:
-    """One clip to make: its index, session folder, id, view files (relative) and script."""
+    """One clip to make: its index, session folder, id, view files (relative), script, and the
+    home (its camera layout) that films it."""
 
     index: int
     session: str
@@ -133,6 +137,7 @@ class ClipJob:
     videos: tuple[str, ...]
     script: ClipScript
     audio_seed: int
+    home: Home
 
     def record(self) -> dict[str, Any]:
         """The annotation record of the clip (MultiSensor-Home format)."""
@@ -187,8 +192,13 @@ class SynthSummary:
 
 
 def plan_dataset(options: SynthOptions) -> tuple[Home, list[ClipJob]]:
-    """The home and every clip's script, session and file names (no rendering)."""
-    home = build_home(options.views, options.layout)
+    """The home of the first layout and every clip's script, session, file names and home (no rendering).
+
+    With several layouts (``home1+home2``) clip i is filmed by the (i mod n)-th; the actor's
+    stations and furniture are the same in every layout, so the scripts do not depend on it.
+    """
+    homes = [build_home(options.views, name) for name in layout_names(options.layout)]
+    home = homes[0]
     sessions = []
     for s in range(options.sessions):
         rng = np.random.default_rng([options.seed, 7919, s])
@@ -203,7 +213,7 @@ def plan_dataset(options: SynthOptions) -> tuple[Home, list[ClipJob]]:
         script = plan_clip(home, rng, frames / options.fps, options.classes, outfit, daylight)
         folder, clip_id = f"{session + 1:02d}", f"{i % per_session:02d}"
         videos = tuple(f"{folder}/{clip_id}-View{k + 1}-Part1.mp4" for k in range(options.views))
-        jobs.append(ClipJob(i, folder, clip_id, videos, script, int(rng.integers(2**31))))
+        jobs.append(ClipJob(i, folder, clip_id, videos, script, int(rng.integers(2**31)), homes[i % len(homes)]))
     return home, jobs
 
 
@@ -229,22 +239,21 @@ def clip_visibility(home: Home, script: ClipScript, options: SynthOptions) -> np
     return visibility_from_measures(clip_measures(home, script, options))
 
 
-def make_clip(home: Home, options: SynthOptions, job: ClipJob, out: Path
-              ) -> tuple[int, np.ndarray, np.ndarray]:
-    """Render and write every view of one clip; returns (clip index, visibility (V, L),
-    view-quality measures (4, V, L)), both from one pass over the visibility grid."""
-    audio = microphone_audio(home, job.script, job.audio_seed, SAMPLE_RATE)
-    for renderer, video, track in zip(_renderers(home, options.size, options.supersample), job.videos, audio):
+def make_clip(options: SynthOptions, job: ClipJob, out: Path) -> tuple[int, np.ndarray, np.ndarray]:
+    """Render and write every view of one clip (filmed by ``job.home``); returns (clip index,
+    visibility (V, L), view-quality measures (4, V, L)), both from one pass over the visibility grid."""
+    audio = microphone_audio(job.home, job.script, job.audio_seed, SAMPLE_RATE)
+    for renderer, video, track in zip(_renderers(job.home, options.size, options.supersample), job.videos, audio):
         frames = render_view(renderer, job.script, options.fps)
         write_mp4(out / video, frames, options.fps, track, SAMPLE_RATE, audio_codec=AUDIO_CODEC)
-    measures = clip_measures(home, job.script, options)
+    measures = clip_measures(job.home, job.script, options)
     return job.index, visibility_from_measures(measures), measures
 
 
-def _make_clips(home: Home, options: SynthOptions, jobs: list[ClipJob], out: Path, workers: int
+def _make_clips(options: SynthOptions, jobs: list[ClipJob], out: Path, workers: int
                 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Make clips in this process or in `workers` processes, yielding each as it finishes."""
-    for _, future in run_in_workers(make_clip, [(home, options, job, out) for job in jobs], workers):
+    for _, future in run_in_workers(make_clip, [(options, job, out) for job in jobs], workers):
         yield future.result()
 
 
@@ -304,7 +313,7 @@ def generate_home(out: str | Path, options: SynthOptions = SynthOptions(), *, wo
     saved = time.monotonic()
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="synth", unit="clip",
               disable=not progress) as bar:
-        for index, vis, measures in _make_clips(home, options, todo, out, workers):
+        for index, vis, measures in _make_clips(options, todo, out, workers):
             visibility[keys[index]] = vis
             quality[keys[index]] = measures
             write_person_scores(scores_path, {keys[index]: vis}, **meta)  # kept if interrupted
@@ -314,7 +323,7 @@ def generate_home(out: str | Path, options: SynthOptions = SynthOptions(), *, wo
             bar.update()
     missing = [(job, key) for job, key in zip(jobs, keys) if key not in quality]
     for job, key in tqdm(missing, desc="view quality", unit="clip", disable=not progress or not missing):
-        quality[key] = clip_measures(home, job.script, options)  # unsaved before an interruption, or an older home
+        quality[key] = clip_measures(job.home, job.script, options)  # unsaved before an interruption, or an older home
 
     records = [job.record() for job in jobs]
     labels = np.stack([sequence_labels(r["tricks"], options.classes) for r in records])

@@ -10,7 +10,7 @@ import numpy as np
 
 from vicokd.io import atomic_path, write_text
 from vicokd.synthetic.render import VIS_WIDTH, VISIBLE_SHARE
-from vicokd.synthetic.scene import LAYOUTS, Home, floor_visibility
+from vicokd.synthetic.scene import LAYOUT_JOIN, LAYOUTS, Home, floor_visibility, layout_names
 from vicokd.synthetic.script import CLASS_SCRIPTS
 from vicokd.synthetic.view_quality import (
     BODY_HEIGHT,
@@ -128,7 +128,9 @@ def write_readme(path: Path, home: Home, options: SynthOptions, summary: SynthSu
         "",
         "A small home simulated and rendered by `vicokd synth` (ViCoKD reference implementation), in the",
         f"format of MultiSensor-Home, cameras hung as layout `{options.layout}` "
-        f"({LAYOUTS[options.layout]}). Made with:",
+        f"({'; '.join(LAYOUTS[name] for name in layout_names(options.layout))}"
+        + ("; clip i filmed by the (i mod n)-th layout, the floor plan and coverage below are the first's"
+           if LAYOUT_JOIN in options.layout else "") + "). Made with:",
         "",
         f"    {_command(options)}",
         "",

@@ -223,31 +223,44 @@ def _shelf_books(name: str, along: tuple[float, float], front: float, depth: flo
 
 # camera layouts of the home (see _cameras): name → what it is like
 LAYOUTS = {"home1": "like Home-1: cameras all around the room, views that overlap little",
-           "home2": "like Home-2: cameras on the south side looking at the living area, views close in what they "
-                    "capture"}
+           "home2": "like Home-2: cameras in the corners and on the north wall, all looking at the living area, "
+                    "views close in what they capture"}
+LAYOUT_JOIN = "+"  # "home1+home2": clip i filmed by the (i mod 2)-th layout (the pretraining home sees both)
+
+
+def layout_names(layout: str) -> tuple[str, ...]:
+    """The layouts named by `layout`: one name of :data:`LAYOUTS`, or several joined by ``+``
+    (ValueError naming the unknown one)."""
+    names = tuple(layout.split(LAYOUT_JOIN))
+    for name in names:
+        if name not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} (or several joined by "
+                             f"'{LAYOUT_JOIN}'), got {name!r}")
+    return names
 
 
 def _cameras(views: int, layout: str = "home1") -> tuple[Camera, ...]:
     """The first `views` of eight wall mounts of `layout`, ordered so that any prefix covers the room.
 
     ``home1`` (MultiSensor-Home's Home-1: greater view disparity) hangs the cameras all around the
-    room, each looking across it from another side, so that views overlap little. ``home2``
-    (Home-2: views closer in what they capture) hangs the first five on the south wall and its
-    corners, all looking north at the living area with wider lenses (80°), so that views overlap much.
+    room, each looking across it from another side with a 56-66° lens, so that views overlap
+    little. ``home2`` (Home-2: views closer in what they capture) hangs the first five in the four
+    corners and in the middle of the north wall, all looking at the living area (sofa, lamp, rug,
+    dining table) with 65° lenses: the sofa and its seats, which face north, are seen from the
+    front or the side, and most views see the actor at once.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if layout == "home2":
-        living = (3.0, 2.8)  # every home-2 camera looks at the living area from the south half
         mounts = [
-            Camera("View1", (0.12, 0.12, 2.4), (*living, 0.3), 80.0, (1.0, 1.0, 1.0)),
-            Camera("View2", (5.88, 0.12, 2.4), (*living, 0.3), 80.0, (1.04, 1.0, 0.94)),
-            Camera("View3", (3.0, 0.1, 2.45), (*living, 0.2), 80.0, (0.96, 1.0, 1.05)),
-            Camera("View4", (1.5, 0.1, 2.4), (*living, 0.2), 80.0, (1.02, 1.02, 0.97)),
-            Camera("View5", (4.5, 0.1, 2.4), (*living, 0.2), 80.0, (0.98, 0.99, 1.03)),
-            Camera("View6", (0.1, 1.5, 2.4), (*living, 0.3), 80.0, (1.03, 0.98, 0.98)),
-            Camera("View7", (5.9, 1.5, 2.4), (*living, 0.3), 80.0, (0.97, 1.02, 1.0)),
-            Camera("View8", (3.0, 4.9, 2.4), (3.0, 1.5, 0.2), 80.0, (1.0, 0.97, 1.03)),
+            Camera("View1", (0.12, 4.88, 2.4), (3.0, 2.0, 0.5), 65.0, (1.0, 1.0, 1.0)),
+            Camera("View2", (5.88, 4.88, 2.4), (3.0, 2.0, 0.5), 65.0, (1.04, 1.0, 0.94)),
+            Camera("View3", (0.12, 0.12, 2.4), (3.0, 2.6, 0.5), 65.0, (0.96, 1.0, 1.05)),
+            Camera("View4", (5.88, 0.12, 2.4), (3.0, 2.6, 0.5), 65.0, (1.02, 1.02, 0.97)),
+            Camera("View5", (3.0, 4.9, 2.4), (3.0, 1.2, 0.5), 65.0, (0.98, 0.99, 1.03)),
+            Camera("View6", (0.1, 2.5, 2.4), (4.0, 2.0, 0.5), 65.0, (1.03, 0.98, 0.98)),
+            Camera("View7", (5.9, 2.0, 2.4), (2.0, 2.4, 0.5), 65.0, (0.97, 1.02, 1.0)),
+            Camera("View8", (3.0, 0.1, 2.4), (3.0, 3.6, 0.5), 65.0, (1.0, 0.97, 1.03)),
         ]
         return tuple(mounts[:views])
     mounts = [
