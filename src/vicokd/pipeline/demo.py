@@ -11,8 +11,8 @@ Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
    layouts, like the paper's Home-1 (views that overlap little) and Home-2 (views close in what
    they capture);
 2. pretrain the visual encoder on a separate home (:mod:`vicokd.pipeline.pretrain`: its own
-   generator seed, never the demo's clips; supervised by what the simulator knows per frame,
-   never by action labels) into ``OUT/pretrain/encoder.safetensors``, and the audio encoder (the
+   generator seed, never the demo's clips, filmed by both layouts; supervised by what the simulator
+   knows per frame, never by action labels) into ``OUT/pretrain/encoder.safetensors``, and the audio encoder (the
    AST) on the same home's audio, supervised by the kinds of sound in each chunk, into
    ``OUT/pretrain-audio/encoder.safetensors`` (the analogue of the paper's AudioSet AST); both
    homes' runs start from them;
@@ -31,17 +31,18 @@ Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
    MultiASL) and Fig. 3 (test mAP per epoch of the student, LogitKD, CoKD and ViCoKD on
    MultiASL, logged by ``train.test_curve``, which only these runs pay for); teachers are shared
    between parts;
-6. every teacher of the detailed backbone (``--backbone``) on the test split with its audio,
-   with half of it and without it;
-7. the report: the homes' co-visibility and view disparity, Tables 1-4 as mean ± std over seeds
+6. every teacher of Table 1 on the test split with its audio, with half of it and without it;
+7. the report: the homes' co-visibility and view disparity, the regime block (the baseline rows
+   against the paper's, met or missed), Tables 1-4 as mean ± std over seeds
    (the same table code as ``vicokd reproduce``), the claim scorecard against the paper's
    numbers, per home what the teacher hears, the transfer and what view consistency can act
    on, the gradient share of every loss term, per-class AP, Fig. 3, the floor plans, the time of
    every step and the configs used.
 
-The demo homes act only the look-alike pairs whose sound tells them apart (CleanVacuum vs Clean,
-UsePhone vs ReadBook, Drink vs Eat) plus Sitdown and Standup (:data:`vicokd.pipeline.home.DEMO_CLASSES`): with
-few clips, fewer classes leave more examples per class.
+The demo homes act MultiSensor-Home's 16 Home-1 classes (:data:`vicokd.pipeline.home.DEMO_CLASSES`);
+the pretraining home films with both camera layouts in turn. ``--only baselines`` runs only the rows
+the world was calibrated on (the teacher and the plain student, every backbone and home) and the
+report's regime block (:mod:`vicokd.report.regime`): docs/experiments/world.md.
 """
 
 from __future__ import annotations

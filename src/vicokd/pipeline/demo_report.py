@@ -326,6 +326,13 @@ def homes_section(options: DemoOptions, plan: GridPlan, plots: Path) -> str:
             readme = env.root.relative_to(options.out) / "README.md"
             pictures.append(f"![floor plan {env.name}]({png.relative_to(options.out)}) ({env.name} cameras: "
                             f"[{csv.name}]({csv.relative_to(options.out)}); generator notes: [{readme}]({readme}))\n")
+    first = read_index(plan.envs[0].cache)
+    per_class = {name: {split: 0 for split in ("train", "test")} for name in first.classes}
+    for split in ("train", "test"):
+        for key in first.splits[split]:
+            for name in {label for segment in first.clips[key].segments for label in segment["labels"]}:
+                per_class[name][split] += 1
+    class_rows = [[name, str(count["train"]), str(count["test"])] for name, count in per_class.items()]
     return ("## The synthetic homes\n\n"
             "The same scripts (data seed, actions, sounds at their sources) filmed by two camera layouts; the paper's "
             "Home-1 has \"greater view disparity\", its Home-2 views closer in what they capture. Measured on the "
@@ -334,7 +341,10 @@ def homes_section(options: DemoOptions, plan: GridPlan, plots: Path) -> str:
             "mean over view pairs of 1 − |A ∩ B| / |A ∪ B| of the frames each view sees the actor in (0: always "
             "together, 1: never).\n\n"
             + markdown_table(["home", "cameras", "co-visible", "views seeing", "view disparity"], rows) + "\n"
-            + "\n".join(pictures))
+            + "\n".join(pictures)
+            + f"\nClips in which each class is acted ({plan.envs[0].name}; every home acts the same scripts), "
+            "of the training split (a fifth of it held out for validation) and the test split:\n\n"
+            + markdown_table(["class", "train clips", "test clips"], class_rows))
 
 
 def _actor_frames(options: DemoOptions, cache: Path, test: set[str], grid: tuple[int, int]

@@ -70,6 +70,10 @@ DEFAULT_TARGETS = ("visible", "mask", "pose", "hand_mouth", "props", "state")
 AUDIO_TARGETS = ("sounds",)  # the kinds of sound playing in each chunk (SOUND_KINDS)
 MODALITIES = ("visual", "audio")
 DEFAULT_CLIPS = 60
+# two clips per session: every session has its own clothes and daylight, so the encoder sees 30 people-looks,
+# not the demo homes' 8 (with 8 it fitted the 8 looks: docs/experiments/world.md)
+CLIPS_PER_SESSION = 2
+MAX_SESSIONS = 99  # the generator's limit of session folders
 DEFAULT_EPOCHS = 10  # validation mAP above 6 epochs on three demo-like homes (docs/experiments/pretrain.md)
 ENCODER_FILE = "encoder.safetensors"
 REPORT_FILE = "pretrain.json"
@@ -138,7 +142,8 @@ class PretrainOptions:
     def synth_options(self) -> SynthOptions:
         """The demo's generator options with the pretraining seed, clip count, views and duration."""
         demo = demo_synth_options(self.clips, self.views, pretrain_seed(self.data_seed), layout=self.layout)
-        return SynthOptions(**{**demo.__dict__, "duration": self.duration})
+        return SynthOptions(**{**demo.__dict__, "duration": self.duration,
+                               "sessions": max(1, min(self.clips // CLIPS_PER_SESSION, MAX_SESSIONS))})
 
     def load_config(self) -> Config:
         path = self.config

@@ -186,21 +186,22 @@ def pose_capsules(pose: dict[str, np.ndarray], outfit: Outfit) -> Capsules:
         parts += [(hip, knee, 0.075, outfit.trousers, None), (knee, ankle, 0.06, outfit.trousers, None),
                   (ankle, toe, 0.045, outfit.shoes, None)]
     held = {p: (pose[p] >= 0.5).astype(float) for p in PROPS}
-    # props at their real size and look (a lit phone screen, a red mug, a straw broom head, a vacuum
-    # cleaner's red canister on the floor behind its head), so that what a real camera shows of them
-    # survives the demo's small frames (docs/experiments/world.md)
-    canister = floor + _v(-0.45, 0.2, 0.1, count)
+    # props at their real size and look (a lit phone screen, a white mug, a green plastic broom head, an
+    # upright vacuum cleaner's yellow body along the lower half of its handle: colours no outfit, rug or sofa
+    # has), so that what a real camera shows of them survives the demo's small frames
+    # (docs/experiments/world.md)
+    body_top = floor + 0.55 * (rhand - floor)
     parts += [
         (rhand, rhand + 0.15 * forearm_dir, 0.045 * held["phone"], (0.62, 0.8, 1.0), None),
         (lhand, rhand, 0.085 * held["book"], outfit.book, None),
-        (lhand, lhand + _v(0, 0, 0.11, count), 0.05 * held["cup"], (0.85, 0.22, 0.14), None),
+        (lhand, lhand + _v(0, 0, 0.11, count), 0.05 * held["cup"], (0.95, 0.95, 0.92), None),
         (rhand, rhand + 0.09 * forearm_dir, 0.045 * held["food"], (0.95, 0.8, 0.3), None),
         (rhand, floor, 0.02 * (sweeper >= 0.5), (0.55, 0.55, 0.58), None),
-        (floor - _v(0, 0.16, 0, count), floor + _v(0, 0.16, 0, count), 0.045 * held["broom"], (0.86, 0.74, 0.38),
+        (floor - _v(0, 0.16, 0, count), floor + _v(0, 0.16, 0, count), 0.045 * held["broom"], (0.2, 0.65, 0.3),
          None),
         (floor - _v(0, 0.16, 0, count), floor + _v(0, 0.16, 0, count), 0.06 * held["vacuum"], (0.25, 0.25, 0.28),
          None),
-        (canister, canister + _v(0.12, 0, 0, count), 0.12 * held["vacuum"], (0.78, 0.12, 0.1), None),
+        (floor + 0.12 * (rhand - floor), body_top, 0.1 * held["vacuum"], (0.95, 0.8, 0.1), None),
     ]
 
     # body frame → world
