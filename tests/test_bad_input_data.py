@@ -642,3 +642,16 @@ def test_run_in_workers_hands_back_values_and_errors_in_order_when_serial():
                 for index, future in run_in_workers(inverse, [(2.0,), (0.0,), (4.0,)], workers=1)]
     assert [index for index, _ in outcomes] == [0, 1, 2]
     assert outcomes[0][1] == 0.5 and isinstance(outcomes[1][1], ZeroDivisionError) and outcomes[2][1] == 0.25
+
+
+def test_a_clip_with_fewer_views_is_refused_at_prepare_naming_its_record(tmp_path):
+    """Clips of unequal V cannot share a batch: `prepare` says which record, before any decoding (issue 34)."""
+    root = tmp_path / "home"
+    splits = make_dataset(root, views=3)
+    records = splits["train"]
+    del records[1]["video_url_3"]
+    (root / "train.json").write_text(json.dumps(records))
+    with pytest.raises(DataError, match=r"train\.json\[1\] \(clip 02_00_Part1\): 2 views where 2 of the 3 "
+                                        r"clips have 3: every clip of a dataset needs the same cameras"):
+        prepare(root, tmp_path / "cache", DataConfig(image_size=(32, 32)), workers=1, progress=False)
+    assert not (tmp_path / "cache").exists()

@@ -45,7 +45,8 @@ def test_demo_writes_report_tables_and_plots(demo):
     assert "groundtruth" in report and "sequence mAP" in report and "frame mAP" in report
     # the regime block (baseline rows against their targets) comes before Table 1 and the claims
     assert "## Is the world the paper's?" in report
-    assert report.index("## Is the world the paper's?") < report.index("## Table 1") < report.index("## Claim scorecard")
+    where = report.index
+    assert where("## Is the world the paper's?") < where("## Table 1") < where("## Claim scorecard")
     assert "targets met (" in report and "The same claims under frame mAP: " in report
     scorecard = (out / "tables" / "scorecard.md").read_text()
     assert scorecard.index("Is the world the paper's?") < scorecard.index("## Test sequence mAP (the headline)") \

@@ -160,3 +160,49 @@ def test_stream_on_the_onnx_parts_matches_pytorch(exported, tmp_path):
     out = tmp_path / "events.jsonl"
     assert main(["stream", "--onnx", str(exported.out), *map(str, videos), "--out", str(out)]) == 0
     assert main(["stream", "--onnx", str(tmp_path), *map(str, videos)]) == 2  # not an export directory
+
+
+def test_a_damaged_export_folder_is_one_line(exported, tmp_path):
+    """An export folder whose files disagree (another config, a class short, a truncated decisions.json)
+    is refused in one line naming the file, by the PyTorch and the ONNX loader alike (issue 34)."""
+    import shutil
+
+    import yaml
+
+    from vicokd.inference.stream import load_onnx_student
+
+    def damaged(name, change):
+        folder = tmp_path / name
+        shutil.copytree(exported.out, folder)
+        change(folder)
+        return folder
+
+    def truncate(folder):
+        text = (folder / "decisions.json").read_text()
+        (folder / "decisions.json").write_text(text[: len(text) // 2])
+
+    folder = damaged("truncated", truncate)
+    for load in (load_exported, load_onnx_student):
+        with pytest.raises(VicokdError, match=r"decisions\.json: damaged \(not valid JSON"):
+            load(folder)
+
+    def class_short(folder):
+        classes = json.loads((folder / "classes.json").read_text())
+        (folder / "classes.json").write_text(json.dumps(classes[:-1]))
+
+    folder = damaged("short", class_short)
+    for load in (load_exported, load_onnx_student):
+        with pytest.raises(VicokdError, match=r"decisions\.json: damaged export: calibration\.scale names classes "
+                                              r"that classes\.json does not"):
+            load(folder)
+    (folder / "decisions.json").write_text(json.dumps({"calibration": None}))
+    with pytest.raises(VicokdError, match=r"window\.onnx: gives \d+ class outputs, but classes\.json lists"):
+        load_onnx_student(folder)
+
+    def other_size(folder):
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config["data"]["image_size"] = [s + 16 for s in config["data"]["image_size"]]
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+
+    with pytest.raises(VicokdError, match=r"encoder\.onnx: traced for \d+x\d+ images, but config\.yaml says"):
+        load_onnx_student(damaged("size", other_size))

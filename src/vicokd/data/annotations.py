@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,6 +211,19 @@ def read_clips(path: Path, root: Path | None = None, *, allow_outside_root: bool
             raise DataError(f"{clip.source}: clip identity {clip.key!r} repeats {seen[clip.key]}")
         seen[clip.key] = clip.source
     return clips
+
+
+def check_view_counts(clips: Sequence[Clip]) -> None:
+    """Every clip of a dataset has the same number of views (clips of unequal V cannot share a
+    batch); otherwise one line naming the first record that differs from the most common count."""
+    counts = Counter(clip.num_views for clip in clips)
+    if len(counts) <= 1:
+        return
+    usual, many = counts.most_common(1)[0]
+    odd = next(clip for clip in clips if clip.num_views != usual)
+    raise DataError(f"{odd.source} (clip {odd.key}): {odd.num_views} views where {many} of the {len(clips)} clips "
+                    f"have {usual}: every clip of a dataset needs the same cameras; add the record's missing "
+                    "video_url_k or remove the record")
 
 
 def label_folding(name: str) -> str:

@@ -57,7 +57,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vicokd.config import DataConfig
-from vicokd.data.annotations import Clip, available_splits, load_annotations, split_file
+from vicokd.data.annotations import Clip, available_splits, check_view_counts, load_annotations, split_file
 from vicokd.data.media import (
     VideoInfo,
     audio_for_video,
@@ -566,6 +566,8 @@ def prepare(root: str | Path, cache_dir: str | Path, config: DataConfig, workers
     for split in splits:
         clips_by_split[split], classes = load_annotations(root, split, classes,
                                                           allow_outside_root=config.allow_outside_root)
+    unique = {clip.key: clip for clips in clips_by_split.values() for clip in clips}
+    check_view_counts(list(unique.values()))
     sources = _sources(root, splits)
     settings = cache_settings(config)
     _check_existing(cache_dir, settings)
@@ -574,7 +576,6 @@ def prepare(root: str | Path, cache_dir: str | Path, config: DataConfig, workers
     except OSError as exc:
         raise DataError(f"{cache_dir}: cannot create the cache folder ({exc.strerror or exc})") from None
     remove_stale_temps(cache_dir)
-    unique = {clip.key: clip for clips in clips_by_split.values() for clip in clips}
     states = {key: _clip_state(cache_dir, clip) for key, clip in unique.items()}
     todo = [unique[key] for key, (state, _) in states.items() if state in ("new", "redo")]
     failures: list[str] = []

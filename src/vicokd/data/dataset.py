@@ -216,7 +216,8 @@ def collate(samples: Sequence[dict[str, Any]]) -> Batch:
     views = {s["audio_present"].shape[0] for s in samples}
     if len(views) > 1:
         keys = [s["key"] for s in samples]
-        raise DataError(f"clips {keys} have different numbers of views {sorted(views)}; batch clips of equal V")
+        raise DataError(f"clips {keys} have different numbers of views {sorted(views)}: every clip of a dataset "
+                        "needs the same cameras (`vicokd prepare` refuses such annotations: prepare the cache again)")
     batch: dict[str, Any] = {}  # filled key by key, returned as a Batch
     for name in samples[0]:
         values = [s[name] for s in samples]

@@ -134,16 +134,50 @@ class ExportResult:
         return "\n".join(lines)
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise VicokdError(f"{path}: damaged (not valid JSON: {exc.msg} at line {exc.lineno}); export the student "
+                          "again with `vicokd export`") from None
+
+
+def read_export_meta(directory: str | Path, needs: tuple[str, ...] = ()) -> tuple[Config, dict[str, Any]]:
+    """The config and a sidecar-like entry (``config``, ``classes``, ``calibration``) of an export
+    directory, checked: ``config.yaml`` is a valid config, ``classes.json`` a list of distinct class
+    names, ``decisions.json`` (when present, or when in `needs`) a calibration of exactly those
+    classes; `needs` names further files that must exist. One line naming the file otherwise."""
+    from vicokd.config import config_to_dict
+    from vicokd.models.checkpoint import check_calibration
+
+    directory = Path(directory)
+    for name in ("config.yaml", "classes.json", *needs):
+        if not (directory / name).is_file():
+            raise VicokdError(f"{directory}: not an export directory with what this needs (no {name}); export the "
+                              "student again with `vicokd export`")
+    config = load_config(directory / "config.yaml")
+    classes = _read_json(directory / "classes.json")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes) \
+            or len(set(classes)) != len(classes):
+        raise VicokdError(f"{directory / 'classes.json'}: damaged: should be a list of distinct class names")
+    calibration = None
+    if (directory / "decisions.json").is_file():
+        decisions = _read_json(directory / "decisions.json")
+        if not isinstance(decisions, dict) or "calibration" not in decisions:
+            raise VicokdError(f"{directory / 'decisions.json'}: damaged: should be an object with a calibration")
+        calibration = decisions["calibration"]
+        check_calibration(calibration, classes, directory / "decisions.json", "calibration", "classes.json",
+                          "export")
+    return config, {"config": config_to_dict(config), "classes": classes, "calibration": calibration}
+
+
 def load_exported(directory: str | Path) -> tuple[MultiViewActionModel, Config, list[str]]:
     """The student of an export directory (model.safetensors + config.yaml + classes.json), in eval mode."""
+    config, meta = read_export_meta(directory, ("model.safetensors",))
     directory = Path(directory)
-    for name in ("model.safetensors", "config.yaml", "classes.json"):
-        if not (directory / name).is_file():
-            raise VicokdError(f"{directory}: not an export directory (no {name})")
-    config = load_config(directory / "config.yaml")
-    classes = json.loads((directory / "classes.json").read_text())
-    model = model_from_weights(config, len(classes), read_safetensors(directory / "model.safetensors"), str(directory))
-    return model.eval(), config, classes
+    model = model_from_weights(config, len(meta["classes"]), read_safetensors(directory / "model.safetensors"),
+                               str(directory))
+    return model.eval(), config, meta["classes"]
 
 
 def _video(shape: tuple[int, ...], seed: int) -> Tensor:

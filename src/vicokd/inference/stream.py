@@ -172,6 +172,20 @@ class OnnxParts:
                 raise VicokdError(f"{directory}: no {name} (export the student again with `vicokd export`)")
             sessions.append(onnxruntime.InferenceSession(str(directory / name), providers=["CPUExecutionProvider"]))
         self.encoder, self.window = sessions
+        self.directory = directory
+
+    def check(self, image_size: tuple[int, int] | list[int], num_classes: int) -> None:
+        """The traced graphs take images of `image_size` (H, W) and give `num_classes` outputs, as the
+        export's ``config.yaml`` and ``classes.json`` say (one line naming the file otherwise)."""
+        traced = [int(d) if isinstance(d, int) else None for d in self.encoder.get_inputs()[0].shape[2:]]
+        if traced != [int(v) for v in image_size]:
+            raise VicokdError(f"{self.directory / 'encoder.onnx'}: traced for {traced[0]}x{traced[1]} images, but "
+                              f"config.yaml says data.image_size {list(image_size)}: one of the two files is not "
+                              "this export's; export the student again")
+        outputs = self.window.get_outputs()[0].shape[-1]
+        if isinstance(outputs, int) and outputs != num_classes:
+            raise VicokdError(f"{self.directory / 'window.onnx'}: gives {outputs} class outputs, but classes.json "
+                              f"lists {num_classes}: one of the two files is not this export's")
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) → (N, W)."""
@@ -183,17 +197,14 @@ class OnnxParts:
 
 
 def load_onnx_student(directory: str | Path) -> tuple[OnnxParts, dict[str, Any]]:
-    """The ONNX parts of an export directory and a sidecar-like entry (config, classes, calibration)."""
-    from vicokd.config import config_to_dict, load_config
+    """The ONNX parts of an export directory and a sidecar-like entry (config, classes, calibration),
+    checked against each other (:func:`vicokd.inference.export.read_export_meta`, :meth:`OnnxParts.check`)."""
+    from vicokd.inference.export import read_export_meta
 
-    directory = Path(directory)
-    for name in ("config.yaml", "classes.json", "decisions.json"):
-        if not (directory / name).is_file():
-            raise VicokdError(f"{directory}: not an export directory with the stream parts (no {name})")
-    meta = {"config": config_to_dict(load_config(directory / "config.yaml")),
-            "classes": json.loads((directory / "classes.json").read_text()),
-            "calibration": json.loads((directory / "decisions.json").read_text()).get("calibration")}
-    return OnnxParts(directory), meta
+    config, meta = read_export_meta(directory, ("decisions.json",))
+    parts = OnnxParts(directory)
+    parts.check(config.data.image_size, len(meta["classes"]))
+    return parts, meta
 
 
 @dataclass

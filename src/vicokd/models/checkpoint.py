@@ -154,7 +154,7 @@ def read_meta(path: str | Path) -> CheckpointMeta:
         if missing:
             raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.config.{section}.{missing[0]} is missing "
                               "(the model was trained with a value this file no longer records)")
-    _check_calibration(meta, side)
+    check_calibration(meta.get("calibration"), meta["classes"], side)
     return meta  # type: ignore[return-value]
 
 
@@ -162,22 +162,22 @@ def read_meta(path: str | Path) -> CheckpointMeta:
 RECORDED_CONFIG = {"data": ("num_frames", "image_size", "fps"), "model": ("mode", "backbone", "dim")}
 
 
-def _check_calibration(meta: dict[str, Any], side: Path) -> None:
-    """A recorded calibration gives a number for every class of the checkpoint, and no other class."""
-    calibration = meta.get("calibration")
+def check_calibration(calibration: Any, classes: list[str], side: Path, field: str = "vicokd.calibration",
+                      classes_field: str = "vicokd.classes", kind: str = "checkpoint sidecar") -> None:
+    """A recorded calibration (None, or per-class ``scale``, ``bias`` and ``thresholds``) gives a number
+    for every class of `classes`, and no other class; the error names the file `side` and the fields."""
     if calibration is None:
         return
-    classes = set(meta["classes"])
+    names = set(classes)
     for part in ("scale", "bias", "thresholds"):
         values = calibration.get(part) if isinstance(calibration, dict) else None
         if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
-            raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.calibration.{part} should map each "
-                              "class to a number")
-        if set(values) != classes:
-            odd = sorted(set(values) - classes) or sorted(classes - set(values))
-            what = ("names classes that vicokd.classes does not" if set(values) - classes
-                    else "lacks classes of vicokd.classes")
-            raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.calibration.{part} {what} "
+            raise VicokdError(f"{side}: damaged {kind}: {field}.{part} should map each class to a number")
+        if set(values) != names:
+            odd = sorted(set(values) - names) or sorted(names - set(values))
+            what = f"names classes that {classes_field} does not" if set(values) - names else \
+                f"lacks classes of {classes_field}"
+            raise VicokdError(f"{side}: damaged {kind}: {field}.{part} {what} "
                               f"({', '.join(map(repr, odd[:3]))}): one of the two lists is damaged")
 
 
