@@ -56,6 +56,20 @@ def test_same_id_in_two_sessions_does_not_collide(tmp_path):
     assert len({c.key for c in clips}) == 2
 
 
+def test_sessions_differing_only_in_non_ascii_letters_say_why_they_collide(tmp_path):
+    """`séance` and `sèance` become one clip name (a name keeps A-Z a-z 0-9 _ . -): one line naming both records,
+    both sessions and what to do (issue 34); the same record twice keeps the short message."""
+    write(tmp_path, "train.json", [record("séance", "00", 2, []), record("sèance", "00", 2, [])])
+    write(tmp_path, "test.json", [])
+    with pytest.raises(DataError, match=r"train\.json\[1\]: clip identity 's-ance_00_Part1' repeats train\.json\[0\]: "
+                                        r"session 'séance' clip '00' and session 'sèance' clip '00' differ only in "
+                                        r"characters a clip name cannot hold .* rename one of the two"):
+        load_annotations(tmp_path, "train")
+    write(tmp_path, "train.json", [record("01", "00", 2, []), record("01", "00", 2, [])])
+    with pytest.raises(DataError, match=r"train\.json\[1\]: clip identity '01_00_Part1' repeats train\.json\[0\]$"):
+        load_annotations(tmp_path, "train")
+
+
 def test_fixed_class_list_rejects_unknown_label(tmp_path):
     write(tmp_path, "train.json", [record("01", "00", 2, [{"start": 0, "end": 1, "labels": ["Dance"]}])])
     write(tmp_path, "test.json", [])

@@ -205,11 +205,17 @@ def read_clips(path: Path, root: Path | None = None, *, allow_outside_root: bool
         raise DataError(f"{path}: expected a JSON list of clip records")
     clips = [parse_record(r, root, f"{path.name}[{i}]", allow_outside_root=allow_outside_root)
              for i, r in enumerate(records)]
-    seen: dict[str, str] = {}
+    seen: dict[str, Clip] = {}
     for clip in clips:
         if clip.key in seen:
-            raise DataError(f"{clip.source}: clip identity {clip.key!r} repeats {seen[clip.key]}")
-        seen[clip.key] = clip.source
+            first = seen[clip.key]
+            mine, theirs = (clip.session, clip.clip_id, clip.part), (first.session, first.clip_id, first.part)
+            why = "" if mine == theirs else (
+                f": session {first.session!r} clip {first.clip_id!r} and session {clip.session!r} clip "
+                f"{clip.clip_id!r} differ only in characters a clip name cannot hold (it keeps A-Z a-z 0-9 _ . -); "
+                "rename one of the two folders or files")
+            raise DataError(f"{clip.source}: clip identity {clip.key!r} repeats {first.source}{why}")
+        seen[clip.key] = clip
     return clips
 
 
