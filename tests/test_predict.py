@@ -214,6 +214,12 @@ def test_clear_errors(student, tmp_path, capsys):
     fails(["--ckpt", ckpt, videos[0], str(tmp_path / "missing.mp4")], "missing.mp4: video file not found")
     (tmp_path / "text.mp4").write_text("not a video")
     fails(["--ckpt", ckpt, str(tmp_path / "text.mp4")], "text.mp4: unreadable video")
+    # a PNG renamed .mp4 is not a 1-frame video (issue 34): predict, like prepare, says what it is
+    from PIL import Image
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "still.png")
+    (tmp_path / "still.png").rename(tmp_path / "still.mp4")
+    fails(["--ckpt", ckpt, *videos[:2], str(tmp_path / "still.mp4")],
+          "still.mp4: a still image (png), not a video, whatever its name says")
     fails(["--ckpt", str(tmp_path / "none.safetensors"), *videos], "checkpoint not found")
     fails(["--ckpt", ckpt, *videos, "--threshold", "2"], "threshold in [0, 1]")
     fails(["--ckpt", ckpt, *videos, "--stride", "0"], "--stride 0: must be at least 1")

@@ -224,6 +224,18 @@ def test_a_source_that_cannot_be_opened_is_an_error_unless_allowed(student, tmp_
     assert len(frames) == 12 and all(item["views"] == [0, 1] for item in frames)
 
 
+def test_a_still_image_named_mp4_is_an_error_naming_it(student, tmp_path, capsys):
+    """A PNG renamed .mp4 among the sources is refused in one line, as predict refuses it (issue 34)."""
+    from PIL import Image
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "still.png")
+    still = tmp_path / "still.png"
+    still = still.rename(tmp_path / "still.mp4")
+    assert main(["stream", "--ckpt", str(student.checkpoint), *map(str, student.videos[:2]), str(still)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: stream: view 3: {still}: a still image (png), not a video") and \
+        len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize(("name", "times", "length"), [
     ("6fps", [i / 6 for i in range(60)], 25),  # 10 s at 6 fps; the old interval rule said 12 s
     ("5to25fps", [i / 5 for i in range(30)] + [6 + i / 25 for i in range(150)], 30),  # 12 s; it said 28 s

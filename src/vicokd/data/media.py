@@ -117,10 +117,17 @@ def _open(path: Path) -> av.container.InputContainer:
         raise DataError(f"{path}: unreadable video ({exc})") from None
 
 
-def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+def video_stream(container: av.container.InputContainer, path: str | Path) -> av.video.stream.VideoStream:
+    """The first video stream of an opened file; a file without one, or a still image whatever its name
+    (``png_pipe``, ``image2``: FFmpeg's image demuxers), is one line naming the file."""
     if not container.streams.video:
         raise DataError(f"{path}: no video stream")
-    return container.streams.video[0]
+    stream = container.streams.video[0]
+    demuxer = container.format.name
+    if demuxer == "image2" or demuxer.endswith("_pipe"):
+        raise DataError(f"{path}: a still image ({stream.codec_context.name}), not a video, whatever its name "
+                        "says; give each view as a video file")
+    return stream
 
 
 def _packet_clock(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
@@ -190,7 +197,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     """
     path = Path(path)
     with _open(path) as container:
-        stream = _video_stream(container, path)
+        stream = video_stream(container, path)
         rate = stream.average_rate or stream.guessed_rate
         if not rate:
             raise DataError(f"{path}: video stream has no frame rate")
@@ -249,7 +256,7 @@ def _decode_grid(path: Path, info: VideoInfo, length: int, image: Callable[[av.V
     count, ended = 0, False
     try:
         with _open(path) as container:
-            stream = _video_stream(container, path)
+            stream = video_stream(container, path)
             for frame in container.decode(stream):
                 count += 1
                 for index, converted in picker.push(frame_time(frame, stream), frame):
@@ -354,7 +361,7 @@ def _seek_targets(path: Path, info: VideoInfo, targets: list[int], image: Callab
     interval = grid_interval(info.fps, grid_fps)
     try:
         with _open(path) as container:
-            stream = _video_stream(container, path)
+            stream = video_stream(container, path)
             origin = float((stream.start_time or 0) * stream.time_base)
             for target in targets:
                 when = target * interval / info.fps if rule == "interval" else target / grid_fps

@@ -54,7 +54,7 @@ import torch
 
 from vicokd.data.frame_grid import GridPicker, GridRule
 from vicokd.data.media import frame_time as _frame_time
-from vicokd.data.media import rgb_converter
+from vicokd.data.media import rgb_converter, video_stream
 from vicokd.data.sampling import sample_indices
 from vicokd.errors import DataError, VicokdError
 from vicokd.inference.decisions import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, Decisions, SegmentEvent
@@ -103,8 +103,8 @@ class GridReader(threading.Thread):
         """Decode the source as it is now. Followed files: return (time, frame) of frames n ≥ `done`;
         otherwise every grid frame is given as it is decided (paced by the video's clock with `realtime`)."""
         with av.open(self.source, format=self.input_format) as container:
+            stream = video_stream(container, self.source)  # not a video (a still image): cannot be opened
             self.opened.set()
-            stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
             if not rate:
                 raise DataError(f"{self.source}: the video stream has no frame rate")
@@ -151,7 +151,8 @@ class GridReader(threading.Thread):
                 self.notes = self._picker.clock.notes(self.source, self.rule, self._picker.nominal_fps, self.fps)
         except (OSError, av.error.FFmpegError, DataError, IndexError) as exc:
             self.open_failed = not self.opened.is_set()
-            self.error = f"{self.source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.error = text if text.startswith(f"{self.source}: ") else f"{self.source}: {text}"
         finally:
             self.opened.set()
             self.frames.put(SOURCE_ENDED)
