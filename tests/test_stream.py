@@ -224,6 +224,16 @@ def test_a_source_that_cannot_be_opened_is_an_error_unless_allowed(student, tmp_
     assert len(frames) == 12 and all(item["views"] == [0, 1] for item in frames)
 
 
+@pytest.mark.parametrize("views", [2, 4])
+def test_a_view_count_other_than_trained_warns_as_predict_does(student, views):
+    """A 3-view model on 2 or 4 sources: stream gives predict's warning, word for word (issue 34)."""
+    model, meta = load_student(student.checkpoint)
+    videos = [student.videos[k % len(student.videos)] for k in range(views)]
+    summary, _ = run_stream(model, meta, stream_sources(videos, meta))
+    expected = [line for line in predict_clip(model, meta, videos).warnings if "views given" in line]
+    assert expected and [line for line in summary.warnings if "views given" in line] == expected
+
+
 def test_a_still_image_named_mp4_is_an_error_naming_it(student, tmp_path, capsys):
     """A PNG renamed .mp4 among the sources is refused in one line, as predict refuses it (issue 34)."""
     from PIL import Image

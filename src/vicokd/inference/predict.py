@@ -168,6 +168,16 @@ def _checked_stride(stride: int | None, num_frames: int) -> int:
     return stride
 
 
+def view_count_warning(given: int, meta: CheckpointMeta) -> list[str]:
+    """The warning (a list of one, or none) when `given` views differ from the V the checkpoint was
+    trained on; `predict` and `stream` give the same."""
+    trained = meta.get("views")
+    if not trained or given == trained:
+        return []
+    return [f"{given} views given; the model was trained on clips of {trained} views "
+            f"(it runs on any number, but was not tuned for {given})"]
+
+
 def window_indices(length: int, num_frames: int, stride: int | None = None) -> list[np.ndarray]:
     """The grid indices (T each, int64) of the model windows covering L = `length` frames (rule 2)."""
     if length < 1 or num_frames < 1:
@@ -272,10 +282,7 @@ def predict_clip(
     stride = _checked_stride(stride, config.num_frames)
     paths = [Path(v) for v in videos]
     lengths, warnings = _grid_lengths(paths, config.fps, rule)
-    trained_views = meta.get("views")
-    if trained_views and len(paths) != trained_views:
-        warnings.append(f"{len(paths)} views given; the model was trained on clips of {trained_views} views "
-                        f"(it runs on any number, but was not tuned for {len(paths)})")
+    warnings += view_count_warning(len(paths), meta)
     length = min(lengths)
     bars = progress and length > config.num_frames
     frames = torch.from_numpy(np.stack([

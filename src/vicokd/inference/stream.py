@@ -58,6 +58,7 @@ from vicokd.data.media import rgb_converter, video_stream
 from vicokd.data.sampling import sample_indices
 from vicokd.errors import DataError, VicokdError
 from vicokd.inference.decisions import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, Decisions, SegmentEvent
+from vicokd.inference.predict import view_count_warning
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import CheckpointMeta, sidecar_config
 
@@ -257,6 +258,8 @@ class StreamRunner:
         self._warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
         self._written = 0  # the next grid frame to write
         self._events = 0
+        for line in view_count_warning(len(self.views), meta):
+            self._note(line)
 
     # ----------------------------------------------------------------------------- output
     def _emit(self, item: dict[str, Any]) -> None:
