@@ -13,7 +13,9 @@ Steps (each reused when finished, see :mod:`vicokd.pipeline.steps`):
 
 1. synthesise the pretraining home into ``HOME/data`` (default ``HOME = OUT/home``): the demo's
    generator options (:func:`vicokd.pipeline.home.demo_synth_options`) with the
-   generator seed :func:`pretrain_seed` of the data seed, so its clips are never the demo's;
+   generator seed :func:`pretrain_seed` of the data seed, so its clips are never the demo's, its
+   clips filmed by every camera layout in turn (``--layout``, default ``home1+home2``) and two clips
+   to a session (each session its own clothes and daylight);
 2. decode every view's grid frames at ``data.image_size`` (audio: every view's fbank chunks, as
    ``prepare`` computes them) and compute the per-frame targets, one file per clip in
    ``HOME/frames-<W>x<H>-grid<gh>x<gw>/`` (audio: ``HOME/fbank-<rows>x<mels>/``);
@@ -140,7 +142,8 @@ class PretrainOptions:
         self.synth_options().validate()
 
     def synth_options(self) -> SynthOptions:
-        """The demo's generator options with the pretraining seed, clip count, views and duration."""
+        """The demo's generator options with the pretraining seed, clip count, views, layouts, duration
+        and :data:`CLIPS_PER_SESSION` clips to a session."""
         demo = demo_synth_options(self.clips, self.views, pretrain_seed(self.data_seed), layout=self.layout)
         return SynthOptions(**{**demo.__dict__, "duration": self.duration,
                                "sessions": max(1, min(self.clips // CLIPS_PER_SESSION, MAX_SESSIONS))})
