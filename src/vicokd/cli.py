@@ -356,7 +356,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
                         help="anti-aliasing: samples per pixel side, 1..4 (default 2)")
     parser.add_argument("--layout", default=None,
                         help="camera layout: home1 (views overlap little, like Home-1) or home2 (views close in "
-                             "what they capture, like Home-2); default home1")
+                             "what they capture, like Home-2), or both joined by + (home1+home2: clip i filmed by "
+                             "the (i mod 2)-th); default home1")
     _add_workers(parser, "parallel processes over clips (default 2)")
     parser.add_argument("--force", action="store_true", help="write into a non-empty folder made otherwise")
     _add_quiet(parser, "no progress bar")
