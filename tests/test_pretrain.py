@@ -55,11 +55,16 @@ def test_pretrain_home_never_shares_clips_with_the_demo_home(pretrained: Pretrai
     assert pretrain.layout == "home1+home2"
     assert pretrain.sessions == pretrain.clips // 2
     assert {k: v for k, v in pretrain.to_json().items() if k not in ("seed", "layout", "sessions")} == \
-        {k: v for k, v in demo.to_json().items() if k != "seed"}
+        {k: v for k, v in demo.to_json().items() if k not in ("seed", "sessions")}
     # no clip of one home is a clip of the other: records (timing, labels) and rendered videos differ
     _, ours = plan_dataset(pretrain)
     _, theirs = plan_dataset(demo)
-    assert not {json.dumps(j.record()["tricks"]) for j in ours} & {json.dumps(j.record()["tricks"]) for j in theirs}
+    # (short clips of 16 classes may share a label list by chance, e.g. one Drink from 0 to 7.2 s: what the
+    # actor does is told by the keyframes of its path and pose, which no two clips share)
+    def acted(job):
+        return json.dumps({name: values.round(4).tolist() for name, (_, values) in sorted(job.script.channels.items())})
+
+    assert not {acted(j) for j in ours} & {acted(j) for j in theirs}
     assert {j.audio_seed for j in ours}.isdisjoint(j.audio_seed for j in theirs)
     generate_home(tmp_path / "demo", demo, workers=1, progress=False)
     made = _digests(pretrained.home_dir / "data")

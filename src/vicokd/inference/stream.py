@@ -258,8 +258,7 @@ class StreamRunner:
         self._warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
         self._written = 0  # the next grid frame to write
         self._events = 0
-        for line in view_count_warning(len(self.views), meta):
-            self._note(line)
+        self._view_count_warning = view_count_warning(len(self.views), meta)
 
     # ----------------------------------------------------------------------------- output
     def _emit(self, item: dict[str, Any]) -> None:
@@ -414,6 +413,8 @@ class StreamRunner:
         for view in self.views:
             view.reader.start()
         self._check_opened()
+        for line in self._view_count_warning:  # once the sources are known to open, as predict warns
+            self._note(line)
         j, interrupted = 0, False
         try:
             while (state := self._tick(j)) is not False:
