@@ -119,10 +119,9 @@ def teacher_audio(plan: GridPlan) -> dict[tuple[str, str], tuple[dict[int, float
     found = {}
     for env in plan.envs:
         for backbone in plan.backbones:
-            single = replace_plan(plan, envs=[env], backbones=[backbone])
             found[(env.name, backbone)] = tuple(
                 {seed: r["seq_map"] for seed in plan.seeds
-                 if (r := _eval_report(single, _cell(single, "teacher", seed=seed), condition))}
+                 if (r := _eval_report(plan, Cell(env, backbone, "frame", "teacher", seed), condition))}
                 for condition in ("av", "audio-missing"))
     return found  # type: ignore[return-value]
 
@@ -300,10 +299,11 @@ def homes_section(options: DemoOptions, plan: GridPlan, plots: Path) -> str:
     capture, measured on the generator's ground-truth visibility of the labelled grid frames:
     co-visibility (share seen by at least two views) and view disparity (mean over view pairs of
     1 − Jaccard, :func:`vicokd.synthetic.scene.pairwise_disparity`)."""
-    rows, pictures = [], []
+    rows, pictures, indexes = [], [], []
     for env in plan.envs:
         config = plan.env_config(env)
         index = read_index(env.cache)
+        indexes.append(index)
         scores, _ = read_person_scores(person_scores_path(config.data))
         seen = []
         for key, meta in index.clips.items():
@@ -326,7 +326,7 @@ def homes_section(options: DemoOptions, plan: GridPlan, plots: Path) -> str:
             readme = env.root.relative_to(options.out) / "README.md"
             pictures.append(f"![floor plan {env.name}]({png.relative_to(options.out)}) ({env.name} cameras: "
                             f"[{csv.name}]({csv.relative_to(options.out)}); generator notes: [{readme}]({readme}))\n")
-    first = read_index(plan.envs[0].cache)
+    first = indexes[0]
     per_class = {name: {split: 0 for split in ("train", "test")} for name in first.classes}
     for split in ("train", "test"):
         for key in first.splits[split]:

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from vicokd.report.scorecard import paper_home, paper_values
+from vicokd.report.scorecard import by_seed, paper_home, paper_values
 from vicokd.report.tables import CellKey, RunResult, Stat, backbone_label, markdown_table
 
 State = Literal["met", "missed", "not run"]
@@ -46,10 +46,6 @@ class RegimeRow:
     ours: Stat | None  # per-seed differences (None: not run)
     target: str
     state: State
-
-
-def _per_seed(results: Sequence[RunResult], key: CellKey) -> dict[int, float]:
-    return {r.seed: r.seq_map for r in results if r.key == key}
 
 
 def _difference(a: Mapping[int, float], b: Mapping[int, float]) -> Stat | None:
@@ -74,13 +70,16 @@ def regime_rows(results: Sequence[RunResult], envs: Sequence[str], backbones: Se
     rows: list[RegimeRow] = []
 
     def student(env: str, backbone: str, supervision: str) -> dict[int, float]:
-        return _per_seed(results, CellKey(env, backbone, supervision, "student"))
+        return by_seed(results, CellKey(env, backbone, supervision, "student"), "seq_map")
+
+    def paper_labels_gap(home: str, backbone: str) -> float:
+        return paper[(home, backbone, "frame", "student")] - paper[(home, backbone, "sequence", "student")]
 
     for env in envs:
         home = paper_home(env)
         labels_gaps = []
         for backbone in backbones:
-            teacher = _per_seed(results, CellKey(env, backbone, "frame", "teacher"))
+            teacher = by_seed(results, CellKey(env, backbone, "frame", "teacher"), "seq_map")
             lead = _difference(teacher, student(env, backbone, "frame"))
             paper_lead = paper[(home, backbone, "frame", "teacher")] - paper[(home, backbone, "frame", "student")]
             rows.append(RegimeRow("Teacher − Student V_F", env, backbone, paper_lead, lead,
@@ -88,14 +87,11 @@ def regime_rows(results: Sequence[RunResult], envs: Sequence[str], backbones: Se
         for backbone in backbones:
             gap = _difference(student(env, backbone, "frame"), student(env, backbone, "sequence"))
             labels_gaps.append(gap)
-            rows.append(RegimeRow("Student V_F − Student V_S", env, backbone,
-                                  paper[(home, backbone, "frame", "student")]
-                                  - paper[(home, backbone, "sequence", "student")],
+            rows.append(RegimeRow("Student V_F − Student V_S", env, backbone, paper_labels_gap(home, backbone),
                                   gap, f"+{FRAME_LABELS[0]:g} to +{FRAME_LABELS[1]:g}", _within(gap, *FRAME_LABELS)))
         ran = [gap.mean for gap in labels_gaps if gap is not None]
         mean = Stat((sum(ran) / len(ran),)) if ran and len(ran) == len(backbones) else None
-        paper_mean = sum(paper[(home, b, "frame", "student")] - paper[(home, b, "sequence", "student")]
-                         for b in backbones) / len(backbones)
+        paper_mean = sum(paper_labels_gap(home, b) for b in backbones) / len(backbones)
         rows.append(RegimeRow("Student V_F − Student V_S, mean over the backbones", env, None, paper_mean, mean,
                               f"≥ +{FRAME_LABELS_MEAN:g}", _within(mean, FRAME_LABELS_MEAN)))
         for backbone in backbones:

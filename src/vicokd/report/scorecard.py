@@ -130,7 +130,8 @@ class Claim:
         return f"{self.table}, {self.home} {cell}: {quantity}{method_label(self.method)} {relation} {against}"
 
 
-def _by_seed(results: Sequence[RunResult], key: CellKey, metric: Metric) -> dict[int, float]:
+def by_seed(results: Sequence[RunResult], key: CellKey, metric: Metric) -> dict[int, float]:
+    """The `metric` of the runs of cell `key`, by training seed."""
     return {r.seed: r.metric(metric) for r in results if r.key == key}
 
 
@@ -170,18 +171,18 @@ def score_claims(results: Sequence[RunResult], homes: Mapping[str, str], metric:
     def add(table: str, env: str, home: str, backbone: str, sup: str, method: str, against: str,
             sup_a: str | None = None) -> None:
         key_a = CellKey(env, backbone, sup_a or sup, method)
-        a = _by_seed(results, key_a, metric)
+        a = by_seed(results, key_a, metric)
         if against == "best":
             others = [m for m in ("student", *_DISTILLED) if m != method]
             paper_best = max(others, key=lambda m: paper[(home, backbone, sup, m)])
-            ours = {m: _by_seed(results, CellKey(env, backbone, sup, m), metric) for m in others}
+            ours = {m: by_seed(results, CellKey(env, backbone, sup, m), metric) for m in others}
             ran = {m: v for m, v in ours.items() if v}
             ours_best = max(ran, key=lambda m: Stat(tuple(ran[m].values())).mean) if len(ran) == len(others) else None
             b = ours[ours_best] if ours_best else {}
             paper_b = paper[(home, backbone, sup, paper_best)]
         else:
             ours_best = None
-            b = _by_seed(results, CellKey(env, backbone, sup, against), metric)
+            b = by_seed(results, CellKey(env, backbone, sup, against), metric)
             paper_b = paper[(home, backbone, sup, against)]
         paper_a = paper[(home, backbone, sup_a or sup, method)]
         mean_a, mean_b, diff, spread, verdict = _judge(a, b, paper_a - paper_b)
