@@ -16,7 +16,7 @@ from vicokd.data.media import read_grid_frames
 from vicokd.errors import VicokdError
 from vicokd.inference import decisions as decisions_lib
 from vicokd.inference.decisions import segments_from_probs
-from vicokd.inference.predict import load_student, predict_clip, window_indices
+from vicokd.inference.predict import load_student, predict_clip, view_end_warning, window_indices
 from vicokd.models.checkpoint import read_meta
 from vicokd.models.model import normalize_video
 
@@ -29,9 +29,9 @@ def student(tiny_student, tmp_path_factory):
     base = tmp_path_factory.mktemp("predict")
     videos = [workspace / "data" / "01" / f"05-View{k}-Part1.mp4" for k in (1, 2, 3)]  # 40 frames at 10 fps: L = 10
     short = []
-    for k, frames in ((1, 12), (2, 12), (3, 16)):  # grid lengths 3, 3, 4: L = 3 < T, with a warning
+    for k in (1, 2, 3):  # 4 grid frames each: L = 4 < T
         short.append(base / "short" / f"view{k}.mp4")
-        make_video(short[-1], frames, k, audio=False)
+        make_video(short[-1], 16, k, audio=False)
     return SimpleNamespace(base=base, checkpoint=checkpoint, videos=videos, short=short)
 
 
@@ -121,7 +121,7 @@ def test_windows_map_back_to_their_grid_frames(student, clip):
     videos = getattr(student, clip)
     classes = meta["classes"]
     prediction = predict_clip(ColourModel(len(classes), meta["config"]["data"]), meta, videos, batch_size=2)
-    length = 10 if clip == "videos" else 3
+    length = 10 if clip == "videos" else 4
     assert prediction.frame_probs.shape == (length, len(classes))
     assert prediction.view_frame_probs.shape == (3, length, len(classes))
     assert len(prediction.windows) == (3 if clip == "videos" else 1)
@@ -135,11 +135,39 @@ def test_windows_map_back_to_their_grid_frames(student, clip):
     window_seq = [calibration.probabilities(red[0, w].mean() + torch.arange(len(classes)), classes)
                   for w in prediction.windows]
     np.testing.assert_allclose(prediction.clip_probs, torch.stack(window_seq).amax(0).numpy(), atol=1e-6)
-    if clip == "short":
-        assert prediction.view_lengths == [3, 3, 4]
-        assert prediction.warnings == ["views have different lengths [3, 3, 4] grid frames; using the shortest (3)"]
-    else:
-        assert prediction.warnings == []
+    assert prediction.view_lengths == [length] * 3 and prediction.warnings == []
+    assert prediction.window_views == [[0, 1, 2]] * len(prediction.windows)
+
+
+@pytest.mark.parametrize(("frames", "views"), [
+    ((40, 40, 24), [[0, 1, 2], [0, 1], [0, 1]]),  # view 3 has 6 grid frames: the first window only
+    ((40, 24, 40), [[0, 1, 2], [0, 2], [0, 2]]),
+    ((12, 12, 16), [[2]]),  # L = 4 < T: one uniform window, which only view 3 has all of
+])
+def test_a_view_that_ends_early_is_left_out_of_the_windows_past_its_end(student, tmp_path, frames, views):
+    """A camera that stops: the windows past its end run on the other views, with one warning (issue 34:
+    predict used to cut every view at the shortest; stream left the view out, and the two now agree)."""
+    videos = []
+    for k, count in enumerate(frames, start=1):
+        videos.append(tmp_path / f"view{k}.mp4")
+        make_video(videos[-1], count, k, audio=False)
+    _, meta = load_student(student.checkpoint)
+    classes, data = meta["classes"], meta["config"]["data"]
+    prediction = predict_clip(ColourModel(len(classes), data), meta, videos)
+    lengths = [count // 4 for count in frames]  # 10 fps video, grid at 2.5 fps
+    assert prediction.view_lengths == lengths and prediction.length == max(lengths)
+    assert prediction.window_views == views
+    assert prediction.warnings == [view_end_warning(v, n, 2.5) for v, n in enumerate(lengths) if n < max(lengths)]
+    calibration = Calibration.from_json(meta["calibration"])
+    for v, length in enumerate(lengths):  # each view's probabilities where it ran, NaN elsewhere
+        seen = sorted({int(j) for w, used in zip(prediction.windows, views) if v in used for j in w})
+        red = _expected_logits([videos[v]], length, data)[0, seen]
+        expected = calibration.probabilities(red[:, None] + torch.arange(len(classes)), classes).numpy()
+        np.testing.assert_allclose(prediction.view_frame_probs[v, seen], expected, atol=1e-6)
+        assert np.isnan(np.delete(prediction.view_frame_probs[v], seen, axis=0)).all()
+    written = prediction.to_json()
+    assert written["windows"]["views"] == views
+    assert all(value is None for row in written["view_frame_probs"][2][lengths[2]:] for value in row)
 
 
 # ------------------------------------------------------------------------------ tiny student
@@ -182,7 +210,7 @@ def test_cli_writes_json_and_png(student, tmp_path, capsys):
     assert report["settings"] == {"thresholds": dict.fromkeys(report["classes"], 0.3),
                                   "threshold_source": "--threshold", "calibrated": True,
                                   "min_gap": 0.0, "min_duration": 0.0, "stride": 3}
-    assert report["windows"] == {"count": 3, "frames": 6, "rule": "sliding", "stride": 3}
+    assert report["windows"] == {"count": 3, "frames": 6, "rule": "sliding", "stride": 3, "views": [[0, 1, 2]] * 3}
     expected = segments_from_probs(np.array(report["frame_probs"]), report["classes"], 2.5, 0.3, 0.0, 0.0)
     assert [(s["label"], s["start"], s["end"]) for s in report["segments"]] == [
         (s.label, s.start, s.end) for s in expected]

@@ -234,6 +234,26 @@ def test_a_view_count_other_than_trained_warns_as_predict_does(student, views):
     assert expected and [line for line in summary.warnings if "views given" in line] == expected
 
 
+@pytest.mark.parametrize("short_frames", [24, 30, 4])  # view 3 stops after 6, 8 or 1 grid frames of 12
+def test_a_view_that_ends_early_gives_predict_s_frames_views_and_warnings(student, tmp_path, short_frames):
+    """Side by side (issue 34): stream and predict run the same windows on the same views (a view is
+    left out of the windows past its end), give the same probabilities and the same warnings."""
+    model, meta = load_student(student.checkpoint)
+    short = tmp_path / "view3.mp4"
+    make_video(short, short_frames, 3, audio=False)
+    videos = [*student.videos[:2], short]
+    prediction = predict_clip(model, meta, videos, stride=NUM_FRAMES)
+    summary, items = run_stream(model, meta, stream_sources(videos, meta))
+    assert prediction.view_lengths[2] < 12 and prediction.warnings  # the case is exercised
+    assert summary.warnings == prediction.warnings
+    frames = [item for item in items if item["type"] == "frame"]
+    assert [f["frame"] for f in frames] == list(range(prediction.length))
+    window_of = {int(j): used for window, used in zip(prediction.windows, prediction.window_views) for j in window}
+    assert [f["views"] for f in frames] == [window_of[j] for j in range(prediction.length)]
+    probs = np.array([[f["probs"][name] for name in meta["classes"]] for f in frames])
+    np.testing.assert_allclose(probs, prediction.frame_probs, atol=1e-5)
+
+
 def test_a_still_image_named_mp4_is_an_error_naming_it(student, tmp_path, capsys):
     """A PNG renamed .mp4 among the sources is refused in one line, as predict refuses it (issue 34)."""
     from PIL import Image

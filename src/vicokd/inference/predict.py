@@ -11,18 +11,20 @@ held in memory as uint8, V·L·H·W·3 bytes.
 Rules (T = the checkpoint's ``data.num_frames``, C classes, fps = ``data.fps``):
 
 1. Frames: every grid frame of each view (:func:`vicokd.data.media.read_grid_frames` at the
-   checkpoint's ``data.image_size``, by its ``data.grid`` rule or `grid`); clip length L = min
-   over views, with a warning when the views' grid lengths differ; the model normalises the
-   uint8 frames itself (its ``pixel_mean`` / ``pixel_std``: ``data.mean`` / ``data.std`` of its
-   training config).
+   checkpoint's ``data.image_size``, by its ``data.grid`` rule or `grid`); clip length L = max
+   over views; the model normalises the uint8 frames itself (its ``pixel_mean`` /
+   ``pixel_std``: ``data.mean`` / ``data.std`` of its training config).
 2. Windows (:func:`window_indices`): L ≤ T gives one window, the uniform sampling of
    evaluation ``idx_i = floor(i·L/T)`` (every grid frame appears at least once, some repeat);
    L > T gives windows of T consecutive grid frames starting at 0, s, 2s, … plus one ending at
    frame L−1, s = `stride` (default ``max(1, T // 2)``: neighbouring windows overlap by at
-   least half).
+   least half). A window runs on the views that have all its frames (:func:`window_views`), as
+   ``vicokd stream`` runs its windows: a view that ends before the others (a camera that
+   stopped) is left out of the windows past its end, with :func:`view_end_warning`.
 3. Frame probabilities: the probability of grid frame j is the mean, over every window
    position that shows frame j, of ``sigmoid(frame_logits)`` (B, T, C); per view likewise from
-   ``sigmoid(view_frame_logits)``. Probabilities are averaged, not logits.
+   ``sigmoid(view_frame_logits)`` over the windows the view is in (NaN, JSON null, where it is in
+   none). Probabilities are averaged, not logits.
 4. Clip probabilities: ``clip_probs[c] = max over windows of sigmoid(seq_logits[c])``, i.e.
    "class c happens somewhere in the recording" (for L ≤ T, the one window's value).
 5. Decisions and segments: :class:`vicokd.inference.decisions.Decisions` of the checkpoint on the
@@ -61,7 +63,9 @@ __all__ = [
     "default_stride",
     "load_student",
     "predict_clip",
+    "view_end_warning",
     "window_indices",
+    "window_views",
 ]
 
 
@@ -77,11 +81,12 @@ class Prediction:
     classes: list[str]
     fps: float
     num_frames: int  # T of the model's windows
-    view_lengths: list[int]  # grid length of each view; L is their minimum
+    view_lengths: list[int]  # grid length of each view; L is their maximum
     frame_probs: np.ndarray  # (L, C) float32
-    view_frame_probs: np.ndarray  # (V, L, C) float32
+    view_frame_probs: np.ndarray  # (V, L, C) float32, NaN where the view is in no window
     clip_probs: np.ndarray  # (C,) float32
     windows: list[np.ndarray]  # the T grid indices of each model window
+    window_views: list[list[int]]  # the views (0-based) each window ran on
     segments: list[ActionSegment]
     settings: dict[str, Any]  # thresholds (per class), their source, calibrated, min_gap, min_duration, stride
     seconds: float  # wall time of decoding + inference
@@ -100,14 +105,16 @@ class Prediction:
     def to_json(self) -> dict[str, Any]:
         """Everything as plain JSON (probabilities rounded to 6 decimals)."""
         def plain(values: np.ndarray) -> Any:
-            return np.round(values.astype(np.float64), 6).tolist()
+            rounded = np.round(values.astype(np.float64), 6).astype(object)
+            rounded[np.isnan(values)] = None  # a view's frames outside every window it ran in
+            return rounded.tolist()
 
         return {
             "videos": self.videos, "model": self.model, "classes": self.classes, "fps": self.fps, "length": self.length,
             "duration_s": round(self.length / self.fps, 6), "view_lengths": self.view_lengths,
             "windows": {"count": len(self.windows), "frames": self.num_frames,
                         "rule": "uniform" if self.length <= self.num_frames else "sliding",
-                        "stride": self.settings["stride"]},
+                        "stride": self.settings["stride"], "views": self.window_views},
             "aggregation": {"frame": "mean over the windows showing the frame of p(frame_logits)",
                             "clip": "max over windows of p(seq_logits)",
                             "p": "sigmoid(a_c * z + b_c), the checkpoint's calibration, else sigmoid(z)"},
@@ -191,15 +198,26 @@ def window_indices(length: int, num_frames: int, stride: int | None = None) -> l
     return [np.arange(start, start + num_frames, dtype=np.int64) for start in starts]
 
 
+def view_end_warning(view: int, length: int, fps: float) -> str:
+    """The warning for view `view` (0-based) ending after `length` grid frames while another view goes
+    on; `predict` and `stream` give the same words."""
+    return (f"view {view + 1} ends after {length} grid frames ({length / fps:.1f} s), before the other views: "
+            "left out of the windows past its end")
+
+
+def window_views(frames: np.ndarray, view_lengths: Sequence[int]) -> list[int]:
+    """The views (0-based) that have every grid frame of a window (its T indices): a view of
+    ``view_lengths[v]`` grid frames has frames 0 .. length − 1."""
+    last = int(np.max(frames))
+    return [v for v, length in enumerate(view_lengths) if length > last]
+
+
 def _grid_lengths(videos: list[Path], fps: float, rule: GridRule) -> tuple[list[int], list[str]]:
-    """Grid length of every view and the warning when they differ (L = the minimum)."""
+    """Grid length of every view and a warning per view that ends before the longest (L = the maximum)."""
     lengths = [probe_video(path).grid_length(fps, rule) for path in videos]
-    length = min(lengths)
-    if length < 1:
-        raise DataError(f"{videos[lengths.index(length)]}: video has no frames")
-    if len(set(lengths)) > 1:
-        return lengths, [f"views have different lengths {lengths} grid frames; using the shortest ({length})"]
-    return lengths, []
+    if max(lengths) < 1:
+        raise DataError(f"{videos[0]}: video has no frames" if len(videos) == 1 else "no view has any frames")
+    return lengths, [view_end_warning(v, n, fps) for v, n in enumerate(lengths) if n < max(lengths)]
 
 
 @torch.inference_mode()
@@ -211,16 +229,20 @@ def window_probabilities(
     stride: int,
     batch_size: int = 4,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    view_lengths: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray], list[list[int]]]:
     """Probabilities of every grid frame of uint8 `frames` (V, L, 3, H, W) from windows of T.
 
+    `view_lengths` (default: L each) are the grid frames each view really has (the rest of its
+    rows is padding); a window runs on the views that have all its frames (:func:`window_views`).
     Returns frame (L, C) and per-view (V, L, C) probabilities, each the mean over the windows
-    that show the frame, the clip's (C,) (max over windows of the sequence output), and the
-    windows (:func:`window_indices`). Probabilities are those of `decisions` (the calibrated
-    σ(a_c·z + b_c), else σ(z)).
+    that show the frame (per view: that the view is in; NaN where none), the clip's (C,) (max
+    over windows of the sequence output), the windows (:func:`window_indices`) and the views of
+    each. Probabilities are those of `decisions` (the calibrated σ(a_c·z + b_c), else σ(z)).
     """
     views, length = frames.shape[:2]
     windows = window_indices(length, num_frames, stride)
+    used = [window_views(w, view_lengths or [length] * views) for w in windows]
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.eval()
 
@@ -229,21 +251,29 @@ def window_probabilities(
     frame_sum = torch.zeros(length, len(classes), dtype=torch.float64)
     view_sum = torch.zeros(views, length, len(classes), dtype=torch.float64)
     count = torch.zeros(length, dtype=torch.float64)
+    view_count = torch.zeros(views, length, dtype=torch.float64)
     clip_probs = torch.zeros(len(classes), dtype=torch.float64)
-    batches = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
-    for batch in tqdm(batches, desc="predict", unit="batch", disable=not progress, leave=False):
+    batches = []  # up to batch_size windows that run on the same views
+    for subset in dict.fromkeys(map(tuple, used)):
+        same = [w for w, u in zip(windows, used) if tuple(u) == subset]
+        batches += [(list(subset), same[i : i + batch_size]) for i in range(0, len(same), batch_size)]
+    for subset, batch in tqdm(batches, desc="predict", unit="batch", disable=not progress, leave=False):
         index = torch.from_numpy(np.stack(batch))  # (B, T)
-        video = torch.stack([frames[:, i] for i in index]).to(device)  # (B, V, T, 3, H, W) uint8
+        video = torch.stack([frames[:, i][subset] for i in index]).to(device)  # (B, V', T, 3, H, W) uint8
         out = model({"video": video})  # the model normalises its uint8 input
         frame_p = probabilities(out.frame_logits).double().cpu()  # (B, T, C)
-        view_p = probabilities(out.view_frame_logits).double().cpu()  # (B, V, T, C)
+        view_p = probabilities(out.view_frame_logits).double().cpu()  # (B, V', T, C)
+        ones = torch.ones(index.shape[1], dtype=torch.float64)
         for row, idx in enumerate(index):
             frame_sum.index_add_(0, idx, frame_p[row])
-            view_sum.index_add_(1, idx, view_p[row])
-            count.index_add_(0, idx, torch.ones(len(idx), dtype=torch.float64))
+            count.index_add_(0, idx, ones)
+            for k, v in enumerate(subset):
+                view_sum[v].index_add_(0, idx, view_p[row, k])
+                view_count[v].index_add_(0, idx, ones)
         clip_probs = torch.maximum(clip_probs, probabilities(out.seq_logits).double().cpu().amax(0))
-    return ((frame_sum / count[:, None]).float().numpy(), (view_sum / count[None, :, None]).float().numpy(),
-            clip_probs.float().numpy(), windows)
+    view_probs = view_sum / view_count[..., None]  # 0 / 0 = NaN where a view is in no window
+    return ((frame_sum / count[:, None]).float().numpy(), view_probs.float().numpy(),
+            clip_probs.float().numpy(), windows, used)
 
 
 def predict_clip(
@@ -283,20 +313,22 @@ def predict_clip(
     paths = [Path(v) for v in videos]
     lengths, warnings = _grid_lengths(paths, config.fps, rule)
     warnings += view_count_warning(len(paths), meta)
-    length = min(lengths)
+    length = max(lengths)
     bars = progress and length > config.num_frames
-    frames = torch.from_numpy(np.stack([
-        read_grid_frames(path, config.image_size, config.fps, length=length, rule=rule, warnings=warnings)
-        for path in tqdm(paths, desc="decode", unit="view", disable=not bars, leave=False)
-    ])).permute(0, 1, 4, 2, 3)  # (V, L, 3, H, W) uint8
-    frame_probs, view_probs, clip_probs, windows = window_probabilities(
-        model, frames, decisions, config.num_frames, stride, batch_size, bars)
+    frames = torch.zeros((len(paths), length, *config.image_size, 3), dtype=torch.uint8)  # past a view's end: unused
+    for v, path in enumerate(tqdm(paths, desc="decode", unit="view", disable=not bars, leave=False)):
+        if lengths[v]:
+            frames[v, : lengths[v]] = torch.from_numpy(read_grid_frames(
+                path, config.image_size, config.fps, length=lengths[v], rule=rule, warnings=warnings))
+    frames = frames.permute(0, 1, 4, 2, 3)  # (V, L, 3, H, W) uint8
+    frame_probs, view_probs, clip_probs, windows, used = window_probabilities(
+        model, frames, decisions, config.num_frames, stride, batch_size, bars, lengths)
     settings = {**decisions.settings(), "stride": stride}
     return Prediction(
         videos=[str(p) for p in paths], model={key: meta.get(key) for key in ("method", "role", "model_hash", "epoch")},
         classes=classes, fps=config.fps, num_frames=config.num_frames,
         view_lengths=lengths, frame_probs=frame_probs, view_frame_probs=view_probs, clip_probs=clip_probs,
-        windows=windows,
+        windows=windows, window_views=used,
         segments=decisions.segments(frame_probs),
         settings=settings, seconds=time.perf_counter() - started, warnings=warnings,
     )

@@ -12,7 +12,9 @@ The :class:`StreamRunner` takes one grid tick j at a time:
 
 1. it waits for frame j of every view, at most ``stall`` seconds; a view that delivers nothing in
    time is dropped from the windows with a warning, and rejoins (another warning) once its frames
-   arrive again; a model trained on V views runs on fewer;
+   arrive again; a view whose source ends while another goes on is left out of the windows past
+   its end with ``predict``'s warning (:func:`vicokd.inference.predict.view_end_warning`); a
+   model trained on V views runs on fewer;
 2. the new frames of the views go through the visual encoder in one batch (per-frame features,
    kept in a rolling window of the last T frames per view);
 3. every ``stride`` ticks the rest of the model runs on the window (the views that have all its
@@ -58,7 +60,7 @@ from vicokd.data.media import rgb_converter, video_stream
 from vicokd.data.sampling import sample_indices
 from vicokd.errors import DataError, VicokdError
 from vicokd.inference.decisions import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, Decisions, SegmentEvent
-from vicokd.inference.predict import view_count_warning
+from vicokd.inference.predict import view_count_warning, view_end_warning
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import CheckpointMeta, sidecar_config
 
@@ -216,6 +218,8 @@ class _View:
     waiting: dict[int, np.ndarray] = field(default_factory=dict)  # frames that came ahead of the tick
     active: bool = True
     ended: bool = False
+    length: int = 0  # grid frames delivered so far (the last one's index + 1)
+    end_told: bool = False  # its end before the other views was warned about (or it never opened)
 
 
 @dataclass(frozen=True)
@@ -362,9 +366,14 @@ class StreamRunner:
                 view.active = True
             arrived.append((view, frame))
         if arrived:  # one encoder pass over the views' new frames
+            for v, view in enumerate(self.views):
+                if view.ended and not view.end_told:  # it ended while another view goes on
+                    self._note(view_end_warning(v, view.length, self.fps))
+                    view.end_told = True
             features = self._encode(np.stack([frame for _, frame in arrived]))
             for (view, _), feature in zip(arrived, features):
                 view.features.append((j, feature))
+                view.length = j + 1
                 while view.features and view.features[0][0] <= j - self.num_frames:
                     view.features.popleft()
             return True
@@ -398,7 +407,7 @@ class StreamRunner:
                 raise VicokdError(f"stream: view {v + 1}: {view.reader.error}; the source cannot be opened "
                                   "(--allow-missing runs with the other views)")
             self._note(f"view {v + 1} cannot be opened, left out: {view.reader.error}")
-            view.ended, view.active = True, False
+            view.ended, view.active, view.end_told = True, False, True
             while view.reader.frames.get() is not SOURCE_ENDED:
                 pass
         if all(view.ended for view in self.views):
