@@ -254,6 +254,34 @@ def test_a_view_that_ends_early_gives_predict_s_frames_views_and_warnings(studen
     np.testing.assert_allclose(probs, prediction.frame_probs, atol=1e-5)
 
 
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_a_rotated_view_gives_the_upright_probabilities(student, tmp_path, degrees):
+    """Issue 34: a view stored turned with a display matrix gives predict and stream the probabilities of
+    the upright file (it gave those of the turned pixels, as if the matrix were not there)."""
+    from skimage import data as photos
+
+    from vicokd.data.video_io import write_mp4
+
+    photo = photos.astronaut()[::4, ::4][:96]  # (96, 128, 3): real pixels, not square
+    upright = np.stack([np.roll(photo, 5 * i, axis=1) for i in range(40)])  # 40 frames at 10 fps: 10 grid frames
+    stored = np.stack([np.rot90(image, -degrees // 90) for image in upright])
+    write_mp4(tmp_path / "upright.mp4", upright, 10, crf=0)
+    write_mp4(tmp_path / "turned.mp4", stored, 10, crf=0, display_rotation=degrees)
+    write_mp4(tmp_path / "unmarked.mp4", stored, 10, crf=0)  # the turned pixels, no matrix: what was decoded
+    model, meta = load_student(student.checkpoint)
+    others = [student.videos[0], student.videos[1]]
+
+    def probs(view):
+        return predict_clip(model, meta, [*others, tmp_path / view], stride=NUM_FRAMES).frame_probs
+
+    upright_p, turned_p = probs("upright.mp4"), probs("turned.mp4")
+    ignored = np.abs(probs("unmarked.mp4") - upright_p).max()
+    assert np.abs(turned_p - upright_p).max() < ignored / 5  # chroma subsampling differs a little
+    _, items = run_stream(model, meta, stream_sources([*others, tmp_path / "turned.mp4"], meta))
+    streamed = np.array([[f["probs"][name] for name in meta["classes"]] for f in items if f["type"] == "frame"])
+    np.testing.assert_allclose(streamed[:len(turned_p)], turned_p, atol=1e-5)
+
+
 def test_a_still_image_named_mp4_is_an_error_naming_it(student, tmp_path, capsys):
     """A PNG renamed .mp4 among the sources is refused in one line, as predict refuses it (issue 34)."""
     from PIL import Image
