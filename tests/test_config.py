@@ -98,3 +98,20 @@ def test_edges_of_the_ranges_are_allowed():
 def test_a_zero_frame_size_is_refused(tmp_path, capsys):
     assert main(["prepare", str(tmp_path), "--out", str(tmp_path / "c"), "--size", "0x0"]) == 2
     assert "--size '0x0': width and height must be at least 1 pixel" in capsys.readouterr().err
+
+
+def test_a_shipped_preset_is_read_by_name_from_any_directory(tmp_path, monkeypatch):
+    """The presets ship inside the package: `demo/teacher.yaml` (or `configs/demo/teacher.yaml`, as the
+    README writes it) reads them where no such file exists; a file on disk comes first (issue 33)."""
+    from vicokd.config import preset_root, shipped_presets
+
+    monkeypatch.chdir(tmp_path)
+    assert "demo/teacher.yaml" in shipped_presets() and "paper/model.yaml" in shipped_presets()
+    teacher = load_config("demo/teacher.yaml")
+    assert teacher == load_config("configs/demo/teacher.yaml") == load_config(preset_root() / "demo/teacher.yaml")
+    assert teacher.model.mode == "teacher" and load_config("paper/student.yaml").model.mode == "student"
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "teacher.yaml").write_text("optim:\n  lr: 0.5\n")
+    assert load_config("demo/teacher.yaml").optim.lr == 0.5  # a local file is read, not the preset
+    with pytest.raises(ConfigError, match=r"^nope/teacher.yaml: config file not found \(shipped presets: demo/base"):
+        load_config("nope/teacher.yaml")

@@ -55,7 +55,7 @@ def test_readme_command_parses(command):
 
 @pytest.mark.slow
 def test_readme_commands_run_in_order(tmp_path):
-    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    # no configs/ in tmp_path: `--config configs/demo/...` reads the presets shipped inside the package
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     for command in readme_commands():
         words = shlex.split(command)
@@ -71,25 +71,117 @@ def test_readme_commands_run_in_order(tmp_path):
             assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-3000:])
 
 
-def test_readme_layout_names_every_package_and_module():
-    """The Layout section lists every package (``name/``) and every module of src/vicokd, so it
-    matches the tree; private helpers (``_name.py``) are left out."""
+def readme_blocks(section: str) -> list[str]:
+    """The fenced blocks of the README section headed `section`."""
     text = (ROOT / "README.md").read_text()
-    start = text.index("## Layout")
-    block = text[text.index("```", start) + 3:]
-    block = block[: block.index("```")]
-    words = set(re.findall(r"[A-Za-z_][\w]*(?:\.py|/)?", block))
-    src = ROOT / "src" / "vicokd"
-    missing = []
-    for path in sorted(src.rglob("*.py")):
-        relative = path.relative_to(src)
-        if path.name == "__init__.py":
-            if relative.parent.parts and f"{relative.parent.name}/" not in words:
-                missing.append(f"{relative.parent}/")
+    start = text.index(f"## {section}\n")
+    end = text.find("\n## ", start + 1)
+    return re.findall(r"```\n(.*?)```", text[start: None if end < 0 else end], flags=re.S)
+
+
+def layout_entries(block: str) -> tuple[dict[str, list[str]], list[str]]:
+    """The Layout block as {package: listed names} (package "" = src/vicokd's own modules; "models/backbones"
+    a nested one) and the top-level folders it names. An entry starts at column 2 (under src/vicokd/) or
+    0 (a top-level folder); its names are the words before the first ": ", or on its first line only."""
+    packages: dict[str, list[str]] = {}
+    folders: list[str] = []
+    current: str | None = None
+    listing = True
+    for line in block.splitlines():
+        if not line.strip():
             continue
-        if path.name in ("__main__.py",) or (path.name.startswith("_") and path.stem != "_blocks"):
+        if line.strip() == "src/vicokd/":
+            folders.append("src")
             continue
-        name = path.name if len(relative.parts) == 1 else path.stem
-        if name not in words:
-            missing.append(str(relative))
-    assert not missing, f"README Layout does not name: {', '.join(missing)}"
+        indent = len(line) - len(line.lstrip())
+        words = line.split()
+        if indent == 0:
+            folders.append(words[0].rstrip("/"))
+            current = None
+            continue
+        if indent == 2:
+            listing = True
+            first = words[0]
+            current = first.rstrip("/") if first.endswith("/") else ""
+            names = words[1:] if first.endswith("/") else words
+            packages.setdefault(current, [])
+        else:
+            names = words
+        if current is None or not listing:
+            continue
+        for word in names:
+            done = word.endswith(":")
+            packages[current].append(word.rstrip(":"))
+            if done:
+                listing = False
+                break
+    return packages, folders
+
+
+def check_layout(block: str, src: Path, tracked: set[str]) -> list[str]:
+    """What the Layout `block` gets wrong about the package at `src` and the top-level `tracked` folders."""
+    packages, folders = layout_entries(block)
+    wrong = []
+    actual_packages = {str(p.parent.relative_to(src)) for p in src.rglob("__init__.py") if p.parent != src}
+    data_folders = {str(p.relative_to(src)) for p in src.iterdir() if p.is_dir() and not (p / "__init__.py").exists()
+                    and p.name != "__pycache__"}
+    for package in sorted(actual_packages | data_folders):
+        if package not in packages:
+            wrong.append(f"{package}/ is not listed")
+    for package, names in packages.items():
+        folder = src / package
+        if not folder.is_dir():
+            wrong.append(f"{package}/ is listed but does not exist")
+            continue
+        if package in data_folders:
+            present = {p.name for p in folder.iterdir() if p.is_dir()}
+            listed = {name.rstrip("/") for name in names}
+        else:
+            present = {p.stem for p in folder.glob("*.py") if p.stem not in ("__init__", "__main__")}
+            listed = {name.removesuffix(".py") for name in names if not name.endswith("/")}
+        for name in sorted(listed - present):
+            wrong.append(f"{package or 'src/vicokd'}: {name} is listed but is not a module there")
+        for name in sorted(present - listed):
+            wrong.append(f"{package or 'src/vicokd'}: {name} is not listed")
+    for folder in sorted(tracked - set(folders)):
+        wrong.append(f"top-level {folder}/ is not listed")
+    for folder in sorted(set(folders) - tracked):
+        wrong.append(f"top-level {folder}/ is listed but is not in the tree")
+    return wrong
+
+
+def tracked_folders() -> set[str]:
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    return {name.split("/")[0] for name in files if "/" in name and not name.startswith(".")} | {
+        name for name in files if (ROOT / name).is_symlink() and (ROOT / name).is_dir()}
+
+
+def test_readme_layout_matches_the_tree():
+    (block, _) = readme_blocks("Layout")
+    assert check_layout(block, ROOT / "src" / "vicokd", tracked_folders()) == []
+
+
+def test_the_layout_check_catches_each_kind_of_drift():
+    """The check above can fail: a module under the wrong package, a listed module that does not exist,
+    a top-level folder left out (each made by editing the README's own block)."""
+    (block, _) = readme_blocks("Layout")
+    src, tracked = ROOT / "src" / "vicokd", tracked_folders()
+    moved = block.replace("  data/         annotations sampling", "  data/         annotations predict sampling")
+    assert "data: predict is listed but is not a module there" in check_layout(moved, src, tracked)
+    gone = block.replace("decisions predict stream export", "decisions predict stream export onnx_parts")
+    assert check_layout(gone, src, tracked) == ["inference: onnx_parts is listed but is not a module there"]
+    dropped = block.replace("experiments/    the scripts", "experimental/   the scripts")
+    assert "top-level experiments/ is not listed" in check_layout(dropped, src, tracked)
+    unlisted = block.replace(" regime curves", " curves")
+    assert check_layout(unlisted, src, tracked) == ["report: regime is not listed"]
+
+
+def test_readme_layer_table_is_the_layer_test_s():
+    from test_layers import ALLOWED, BASE
+
+    (_, block) = readme_blocks("Layout")
+    table = {}
+    for line in block.strip().splitlines():
+        layer, *imports = line.split()
+        table[layer] = set() if imports == ["-"] else set(imports)
+    assert table == {layer: allowed - BASE for layer, allowed in ALLOWED.items() if layer not in BASE}

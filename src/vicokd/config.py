@@ -8,6 +8,11 @@ of the wrong type are rejected with one line naming the key and the file::
 A file may start with ``base: other.yaml`` or ``base: [a.yaml, b.yaml]`` (relative to itself)
 to inherit and override other files, merged in order. Command-line overrides use dotted keys, values parsed as YAML:
 ``--set optim.lr=3e-4 --set data.num_frames=16``.
+
+The presets ship inside the package (``vicokd/configs/<preset>/``, :func:`preset_root`; the
+checkout's ``configs/`` points there): a path that is not a file but names one, such as
+``demo/teacher.yaml`` or ``configs/paper/student.yaml``, reads the shipped preset, so an installed
+``vicokd`` runs them from any directory.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import dataclasses
 import difflib
 import hashlib
+import importlib.resources
 import json
 import types
 import typing
@@ -436,6 +442,31 @@ def config_from_dict(values: dict[str, Any], source: str = "<dict>") -> Config:
     return config
 
 
+def preset_root() -> Path:
+    """The folder of the presets shipped inside the package (``vicokd/configs``: one folder per
+    preset, each with teacher.yaml, student.yaml, base.yaml and model.yaml)."""
+    return Path(str(importlib.resources.files("vicokd") / "configs"))
+
+
+def shipped_presets() -> list[str]:
+    """Every shipped preset file as ``<preset>/<file>.yaml``, sorted."""
+    root = preset_root()
+    return sorted(str(path.relative_to(root)) for path in root.glob("*/*.yaml"))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """`path` when it is a file, else the shipped preset it names (``demo/teacher.yaml``, with or without
+    a leading ``configs/``); one line listing the presets when it is neither."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    parts = path.parts[1:] if path.parts[:1] == ("configs",) else path.parts
+    shipped = preset_root().joinpath(*parts) if parts else None
+    if shipped is not None and not path.is_absolute() and shipped.is_file():
+        return shipped
+    raise ConfigError(f"{path}: config file not found (shipped presets: {', '.join(shipped_presets())})")
+
+
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -497,7 +528,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     source = "<defaults>"
     if path is not None:
         source = str(path)
-        values = _read_yaml(Path(path))
+        values = _read_yaml(resolve_config_path(path))
     if overrides:
         values = merge_dicts(values, parse_overrides(overrides))
         source += " (with --set)"

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import vicokd
-from vicokd.config import Config, load_config
+from vicokd.config import Config, load_config, preset_root
 from vicokd.data.cache import INDEX_FILE, cache_settings, prepare, read_index
 from vicokd.data.person_scores import person_scores_path
 from vicokd.data.workers import die_with_parent
@@ -70,13 +69,13 @@ GRID_BACKBONES: dict[str, tuple[str, ...]] = {"table1": PAPER_BACKBONES, "table2
 
 
 def preset_dir(preset: str) -> Path:
-    """``configs/<preset>/`` of the source tree (teacher.yaml, student.yaml, base.yaml, model.yaml)."""
+    """The shipped ``configs/<preset>/`` (teacher.yaml, student.yaml, base.yaml, model.yaml), inside
+    the installed package (:func:`vicokd.config.preset_root`)."""
     if preset not in PRESETS:
         raise VicokdError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    directory = Path(vicokd.__file__).resolve().parents[2] / "configs" / preset
+    directory = preset_root() / preset
     if not (directory / "teacher.yaml").is_file():
-        raise VicokdError(f"{directory}: preset configs not found (vicokd runs from its source tree; "
-                          "install it with `pip install -e .` from a checkout)")
+        raise VicokdError(f"{directory}: preset configs not found (the package is incomplete: reinstall vicokd)")
     return directory
 
 
