@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from vicokd.calibration import calibrate, expected_calibration_error, f1_at
-from vicokd.config import config_from_dict
 from vicokd.models.checkpoint import model_from_checkpoint
 from vicokd.training.datamodule import ClipsDataModule
 from vicokd.training.module import ViCoKDModule
@@ -27,13 +26,13 @@ from vicokd.training.run import build_trainer
 
 def frame_outputs(checkpoint: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     model, meta = model_from_checkpoint(checkpoint)
-    config = config_from_dict(meta["config"], str(checkpoint))
-    module = ViCoKDModule(config, meta["classes"], model=model)
+    config = meta.config
+    module = ViCoKDModule(config, list(meta.classes), model=model)
     data = ClipsDataModule(config, load_audio=config.model.mode == "teacher", person=False, test_split=split)
     trainer, _ = build_trainer(config, None, epochs=1, progress=False)
     trainer.test(module, datamodule=data, verbose=False)
     result = module.last_eval
-    classes = meta["classes"]
+    classes = list(meta.classes)
     return (np.asarray(result["frame_logits"]).reshape(-1, len(classes)),
             np.asarray(result["frame_labels"]).reshape(-1, len(classes)), classes)
 

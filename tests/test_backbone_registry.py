@@ -7,7 +7,7 @@ from torch import nn
 from run_helpers import CONFIGS, set_args
 from vicokd.cli import main
 from vicokd.errors import ConfigError
-from vicokd.inference.export import load_exported
+from vicokd.inference.student import load_exported
 from vicokd.models.backbones import (
     BackboneOutput,
     BackboneSpec,
@@ -53,7 +53,8 @@ def test_a_registered_backbone_trains_evaluates_and_exports(toy, tiny_workspace,
     assert "toy-student: student best epoch 0" in capsys.readouterr().out
     assert main(["evaluate", "--ckpt", str(checkpoint)]) == 0
     assert main(["export", "--ckpt", str(checkpoint), "--out", str(tmp_path / "export"), "--views", "3"]) == 0
-    model, config, _ = load_exported(tmp_path / "export")
+    loaded = load_exported(tmp_path / "export")
+    model, config = loaded.model, loaded.meta.config
     assert config.model.backbone == "toy" and isinstance(model.backbone, ToyBackbone)
     assert backbone_label("toy") == "Toy"
 

@@ -47,7 +47,7 @@ def test_teacher_run_directory(teacher, workspace):
         assert (run / name).is_file(), name
     assert list((run / "tb").glob("events.out.tfevents.*"))
     meta = read_meta(checkpoint)
-    assert meta["role"] == "teacher" and meta["classes"] == ["Drink", "Enter", "Sitdown", "UsePhone"]
+    assert meta.role == "teacher" and meta.classes == ("Drink", "Enter", "Sitdown", "UsePhone")
     assert summary["selection_split"] == "val" and 0 <= summary["test"]["seq_map"] <= 100
     with (run / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -83,7 +83,7 @@ def test_distill_methods_log_their_terms(teacher, workspace, method, supervision
     assert logged - {"loss_step", "loss_epoch"} == terms | backbone_terms
     student = load_file(str(run / "checkpoints" / "best.safetensors"))
     assert not any("audio_encoder" in name for name in student), "student checkpoint holds no audio encoder"
-    assert read_meta(run / "checkpoints" / "best.safetensors")["teacher"]["checkpoint"] == str(ckpt)
+    assert read_meta(run / "checkpoints" / "best.safetensors").teacher["checkpoint"] == str(ckpt)
 
 
 def test_distill_logs_gradient_shares_and_calls_out_an_inert_term(teacher, workspace, capsys):
@@ -102,7 +102,7 @@ def test_distill_logs_gradient_shares_and_calls_out_an_inert_term(teacher, works
     for term in ("seq", "fd", "ld", "vc", "human"):
         assert {f"grad/{term}/{group}" for group in ("visual", "cross_modal", "backbone", "heads")} <= columns, term
     measured = [row for row in rows if row["grad/seq/heads"]]
-    steps = read_meta(run / "checkpoints" / "last.safetensors")["step"]
+    steps = read_meta(run / "checkpoints" / "last.safetensors").step
     assert steps >= 1 and len(measured) == steps and all(row["epoch"] == "0" for row in measured)  # every step
     assert all(float(row["grad/fd/backbone"]) == 0 < float(row["grad/fd/cross_modal"]) for row in measured)
     summary = json.loads((run / "summary.json").read_text())["grad_share"]
@@ -150,7 +150,7 @@ def test_test_curve_is_logged_and_leaves_training_unchanged(workspace):
 
 
 def summary_steps(config) -> int:
-    return read_meta(Path(config.train.out_dir) / config.train.name / "checkpoints" / "last.safetensors")["step"]
+    return read_meta(Path(config.train.out_dir) / config.train.name / "checkpoints" / "last.safetensors").step
 
 
 def test_teacher_is_frozen_during_distillation(teacher, workspace):
@@ -210,7 +210,7 @@ def test_resume_gives_the_same_result(workspace, monkeypatch):
     with pytest.raises((KeyboardInterrupt, SystemExit)):
         fit(killed, progress=False)
     monkeypatch.setattr(run_module, "build_trainer", original)
-    assert read_meta(base / "runs" / "killed" / "checkpoints" / "last.safetensors")["epoch"] == 1
+    assert read_meta(base / "runs" / "killed" / "checkpoints" / "last.safetensors").epoch == 1
     summary = fit(killed, resume=True, progress=False)
     full = load_file(str(base / "runs" / "full" / "checkpoints" / "last.safetensors"))
     resumed = load_file(str(base / "runs" / "killed" / "checkpoints" / "last.safetensors"))
@@ -341,8 +341,8 @@ def test_checkpoints_need_no_pretrained_file(workspace, tmp_path, capsys):
     shutil.rmtree(ast_dir)
 
     meta = read_meta(teacher["best_checkpoint"])
-    assert meta["config"]["model"]["audio"]["ast_kwargs"]["qkv_bias"] is False
-    assert meta["pretrained"] == {"visual": str(tmp_path / "vit.safetensors"), "audio": str(ast_dir)}
+    assert meta.config.model.audio.ast_kwargs["qkv_bias"] is False
+    assert meta.pretrained == {"visual": str(tmp_path / "vit.safetensors"), "audio": str(ast_dir)}
     model, _ = model_from_checkpoint(teacher["best_checkpoint"])
     assert not model.audio_encoder.net.model.config.qkv_bias
     assert main(["evaluate", "--ckpt", teacher["best_checkpoint"], "--split", "test"]) == 0
@@ -444,9 +444,9 @@ def test_a_sidecar_one_class_short_names_both_counts(teacher, tmp_path):
 
 def test_training_ends_with_a_calibration_that_evaluate_and_predict_read(teacher, capsys):
     ckpt, summary = teacher
-    calibration = read_meta(ckpt)["calibration"]
+    calibration = read_meta(ckpt).calibration
     assert calibration == summary["calibration"]
-    classes = read_meta(ckpt)["classes"]
+    classes = read_meta(ckpt).classes
     assert set(calibration["thresholds"]) == set(classes) and min(calibration["scale"].values()) > 0
     assert calibration["val_frames"] > 0 and 0 <= calibration["ece_after"] <= 1
     assert main(["evaluate", "--ckpt", str(ckpt), "--split", "test"]) == 0
@@ -483,8 +483,8 @@ def test_a_full_disk_while_a_checkpoint_is_written_is_one_line_and_the_run_resum
     assert err.startswith("error: ") and "No space left on device; free some space and re-run" in err
     assert ".safetensors" in err
     checkpoints = base / "runs" / "full-disk" / "checkpoints"
-    assert read_meta(checkpoints / "last.safetensors")["epoch"] < 2  # the last whole checkpoint, readable
+    assert read_meta(checkpoints / "last.safetensors").epoch < 2  # the last whole checkpoint, readable
     assert not [p for p in checkpoints.iterdir() if p.name.startswith(".")]  # no temporary file left
     monkeypatch.setattr(safetensors.torch, "save_file", save_file)
     assert main([*args, "--resume"]) == 0
-    assert read_meta(checkpoints / "last.safetensors")["epoch"] == 2
+    assert read_meta(checkpoints / "last.safetensors").epoch == 2

@@ -18,7 +18,8 @@ from vicokd.cli import main
 from vicokd.config import load_config
 from vicokd.errors import VicokdError
 from vicokd.inference import export as export_lib
-from vicokd.inference.export import OUTPUT_NAMES, load_exported
+from vicokd.inference.export import OUTPUT_NAMES
+from vicokd.inference.student import load_exported
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import model_from_checkpoint
 
@@ -51,9 +52,9 @@ def test_files_and_printed_check(exported):
     readme = (exported.out / "README.md").read_text()
     assert "`video`: uint8 (B, V, T, 3, H, W)" in readme and all(f"`{name}`" in readme for name in OUTPUT_NAMES)
     _, meta = model_from_checkpoint(exported.checkpoint)
-    assert json.loads((exported.out / "classes.json").read_text()) == meta["classes"]
+    assert json.loads((exported.out / "classes.json").read_text()) == list(meta.classes)
     config = load_config(exported.out / "config.yaml")
-    assert config.model.mode == "student" and config.model.dim == meta["config"]["model"]["dim"]
+    assert config.model.mode == "student" and config.model.dim == meta.config.model.dim
 
 
 def test_safetensors_hold_the_student_only_and_reload_identically(exported):
@@ -61,10 +62,11 @@ def test_safetensors_hold_the_student_only_and_reload_identically(exported):
     assert not any(name.startswith(("audio_encoder", "model.", "/")) for name in state)
     assert any(name.startswith("adapter.") for name in state)
     original, meta = model_from_checkpoint(exported.checkpoint)
-    fresh = MultiViewActionModel(load_config(exported.out / "config.yaml").model, len(meta["classes"]))
+    fresh = MultiViewActionModel(load_config(exported.out / "config.yaml").model, len(meta.classes))
     fresh.load_state_dict(state, strict=True)
-    reloaded, _, classes = load_exported(exported.out)
-    assert classes == meta["classes"]
+    loaded = load_exported(exported.out)
+    reloaded = loaded.model
+    assert loaded.meta.classes == meta.classes
     video = torch.randn(2, 3, NUM_FRAMES, 3, *IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         outputs = [model.eval()({"video": video}) for model in (original, fresh, reloaded)]
@@ -76,7 +78,8 @@ def test_safetensors_hold_the_student_only_and_reload_identically(exported):
 def test_onnx_matches_pytorch_on_other_batch_views_and_frames(exported, shape):
     """Exported at (B, V, T) = (2, 3, 6): batch, views and frames are all dynamic. The outputs are
     the probabilities predict reports: calibrated with the checkpoint's per-class scaling."""
-    model, _, classes = load_exported(exported.out)
+    loaded = load_exported(exported.out)
+    model, classes = loaded.model, list(loaded.meta.classes)
     stored = json.loads((exported.out / "decisions.json").read_text())["calibration"]
     assert stored is not None  # the tiny student was trained with a validation split
     calibration = Calibration.from_json(stored)
@@ -135,8 +138,8 @@ def test_clear_errors(exported, tmp_path, capsys, monkeypatch):
 
 
 def test_stream_on_the_onnx_parts_matches_pytorch(exported, tmp_path):
-    from vicokd.inference.predict import load_student
-    from vicokd.inference.stream import StreamRunner, load_onnx_student, stream_sources
+    from vicokd.inference.stream import StreamRunner, stream_sources
+    from vicokd.inference.student import load_onnx_student, load_student
 
     from media_helpers import make_video
 
@@ -145,16 +148,16 @@ def test_stream_on_the_onnx_parts_matches_pytorch(exported, tmp_path):
         videos.append(tmp_path / f"view{k}.mp4")
         make_video(videos[-1], 48, k, audio=False)
 
-    def probabilities(model, meta):
+    def probabilities(loaded):
         out = io.StringIO()
-        StreamRunner(model, meta, stream_sources(videos, meta), out, warn=lambda line: None).run()
+        StreamRunner(loaded, stream_sources(videos, loaded.meta), out, warn=lambda line: None).run()
         items = [json.loads(line) for line in out.getvalue().splitlines()]
-        return np.array([[i["probs"][c] for c in meta["classes"]] for i in items if i["type"] == "frame"]), items
+        return np.array([[i["probs"][c] for c in loaded.meta.classes] for i in items if i["type"] == "frame"]), items
 
-    parts, onnx_meta = load_onnx_student(exported.out)
-    from_onnx, items = probabilities(parts, onnx_meta)
-    from_torch, _ = probabilities(*load_student(exported.checkpoint))
-    assert from_onnx.shape == (12, len(onnx_meta["classes"]))
+    onnx = load_onnx_student(exported.out)
+    from_onnx, items = probabilities(onnx)
+    from_torch, _ = probabilities(load_student(exported.checkpoint))
+    assert from_onnx.shape == (12, len(onnx.meta.classes))
     np.testing.assert_allclose(from_onnx, from_torch, atol=1e-4)
     assert items[0]["threshold_source"] == "calibrated on validation"  # decisions.json travels with the export
     out = tmp_path / "events.jsonl"
@@ -169,7 +172,7 @@ def test_a_damaged_export_folder_is_one_line(exported, tmp_path):
 
     import yaml
 
-    from vicokd.inference.stream import load_onnx_student
+    from vicokd.inference.student import load_onnx_student
 
     def damaged(name, change):
         folder = tmp_path / name

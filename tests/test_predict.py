@@ -16,7 +16,8 @@ from vicokd.data.media import read_grid_frames
 from vicokd.errors import VicokdError
 from vicokd.inference import decisions as decisions_lib
 from vicokd.inference.decisions import segments_from_probs
-from vicokd.inference.predict import load_student, predict_clip, view_end_warning, window_indices
+from vicokd.inference.predict import predict_clip, view_end_warning, window_indices
+from vicokd.inference.student import load_student
 from vicokd.models.checkpoint import read_meta
 from vicokd.models.model import normalize_video
 
@@ -97,10 +98,10 @@ def test_window_indices_cover_every_grid_frame():
 class ColourModel(nn.Module):
     """Logits from each frame's mean red value: shows which grid frame sat at each window position."""
 
-    def __init__(self, num_classes: int, data: dict) -> None:
+    def __init__(self, num_classes: int, data) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.mean, self.std = data["mean"], data["std"]  # it takes uint8 video, as every model does
+        self.mean, self.std = data.mean, data.std  # it takes uint8 video, as every model does
 
     def forward(self, batch):
         red = normalize_video(batch["video"], self.mean, self.std)[:, :, :, 0].mean(dim=(-1, -2))  # (B, V, T)
@@ -110,23 +111,23 @@ class ColourModel(nn.Module):
 
 def _expected_logits(videos, length, config):
     """Per view and grid frame: mean normalised red value (V, L)."""
-    frames = np.stack([read_grid_frames(v, tuple(config["image_size"]), config["fps"], length=length) for v in videos])
-    video = normalize_video(torch.from_numpy(frames).permute(0, 1, 4, 2, 3), config["mean"], config["std"])
+    frames = np.stack([read_grid_frames(v, tuple(config.image_size), config.fps, length=length) for v in videos])
+    video = normalize_video(torch.from_numpy(frames).permute(0, 1, 4, 2, 3), config.mean, config.std)
     return video[:, :, 0].mean(dim=(-1, -2)).double()
 
 
 @pytest.mark.parametrize("clip", ["videos", "short"])
 def test_windows_map_back_to_their_grid_frames(student, clip):
-    _, meta = load_student(student.checkpoint)
+    meta = load_student(student.checkpoint).meta
     videos = getattr(student, clip)
-    classes = meta["classes"]
-    prediction = predict_clip(ColourModel(len(classes), meta["config"]["data"]), meta, videos, batch_size=2)
+    classes = list(meta.classes)
+    prediction = predict_clip(ColourModel(len(classes), meta.config.data), meta, videos, batch_size=2)
     length = 10 if clip == "videos" else 4
     assert prediction.frame_probs.shape == (length, len(classes))
     assert prediction.view_frame_probs.shape == (3, length, len(classes))
     assert len(prediction.windows) == (3 if clip == "videos" else 1)
-    red = _expected_logits(videos, length, meta["config"]["data"])  # (V, L)
-    calibration = Calibration.from_json(meta["calibration"])  # probabilities are sigmoid(a_c z + b_c)
+    red = _expected_logits(videos, length, meta.config.data)  # (V, L)
+    calibration = Calibration.from_json(meta.calibration)  # probabilities are sigmoid(a_c z + b_c)
     per_class = red[..., None] + torch.arange(len(classes))
     np.testing.assert_allclose(prediction.view_frame_probs, calibration.probabilities(per_class, classes).numpy(),
                                atol=1e-6)
@@ -151,14 +152,14 @@ def test_a_view_that_ends_early_is_left_out_of_the_windows_past_its_end(student,
     for k, count in enumerate(frames, start=1):
         videos.append(tmp_path / f"view{k}.mp4")
         make_video(videos[-1], count, k, audio=False)
-    _, meta = load_student(student.checkpoint)
-    classes, data = meta["classes"], meta["config"]["data"]
+    meta = load_student(student.checkpoint).meta
+    classes, data = list(meta.classes), meta.config.data
     prediction = predict_clip(ColourModel(len(classes), data), meta, videos)
     lengths = [count // 4 for count in frames]  # 10 fps video, grid at 2.5 fps
     assert prediction.view_lengths == lengths and prediction.length == max(lengths)
     assert prediction.window_views == views
     assert prediction.warnings == [view_end_warning(v, n, 2.5) for v, n in enumerate(lengths) if n < max(lengths)]
-    calibration = Calibration.from_json(meta["calibration"])
+    calibration = Calibration.from_json(meta.calibration)
     for v, length in enumerate(lengths):  # each view's probabilities where it ran, NaN elsewhere
         seen = sorted({int(j) for w, used in zip(prediction.windows, views) if v in used for j in w})
         red = _expected_logits([videos[v]], length, data)[0, seen]
@@ -174,20 +175,21 @@ def test_a_view_that_ends_early_is_left_out_of_the_windows_past_its_end(student,
 
 
 def test_student_prediction_matches_the_model_on_its_windows(student):
-    model, meta = load_student(student.checkpoint)
+    loaded = load_student(student.checkpoint)
+    model, meta = loaded.model, loaded.meta
     prediction = predict_clip(model, meta, student.videos, min_duration=0.0)
-    classes = meta["classes"]
+    classes = list(meta.classes)
     assert prediction.frame_probs.shape == (10, len(classes)) and prediction.clip_probs.shape == (len(classes),)
     assert ((prediction.frame_probs >= 0) & (prediction.frame_probs <= 1)).all()
-    data = meta["config"]["data"]
+    data = meta.config.data
     frames = np.stack([read_grid_frames(v, IMAGE_SIZE, 2.5, indices=range(NUM_FRAMES)) for v in student.videos])
-    video = normalize_video(torch.from_numpy(frames).permute(0, 1, 4, 2, 3)[None], data["mean"], data["std"])
-    calibration = Calibration.from_json(meta["calibration"])  # fitted on validation at the end of training
+    video = normalize_video(torch.from_numpy(frames).permute(0, 1, 4, 2, 3)[None], data.mean, data.std)
+    calibration = Calibration.from_json(meta.calibration)  # fitted on validation at the end of training
     with torch.no_grad():
         first = calibration.probabilities(model({"video": video}).frame_logits[0], classes).numpy()
     # grid frames 0-2 are seen by the first window only (windows start at 0, 3, 4)
     np.testing.assert_allclose(prediction.frame_probs[:3], first[:3], atol=1e-5)
-    thresholds = [meta["calibration"]["thresholds"][name] for name in classes]  # the stored ones, by default
+    thresholds = [meta.calibration["thresholds"][name] for name in classes]  # the stored ones, by default
     assert prediction.settings["threshold_source"] == "calibrated on validation"
     assert prediction.segments == segments_from_probs(prediction.frame_probs, classes, 2.5, thresholds,
                                                       min_duration=0.0)
@@ -256,8 +258,9 @@ def test_clear_errors(student, tmp_path, capsys):
 
 
 def test_fewer_views_than_trained_is_a_warning(student):
-    model, meta = load_student(student.checkpoint)
-    assert read_meta(student.checkpoint)["views"] == 3
+    loaded = load_student(student.checkpoint)
+    model, meta = loaded.model, loaded.meta
+    assert read_meta(student.checkpoint).views == 3
     assert predict_clip(model, meta, student.videos).warnings == []
     warnings = predict_clip(model, meta, student.videos[:2]).warnings
     assert warnings == ["2 views given; the model was trained on clips of 3 views (it runs on any number, "
@@ -269,8 +272,9 @@ def test_segment_f1_on_the_cache_equals_predict_on_the_videos(student):
     from vicokd.inference.predict import SEGMENT_IOU, segment_f1
     from vicokd.metrics import matched_segments
 
-    model, meta = load_student(student.checkpoint)
-    cache = meta["config"]["data"]["cache"]
+    loaded = load_student(student.checkpoint)
+    model, meta = loaded.model, loaded.meta
+    cache = meta.config.data.cache
     # the test clip whose videos are student.videos
     scores = segment_f1(model, meta, read_index(cache), ["01_05_Part1"])
     prediction = predict_clip(model, meta, student.videos)

@@ -168,7 +168,7 @@ def test_the_layout_check_catches_each_kind_of_drift():
     src, tracked = ROOT / "src" / "vicokd", tracked_folders()
     moved = block.replace("  data/         annotations sampling", "  data/         annotations predict sampling")
     assert "data: predict is listed but is not a module there" in check_layout(moved, src, tracked)
-    gone = block.replace("decisions predict stream export", "decisions predict stream export onnx_parts")
+    gone = block.replace("decisions student predict", "decisions student onnx_parts predict")
     assert check_layout(gone, src, tracked) == ["inference: onnx_parts is listed but is not a module there"]
     dropped = block.replace("experiments/    the scripts", "experimental/   the scripts")
     assert "top-level experiments/ is not listed" in check_layout(dropped, src, tracked)

@@ -12,8 +12,9 @@ import pytest
 
 from run_helpers import NUM_FRAMES
 from vicokd.cli import main
-from vicokd.inference.predict import load_student, predict_clip
+from vicokd.inference.predict import predict_clip
 from vicokd.inference.stream import SOURCE_ENDED, StreamRunner, stream_sources
+from vicokd.inference.student import load_student
 
 from media_helpers import make_video, write_timed
 
@@ -33,9 +34,9 @@ def lines(text):
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def run_stream(model, meta, readers, **options):
+def run_stream(loaded, readers, **options):
     out = io.StringIO()
-    summary = StreamRunner(model, meta, readers, out, warn=lambda line: None, **options).run()
+    summary = StreamRunner(loaded, readers, out, warn=lambda line: None, **options).run()
     return summary, lines(out.getvalue())
 
 
@@ -43,12 +44,13 @@ def run_stream(model, meta, readers, **options):
                                           {"min_gap": 2.0, "min_duration": 1.2, "threshold": 0.45}])
 def test_stream_gives_predict_s_probabilities_and_segments(student, segment_rule):
     """Stream's segments follow predict's rule, min gap and min duration included (defaults: predict's)."""
-    model, meta = load_student(student.checkpoint)
-    summary, items = run_stream(model, meta, stream_sources(student.videos, meta), stride=NUM_FRAMES, **segment_rule)
+    loaded = load_student(student.checkpoint)
+    model, meta = loaded.model, loaded.meta
+    summary, items = run_stream(loaded, stream_sources(student.videos, meta), stride=NUM_FRAMES, **segment_rule)
     prediction = predict_clip(model, meta, student.videos, stride=NUM_FRAMES, **segment_rule)
     frames = [item for item in items if item["type"] == "frame"]
     assert summary.frames == 12 and [f["frame"] for f in frames] == list(range(12))
-    probs = np.array([[f["probs"][name] for name in meta["classes"]] for f in frames])
+    probs = np.array([[f["probs"][name] for name in meta.classes] for f in frames])
     np.testing.assert_allclose(probs, prediction.frame_probs, atol=1e-5)
     assert prediction.segments  # the rule is exercised
     starts = [(e["class"], e["t"]) for e in items if e["type"] == "start"]
@@ -56,30 +58,31 @@ def test_stream_gives_predict_s_probabilities_and_segments(student, segment_rule
     assert sorted(starts) == sorted((s.label, round(s.start, 6)) for s in prediction.segments)
     assert sorted(ends) == sorted((s.label, round(s.end, 6)) for s in prediction.segments)
     streamed = sorted((e["class"], e["frame"], e["confidence"]) for e in items if e["type"] == "end")
-    predicted = sorted((s.label, round(s.end * meta["config"]["data"]["fps"]), s.score) for s in prediction.segments)
+    predicted = sorted((s.label, round(s.end * meta.config.data.fps), s.score) for s in prediction.segments)
     assert [row[:2] for row in streamed] == [row[:2] for row in predicted]
     assert [row[2] for row in streamed] == pytest.approx([row[2] for row in predicted], abs=1e-5)  # mean p
     settings = items[0]
     if "threshold" in segment_rule:
         return
     assert settings["type"] == "settings" and settings["threshold_source"] == "calibrated on validation"
-    assert settings["thresholds"] == pytest.approx(meta["calibration"]["thresholds"])  # stored ones by default
+    assert settings["thresholds"] == pytest.approx(meta.calibration["thresholds"])  # stored ones by default
 
 
 def test_threshold_overrides_and_a_short_stream_is_predicts_uniform_window(student, tmp_path):
-    model, meta = load_student(student.checkpoint)
+    loaded = load_student(student.checkpoint)
+    model, meta = loaded.model, loaded.meta
     short = []
     for k in (1, 2, 3):  # 16 frames: 4 grid frames < T
         short.append(tmp_path / f"short{k}.mp4")
         make_video(short[-1], 16, k, audio=False)
-    _, items = run_stream(model, meta, stream_sources(short, meta), threshold=0.0)
+    _, items = run_stream(loaded, stream_sources(short, meta), threshold=0.0)
     assert items[0]["threshold_source"] == "--threshold" and set(items[0]["thresholds"].values()) == {0.0}
     frames = [item for item in items if item["type"] == "frame"]
     prediction = predict_clip(model, meta, short, threshold=0.0)
-    probs = np.array([[f["probs"][name] for name in meta["classes"]] for f in frames])
+    probs = np.array([[f["probs"][name] for name in meta.classes] for f in frames])
     np.testing.assert_allclose(probs, prediction.frame_probs, atol=1e-5)
     # threshold 0: every class is active from the first frame to the last, one segment each
-    assert len([i for i in items if i["type"] == "start"]) == len(meta["classes"])
+    assert len([i for i in items if i["type"] == "start"]) == len(meta.classes)
     assert all(e["frame"] == 3 for e in items if e["type"] == "end")
 
 
@@ -102,15 +105,16 @@ class FakeSource:
 
 
 def test_a_stalled_view_is_left_out_and_comes_back(student):
-    model, meta = load_student(student.checkpoint)
-    h, w = meta["config"]["data"]["image_size"]
+    loaded = load_student(student.checkpoint)
+    meta = loaded.meta
+    h, w = meta.config.data.image_size
     rng = np.random.default_rng(0)
     clips = [rng.integers(0, 255, (12, h, w, 3), dtype=np.uint8) for _ in range(3)]
     readers = [FakeSource(list(clips[0]), 0.1), FakeSource(list(clips[1]), 0.1, gap=(3, 4, 5)),
                FakeSource(list(clips[2]), 0.1)]
     warnings = []
     out = io.StringIO()
-    summary = StreamRunner(model, meta, readers, out, stall=0.35, warn=warnings.append).run()
+    summary = StreamRunner(loaded, readers, out, stall=0.35, warn=warnings.append).run()
     frames = [item for item in lines(out.getvalue()) if item["type"] == "frame"]
     assert summary.frames == 12 and [f["frame"] for f in frames] == list(range(12))
     assert warnings == ["view 2 stalled at 1.2 s: left out of the windows", "view 2 is back at 2.4 s"]
@@ -119,10 +123,11 @@ def test_a_stalled_view_is_left_out_and_comes_back(student):
 
 
 def test_ctrl_c_flushes_the_frames_and_ends_open_segments(student, monkeypatch):
-    model, meta = load_student(student.checkpoint)
-    h, w = meta["config"]["data"]["image_size"]
+    loaded = load_student(student.checkpoint)
+    meta = loaded.meta
+    h, w = meta.config.data.image_size
     clip = list(np.random.default_rng(1).integers(0, 255, (12, h, w, 3), dtype=np.uint8))
-    runner = StreamRunner(model, meta, [FakeSource(clip)], io.StringIO(), threshold=0.0, warn=lambda line: None)
+    runner = StreamRunner(loaded, [FakeSource(clip)], io.StringIO(), threshold=0.0, warn=lambda line: None)
     original = runner._tick
 
     def tick(j):
@@ -136,7 +141,7 @@ def test_ctrl_c_flushes_the_frames_and_ends_open_segments(student, monkeypatch):
     assert summary.interrupted and summary.frames == 8
     assert [i["frame"] for i in items if i["type"] == "frame"] == list(range(8))
     ends = [i for i in items if i["type"] == "end"]
-    assert len(ends) == len(meta["classes"]) and all(e["frame"] == 7 for e in ends)
+    assert len(ends) == len(meta.classes) and all(e["frame"] == 7 for e in ends)
 
 
 def test_cli_writes_json_lines_and_refuses_bad_input(student, tmp_path, capsys):
@@ -227,9 +232,10 @@ def test_a_source_that_cannot_be_opened_is_an_error_unless_allowed(student, tmp_
 @pytest.mark.parametrize("views", [2, 4])
 def test_a_view_count_other_than_trained_warns_as_predict_does(student, views):
     """A 3-view model on 2 or 4 sources: stream gives predict's warning, word for word (issue 34)."""
-    model, meta = load_student(student.checkpoint)
+    loaded = load_student(student.checkpoint)
+    model, meta = loaded.model, loaded.meta
     videos = [student.videos[k % len(student.videos)] for k in range(views)]
-    summary, _ = run_stream(model, meta, stream_sources(videos, meta))
+    summary, _ = run_stream(loaded, stream_sources(videos, meta))
     expected = [line for line in predict_clip(model, meta, videos).warnings if "views given" in line]
     assert expected and [line for line in summary.warnings if "views given" in line] == expected
 
@@ -238,19 +244,20 @@ def test_a_view_count_other_than_trained_warns_as_predict_does(student, views):
 def test_a_view_that_ends_early_gives_predict_s_frames_views_and_warnings(student, tmp_path, short_frames):
     """Side by side (issue 34): stream and predict run the same windows on the same views (a view is
     left out of the windows past its end), give the same probabilities and the same warnings."""
-    model, meta = load_student(student.checkpoint)
+    loaded = load_student(student.checkpoint)
+    model, meta = loaded.model, loaded.meta
     short = tmp_path / "view3.mp4"
     make_video(short, short_frames, 3, audio=False)
     videos = [*student.videos[:2], short]
     prediction = predict_clip(model, meta, videos, stride=NUM_FRAMES)
-    summary, items = run_stream(model, meta, stream_sources(videos, meta))
+    summary, items = run_stream(loaded, stream_sources(videos, meta))
     assert prediction.view_lengths[2] < 12 and prediction.warnings  # the case is exercised
     assert summary.warnings == prediction.warnings
     frames = [item for item in items if item["type"] == "frame"]
     assert [f["frame"] for f in frames] == list(range(prediction.length))
     window_of = {int(j): used for window, used in zip(prediction.windows, prediction.window_views) for j in window}
     assert [f["views"] for f in frames] == [window_of[j] for j in range(prediction.length)]
-    probs = np.array([[f["probs"][name] for name in meta["classes"]] for f in frames])
+    probs = np.array([[f["probs"][name] for name in meta.classes] for f in frames])
     np.testing.assert_allclose(probs, prediction.frame_probs, atol=1e-5)
 
 
@@ -268,7 +275,8 @@ def test_a_rotated_view_gives_the_upright_probabilities(student, tmp_path, degre
     write_mp4(tmp_path / "upright.mp4", upright, 10, crf=0)
     write_mp4(tmp_path / "turned.mp4", stored, 10, crf=0, display_rotation=degrees)
     write_mp4(tmp_path / "unmarked.mp4", stored, 10, crf=0)  # the turned pixels, no matrix: what was decoded
-    model, meta = load_student(student.checkpoint)
+    loaded = load_student(student.checkpoint)
+    model, meta = loaded.model, loaded.meta
     others = [student.videos[0], student.videos[1]]
 
     def probs(view):
@@ -277,8 +285,8 @@ def test_a_rotated_view_gives_the_upright_probabilities(student, tmp_path, degre
     upright_p, turned_p = probs("upright.mp4"), probs("turned.mp4")
     ignored = np.abs(probs("unmarked.mp4") - upright_p).max()
     assert np.abs(turned_p - upright_p).max() < ignored / 5  # chroma subsampling differs a little
-    _, items = run_stream(model, meta, stream_sources([*others, tmp_path / "turned.mp4"], meta))
-    streamed = np.array([[f["probs"][name] for name in meta["classes"]] for f in items if f["type"] == "frame"])
+    _, items = run_stream(loaded, stream_sources([*others, tmp_path / "turned.mp4"], meta))
+    streamed = np.array([[f["probs"][name] for name in meta.classes] for f in items if f["type"] == "frame"])
     np.testing.assert_allclose(streamed[:len(turned_p)], turned_p, atol=1e-5)
 
 
@@ -300,11 +308,12 @@ def test_a_still_image_named_mp4_is_an_error_naming_it(student, tmp_path, capsys
 ])
 def test_predict_and_stream_report_the_video_s_own_times(student, tmp_path, name, times, length):
     videos = [write_timed(tmp_path / name / f"view{k}.mp4", times) for k in (1, 2, 3)]
-    model, meta = load_student(student.checkpoint)
+    loaded = load_student(student.checkpoint)
+    model, meta = loaded.model, loaded.meta
     prediction = predict_clip(model, meta, videos, min_gap=0.0, min_duration=0.0, threshold=0.0)
     assert len(prediction.frame_probs) == length  # grid frame j at j / 2.5 s: the video's duration
     assert max(segment.end for segment in prediction.segments) == pytest.approx((length - 1) / 2.5)
-    summary, items = run_stream(model, meta, stream_sources(videos, meta))
+    summary, items = run_stream(loaded, stream_sources(videos, meta))
     frames = [item for item in items if item["type"] == "frame"]
     assert summary.frames == length and frames[-1]["t"] == pytest.approx((length - 1) / 2.5)
     assert frames[-1]["t"] <= times[-1] + 1 / 2.5

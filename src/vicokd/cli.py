@@ -594,12 +594,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from vicokd.inference.predict import load_student, predict_clip
+    from vicokd.inference.predict import predict_clip
+    from vicokd.inference.student import load_student
 
     options = {name: value for name, value in (("threshold", args.threshold), ("min_gap", args.min_gap),
                                                ("min_duration", args.min_duration)) if value is not None}
-    model, meta = load_student(args.ckpt, device=args.device)
-    prediction = predict_clip(model, meta, args.videos, stride=args.stride, batch_size=args.batch_size,
+    student = load_student(args.ckpt, device=args.device)
+    prediction = predict_clip(student.model, student.meta, args.videos, stride=args.stride, batch_size=args.batch_size,
                               grid=args.grid, progress=not args.quiet, **options)
     for line in prediction.warnings:
         print(f"warning: {line}", file=sys.stderr)
@@ -654,11 +655,11 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_stream(args: argparse.Namespace) -> int:
-    from vicokd.inference.predict import load_student
-    from vicokd.inference.stream import DEFAULT_STALL_S, StreamRunner, load_onnx_student, stream_sources
+    from vicokd.inference.stream import DEFAULT_STALL_S, StreamRunner, stream_sources
+    from vicokd.inference.student import load_onnx_student, load_student
 
-    model, meta = load_onnx_student(args.onnx) if args.onnx else load_student(args.ckpt, device=args.device)
-    readers = stream_sources(args.sources, meta, realtime=args.realtime, input_format=args.input_format,
+    student = load_onnx_student(args.onnx) if args.onnx else load_student(args.ckpt, device=args.device)
+    readers = stream_sources(args.sources, student.meta, realtime=args.realtime, input_format=args.input_format,
                              follow=args.follow, grid=args.grid)
     stall = DEFAULT_STALL_S if args.stall is None else args.stall
     if args.out is not None:
@@ -666,7 +667,7 @@ def _run_stream(args: argparse.Namespace) -> int:
     with open(args.out, "w", encoding="utf-8") if args.out is not None else contextlib.nullcontext(sys.stdout) as out:
         segments = {name: value for name, value in (("min_gap", args.min_gap), ("min_duration", args.min_duration))
                     if value is not None}
-        runner = StreamRunner(model, meta, readers, out, stride=args.stride, threshold=args.threshold, stall=stall,
+        runner = StreamRunner(student, readers, out, stride=args.stride, threshold=args.threshold, stall=stall,
                               allow_missing=args.allow_missing, **segments)
         summary = runner.run()
     if summary.frames == 0:

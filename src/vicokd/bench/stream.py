@@ -36,10 +36,12 @@ import torch
 
 from vicokd.bench.common import GIB, BenchResult, Target, machine_info, resolve_size, run_isolated
 from vicokd.bench.paper import build_models, paper_config
-from vicokd.config import config_to_dict, replace
+from vicokd.config import replace
 from vicokd.inference.decisions import Decisions
 from vicokd.inference.predict import window_probabilities
 from vicokd.inference.stream import SOURCE_ENDED, StreamRunner
+from vicokd.inference.student import LoadedStudent
+from vicokd.models.checkpoint import CheckpointMeta
 
 GRID_FPS = 2.5
 
@@ -94,12 +96,12 @@ class _TimedOutput(io.StringIO):
         return super().write(text)
 
 
-def _run(model: torch.nn.Module, meta: dict[str, Any], images: np.ndarray, period: float, stride: int
+def _run(student: LoadedStudent, images: np.ndarray, period: float, stride: int
          ) -> tuple[float, list[_Source], _TimedOutput]:
     sources = [_Source(images[v], period) for v in range(images.shape[0])]
     out = _TimedOutput()
     started = time.perf_counter()
-    StreamRunner(model, meta, sources, out, stride=stride, stall=30.0, warn=lambda line: None).run()
+    StreamRunner(student, sources, out, stride=stride, stall=30.0, warn=lambda line: None).run()
     return time.perf_counter() - started, sources, out
 
 
@@ -111,13 +113,15 @@ def measure_stream(bench: StreamBenchSize) -> dict[str, Any]:
                                           image_size=(bench.image_size, bench.image_size)))
     model, _ = build_models(config)
     model.eval()
-    meta = {"config": config_to_dict(config), "classes": [f"class{c}" for c in range(model.num_classes)]}
+    meta = CheckpointMeta(role="student", method="student", config=config,
+                          classes=tuple(f"class{c}" for c in range(model.num_classes)))
+    student = LoadedStudent(model, meta, Decisions.from_meta(meta))
     rng = np.random.default_rng(0)
     size = bench.image_size
     images = rng.integers(0, 256, (bench.views, bench.length, size, size, 3), dtype=np.uint8)
-    _run(model, meta, images[:, : bench.frames], 0.0, bench.stride)  # warm-up
-    seconds, _, _ = _run(model, meta, images, 0.0, bench.stride)
-    paced_s, sources, out = _run(model, meta, images, 1 / GRID_FPS, bench.stride)
+    _run(student, images[:, : bench.frames], 0.0, bench.stride)  # warm-up
+    seconds, _, _ = _run(student, images, 0.0, bench.stride)
+    paced_s, sources, out = _run(student, images, 1 / GRID_FPS, bench.stride)
     arrival = {j: max(source.arrived[j] for source in sources) for j in range(bench.length)}
     delays, beyond = [], []
     for j, written in out.written.items():
@@ -127,10 +131,10 @@ def measure_stream(bench: StreamBenchSize) -> dict[str, Any]:
         beyond.append(written - arrival[min(window_end, bench.length - 1)])
     onnx_s = None
     if bench.onnx:
-        onnx_s = _onnx_keep_up(model, meta, images, bench)
+        onnx_s = _onnx_keep_up(student, images, bench)
     video = torch.from_numpy(images).permute(0, 1, 4, 2, 3)  # (V, L, 3, H, W)
     started = time.perf_counter()
-    window_probabilities(model, video, Decisions.from_meta(meta), bench.frames, bench.frames)
+    window_probabilities(model, video, student.decisions, bench.frames, bench.frames)
     predict_s = time.perf_counter() - started
     real_s = bench.length / GRID_FPS
     return {"stream_s": seconds, "stream_x_realtime": real_s / seconds, "paced_s": paced_s,
@@ -140,11 +144,12 @@ def measure_stream(bench: StreamBenchSize) -> dict[str, Any]:
             "onnx_s": onnx_s, "onnx_x_realtime": real_s / onnx_s if onnx_s else None}
 
 
-def _onnx_keep_up(model: torch.nn.Module, meta: dict[str, Any], images: np.ndarray, bench: StreamBenchSize) -> float:
+def _onnx_keep_up(student: LoadedStudent, images: np.ndarray, bench: StreamBenchSize) -> float:
     """Seconds of the unpaced stream on the model's two ONNX parts (exported here, like `vicokd export`)."""
     from vicokd.inference.export import STREAM_OUTPUTS, OnnxEncoder, OnnxWindow, export_graph
-    from vicokd.inference.stream import OnnxParts
+    from vicokd.inference.student import OnnxParts
 
+    model = student.model
     size = bench.image_size
     with tempfile.TemporaryDirectory(prefix="vicokd-bench-stream-") as tmp:
         encoder, window = OnnxEncoder(model).eval(), OnnxWindow(model).eval()
@@ -158,9 +163,9 @@ def _onnx_keep_up(model: torch.nn.Module, meta: dict[str, Any], images: np.ndarr
         export_graph(window, torch.randn(2, 2, bench.frames, width), Path(tmp) / "window.onnx", "features",
                      STREAM_OUTPUTS, dynamic, 18, "paper student")
         model.visual_encoder.chunk_size = chunk_size
-        parts = OnnxParts(tmp)
-        _run(parts, meta, images[:, : bench.frames], 0.0, bench.stride)  # warm-up
-        seconds, _, _ = _run(parts, meta, images, 0.0, bench.stride)
+        onnx = LoadedStudent(OnnxParts(tmp), student.meta, student.decisions)
+        _run(onnx, images[:, : bench.frames], 0.0, bench.stride)  # warm-up
+        seconds, _, _ = _run(onnx, images, 0.0, bench.stride)
     return seconds
 
 

@@ -192,10 +192,10 @@ class Decisions:
     @classmethod
     def from_meta(cls, meta: CheckpointMeta, threshold: float | None = None, *, min_gap: float = DEFAULT_MIN_GAP,
                   min_duration: float = DEFAULT_MIN_DURATION) -> Decisions:
-        """From a sidecar entry (``classes``, ``calibration``, ``config.data.fps``); `threshold`
+        """From a checkpoint's meta (its classes, calibration and ``data.fps``); `threshold`
         (``--threshold``, in [0, 1]) replaces every class's θ."""
-        calibration = Calibration.from_json(meta["calibration"]) if meta.get("calibration") else None
-        return cls.of(meta["classes"], calibration, float(meta["config"]["data"]["fps"]), threshold,
+        calibration = Calibration.from_json(dict(meta.calibration)) if meta.calibration else None
+        return cls.of(meta.classes, calibration, float(meta.config.data.fps), threshold,
                       min_gap=min_gap, min_duration=min_duration)
 
     @classmethod

@@ -4,7 +4,8 @@
 
     DIR/model.safetensors   state dict of the student's MultiViewActionModel only (visual encoder,
                             adapter, cross-modal attention, backbone; no optimizer, no teacher)
-    DIR/config.yaml         the resolved config (model.mode: student): rebuild with load_exported(DIR)
+    DIR/config.yaml         the resolved config (model.mode: student): rebuild with
+                            :func:`vicokd.inference.student.load_exported`
     DIR/classes.json        class names, in output order
     DIR/model.onnx          the visual-only student, pre-processing included (below)
     DIR/encoder.onnx        the part `stream` runs per grid frame: uint8 images (N, 3, H, W) →
@@ -51,16 +52,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vicokd.config import Config, config_to_yaml, load_config
+from vicokd.config import Config, config_to_yaml
 from vicokd.errors import VicokdError
 from vicokd.inference.decisions import Decisions
-from vicokd.inference.predict import load_student
+from vicokd.inference.student import load_student
 from vicokd.io import write_safetensors
 from vicokd.models import MultiViewActionModel
 from vicokd.models.backbones import backbone_spec
-from vicokd.models.checkpoint import model_from_weights, read_safetensors, sidecar_config
 
-__all__ = ["DEFAULT_OPSET", "OUTPUT_NAMES", "ExportResult", "OnnxStudent", "export_student", "load_exported"]
+__all__ = ["DEFAULT_OPSET", "OUTPUT_NAMES", "ExportResult", "OnnxStudent", "export_student"]
 
 DEFAULT_OPSET = 18
 OUTPUT_NAMES = ("frame_probs", "view_frame_probs", "seq_probs")
@@ -132,52 +132,6 @@ class ExportResult:
                      f"{self.seconds:.1f} s")
         lines.append(f"wrote {', '.join(str(path) for path in self.files)}")
         return "\n".join(lines)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise VicokdError(f"{path}: damaged (not valid JSON: {exc.msg} at line {exc.lineno}); export the student "
-                          "again with `vicokd export`") from None
-
-
-def read_export_meta(directory: str | Path, needs: tuple[str, ...] = ()) -> tuple[Config, dict[str, Any]]:
-    """The config and a sidecar-like entry (``config``, ``classes``, ``calibration``) of an export
-    directory, checked: ``config.yaml`` is a valid config, ``classes.json`` a list of distinct class
-    names, ``decisions.json`` (when present, or when in `needs`) a calibration of exactly those
-    classes; `needs` names further files that must exist. One line naming the file otherwise."""
-    from vicokd.config import config_to_dict
-    from vicokd.models.checkpoint import check_calibration
-
-    directory = Path(directory)
-    for name in ("config.yaml", "classes.json", *needs):
-        if not (directory / name).is_file():
-            raise VicokdError(f"{directory}: not an export directory with what this needs (no {name}); export the "
-                              "student again with `vicokd export`")
-    config = load_config(directory / "config.yaml")
-    classes = _read_json(directory / "classes.json")
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes) \
-            or len(set(classes)) != len(classes):
-        raise VicokdError(f"{directory / 'classes.json'}: damaged: should be a list of distinct class names")
-    calibration = None
-    if (directory / "decisions.json").is_file():
-        decisions = _read_json(directory / "decisions.json")
-        if not isinstance(decisions, dict) or "calibration" not in decisions:
-            raise VicokdError(f"{directory / 'decisions.json'}: damaged: should be an object with a calibration")
-        calibration = decisions["calibration"]
-        check_calibration(calibration, classes, directory / "decisions.json", "calibration", "classes.json",
-                          "export")
-    return config, {"config": config_to_dict(config), "classes": classes, "calibration": calibration}
-
-
-def load_exported(directory: str | Path) -> tuple[MultiViewActionModel, Config, list[str]]:
-    """The student of an export directory (model.safetensors + config.yaml + classes.json), in eval mode."""
-    config, meta = read_export_meta(directory, ("model.safetensors",))
-    directory = Path(directory)
-    model = model_from_weights(config, len(meta["classes"]), read_safetensors(directory / "model.safetensors"),
-                               str(directory))
-    return model.eval(), config, meta["classes"]
 
 
 def _video(shape: tuple[int, ...], seed: int) -> Tensor:
@@ -276,8 +230,9 @@ video = np.zeros((1, 3, {config.data.num_frames}, 3, {h}, {w}), dtype=np.uint8) 
 frame_probs, view_frame_probs, seq_probs = session.run(None, {{"video": video}})
 ```
 
-In Python with vicokd installed: `vicokd.inference.export.load_exported(DIR)` returns the PyTorch
-model, its config and the classes; `vicokd predict` runs a checkpoint on raw recordings.
+In Python with vicokd installed: `vicokd.inference.student.load_exported(DIR)` returns the PyTorch
+student (its `.model`, and its `.meta`: config, classes, calibration); `vicokd predict` runs a
+checkpoint on raw recordings.
 """
 
 
@@ -295,9 +250,10 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise VicokdError(f"--out {out_dir}: exists and is not a directory")
-    model, meta = load_student(checkpoint)
-    config = sidecar_config(meta, checkpoint)
-    classes = list(meta["classes"])
+    student = load_student(checkpoint)
+    model, meta, decisions = student.model, student.meta, student.decisions
+    config = meta.config
+    classes = list(meta.classes)
     frames = config.data.num_frames if frames is None else frames
     if frames < 2 or views < 2:
         raise VicokdError(f"--frames {frames} --views {views}: the traced sample needs T >= 2 and V >= 2 "
@@ -309,7 +265,6 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
     h, w = config.data.image_size
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     model.visual_encoder.chunk_size = _ONE_CHUNK
-    decisions = Decisions.from_meta(meta)
     calibration = decisions.calibration
     wrapper = OnnxStudent(model, decisions).eval()
     sample = (2, views, frames, 3, h, w)
@@ -344,7 +299,7 @@ def export_student(checkpoint: str | Path, out_dir: str | Path, *, opset: int = 
         (work / "config.yaml").write_text(config_to_yaml(config))
         (work / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
         # the decisions `predict` / `stream` make: the calibration chosen on validation (or none)
-        (work / "decisions.json").write_text(json.dumps({"calibration": meta.get("calibration")}, indent=1) + "\n")
+        (work / "decisions.json").write_text(json.dumps({"calibration": meta.calibration}, indent=1) + "\n")
         result = ExportResult(out_dir, [out_dir / name for name in FILES], opset, sample, checks, worst, tolerance,
                               time.perf_counter() - started)
         calibrated = calibration is not None

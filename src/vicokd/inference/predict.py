@@ -2,7 +2,7 @@
 
 Input: the V synchronised videos of one recording, in the view order the model was trained
 with (any length; no annotation, no audio track needed), and a student checkpoint. A teacher
-checkpoint is refused (:func:`load_student`): without its audio it is not the model it was
+checkpoint is refused (:func:`vicokd.inference.student.load_student`): without its audio it is not the model it was
 trained to be; distil a student for visual-only use. Any number of views runs (the backbones
 take any V; MultiTrans up to ``model.multitrans.max_views``, its views tied to their position),
 but a V other than the training one is outside what the model learned. The decoded frames are
@@ -56,12 +56,11 @@ from vicokd.inference.decisions import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, Ac
 from vicokd.io import write_json_atomic
 from vicokd.metrics import matched_segments
 from vicokd.models import MultiViewActionModel
-from vicokd.models.checkpoint import CheckpointMeta, model_from_checkpoint, read_meta, sidecar_config
+from vicokd.models.checkpoint import CheckpointMeta
 
 __all__ = [
     "Prediction",
     "default_stride",
-    "load_student",
     "predict_clip",
     "view_end_warning",
     "window_indices",
@@ -144,25 +143,6 @@ class Prediction:
         return path
 
 
-def load_student(path: str | Path, device: str | None = "cpu") -> tuple[MultiViewActionModel, CheckpointMeta]:
-    """The visual-only student of a checkpoint (eval mode, on `device`) and its sidecar entry.
-
-    A teacher checkpoint is refused. `device` None means CUDA when available, else the CPU.
-    """
-    mode = read_meta(path)["config"]["model"]["mode"]
-    if mode != "student":
-        raise VicokdError(f"{path}: this is a {mode} checkpoint; predict and export take a visual-only student "
-                          f"(distil one with `vicokd distill`, or train one with --set distill.method=student)")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, meta = model_from_checkpoint(path)
-    try:
-        model.to(torch.device(device))
-    except (RuntimeError, AssertionError) as exc:  # unknown device string, or CUDA not available
-        raise VicokdError(f"--device {device}: {str(exc).strip().splitlines()[0]}") from None
-    return model.eval(), meta
-
-
 def default_stride(num_frames: int) -> int:
     """Window step when none is given: ``max(1, T // 2)`` grid frames."""
     return max(1, num_frames // 2)
@@ -178,7 +158,7 @@ def _checked_stride(stride: int | None, num_frames: int) -> int:
 def view_count_warning(given: int, meta: CheckpointMeta) -> list[str]:
     """The warning (a list of one, or none) when `given` views differ from the V the checkpoint was
     trained on; `predict` and `stream` give the same."""
-    trained = meta.get("views")
+    trained = meta.views
     if not trained or given == trained:
         return []
     return [f"{given} views given; the model was trained on clips of {trained} views "
@@ -291,7 +271,7 @@ def predict_clip(
 ) -> Prediction:
     """Run `model` over one recording of V = ``len(videos)`` views (rules in the module docstring).
 
-    `meta` is the checkpoint's sidecar entry (as :func:`load_student` returns it): its
+    `meta` is the checkpoint's (:class:`~vicokd.models.checkpoint.CheckpointMeta`): its
     ``config`` gives fps, T and image size, its ``classes`` the class names, its
     ``calibration`` (when training had a validation split) the per-class scaling of the reported
     probabilities and the per-class segment thresholds; `threshold` replaces those thresholds
@@ -305,9 +285,9 @@ def predict_clip(
         raise VicokdError("predict needs at least one video (one per view)")
     if batch_size < 1:
         raise VicokdError(f"--batch-size {batch_size}: must be at least 1")
-    config = sidecar_config(meta).data
+    config = meta.config.data
     rule = grid or config.grid
-    classes = list(meta["classes"])
+    classes = list(meta.classes)
     decisions = Decisions.from_meta(meta, threshold, min_gap=min_gap, min_duration=min_duration)
     stride = _checked_stride(stride, config.num_frames)
     paths = [Path(v) for v in videos]
@@ -325,7 +305,8 @@ def predict_clip(
         model, frames, decisions, config.num_frames, stride, batch_size, bars, lengths)
     settings = {**decisions.settings(), "stride": stride}
     return Prediction(
-        videos=[str(p) for p in paths], model={key: meta.get(key) for key in ("method", "role", "model_hash", "epoch")},
+        videos=[str(p) for p in paths],
+        model={key: getattr(meta, key) for key in ("method", "role", "model_hash", "epoch")},
         classes=classes, fps=config.fps, num_frames=config.num_frames,
         view_lengths=lengths, frame_probs=frame_probs, view_frame_probs=view_probs, clip_probs=clip_probs,
         windows=windows, window_views=used,
@@ -347,8 +328,8 @@ def segment_f1(model: MultiViewActionModel, meta: CheckpointMeta, index: CacheIn
     with TP from :func:`vicokd.metrics.matched_segments` at IoU ≥ :data:`SEGMENT_IOU`; None for a
     class without true segments.
     """
-    data = sidecar_config(meta).data
-    classes = list(meta["classes"])
+    data = meta.config.data
+    classes = list(meta.classes)
     decisions = Decisions.from_meta(meta)
     stride = _checked_stride(stride, data.num_frames)
     hits = np.zeros(len(classes))

@@ -29,8 +29,10 @@ open segments are ended. Segments follow predict's rule, ``min_gap`` and ``min_d
 after ``min_gap``). With ``stride = T`` and a length that is a multiple of T, the windows,
 probabilities and segments are those of ``vicokd predict --stride T`` with the same settings.
 
-With ``onnx`` (``vicokd stream --onnx DIR``) the two parts run from the ``encoder.onnx`` and
-``window.onnx`` of a ``vicokd export`` directory through onnxruntime, with its ``decisions.json``.
+The runner takes a :class:`~vicokd.inference.student.LoadedStudent` and runs its ``parts`` (one
+interface for PyTorch and ONNX): with ``vicokd stream --onnx DIR`` the two parts are the
+``encoder.onnx`` and ``window.onnx`` of a ``vicokd export`` directory, run by onnxruntime, with its
+``decisions.json``.
 
 Output lines (JSON): ``{"type": "frame", "frame": j, "t": seconds, "views": [...], "probs": {...}}``,
 ``{"type": "start" | "end", "class", "frame", "t", "confidence"}``, and a first
@@ -61,11 +63,10 @@ from vicokd.data.sampling import sample_indices
 from vicokd.errors import DataError, VicokdError
 from vicokd.inference.decisions import DEFAULT_MIN_DURATION, DEFAULT_MIN_GAP, Decisions, SegmentEvent
 from vicokd.inference.predict import view_count_warning, view_end_warning
-from vicokd.models import MultiViewActionModel
-from vicokd.models.checkpoint import CheckpointMeta, sidecar_config
+from vicokd.inference.student import LoadedStudent
+from vicokd.models.checkpoint import CheckpointMeta
 
-__all__ = ["DEFAULT_STALL_S", "SOURCE_ENDED", "GridReader", "OnnxParts", "StreamRunner", "StreamSummary",
-           "load_onnx_student", "stream_sources"]
+__all__ = ["DEFAULT_STALL_S", "SOURCE_ENDED", "GridReader", "StreamRunner", "StreamSummary", "stream_sources"]
 
 DEFAULT_STALL_S = 2.0
 _POLL_S = 0.05  # how long a stalled view is waited for at each tick
@@ -161,56 +162,6 @@ class GridReader(threading.Thread):
             self.frames.put(SOURCE_ENDED)
 
 
-class OnnxParts:
-    """``encoder.onnx`` and ``window.onnx`` of a ``vicokd export`` directory, run by onnxruntime."""
-
-    def __init__(self, directory: str | Path) -> None:
-        try:
-            import onnxruntime
-        except ImportError:
-            raise VicokdError("stream --onnx needs onnxruntime: pip install 'vicokd[export]'") from None
-        directory = Path(directory)
-        sessions = []
-        for name in ("encoder.onnx", "window.onnx"):
-            if not (directory / name).is_file():
-                raise VicokdError(f"{directory}: no {name} (export the student again with `vicokd export`)")
-            sessions.append(onnxruntime.InferenceSession(str(directory / name), providers=["CPUExecutionProvider"]))
-        self.encoder, self.window = sessions
-        self.directory = directory
-
-    def check(self, image_size: tuple[int, int] | list[int], num_classes: int) -> None:
-        """The traced graphs take images of `image_size` (H, W) and give `num_classes` outputs, as the
-        export's ``config.yaml`` and ``classes.json`` say (one line naming the file otherwise)."""
-        traced = [int(d) if isinstance(d, int) else None for d in self.encoder.get_inputs()[0].shape[2:]]
-        if traced != [int(v) for v in image_size]:
-            raise VicokdError(f"{self.directory / 'encoder.onnx'}: traced for {traced[0]}x{traced[1]} images, but "
-                              f"config.yaml says data.image_size {list(image_size)}: one of the two files is not "
-                              "this export's; export the student again")
-        outputs = self.window.get_outputs()[0].shape[-1]
-        if isinstance(outputs, int) and outputs != num_classes:
-            raise VicokdError(f"{self.directory / 'window.onnx'}: gives {outputs} class outputs, but classes.json "
-                              f"lists {num_classes}: one of the two files is not this export's")
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, 3, H, W) → (N, W)."""
-        return torch.from_numpy(self.encoder.run(["features"], {"images": images.numpy()})[0])
-
-    def frame_logits(self, features: torch.Tensor) -> torch.Tensor:
-        """(1, V, T, W) → (T, C)."""
-        return torch.from_numpy(self.window.run(["frame_logits"], {"features": features.numpy()})[0][0])
-
-
-def load_onnx_student(directory: str | Path) -> tuple[OnnxParts, dict[str, Any]]:
-    """The ONNX parts of an export directory and a sidecar-like entry (config, classes, calibration),
-    checked against each other (:func:`vicokd.inference.export.read_export_meta`, :meth:`OnnxParts.check`)."""
-    from vicokd.inference.export import read_export_meta
-
-    config, meta = read_export_meta(directory, ("decisions.json",))
-    parts = OnnxParts(directory)
-    parts.check(config.data.image_size, len(meta["classes"]))
-    return parts, meta
-
-
 @dataclass
 class _View:
     reader: Any  # a GridReader or anything with .frames (queue), .start(), .error, .source
@@ -237,18 +188,19 @@ class StreamSummary:
 
 
 class StreamRunner:
-    """Run `model` (a PyTorch student, or the :class:`OnnxParts` of an export) on the grid frames
-    of `readers` (one per view) and write JSON lines to `out`."""
+    """Run a `student` (its :attr:`~vicokd.inference.student.LoadedStudent.parts`: PyTorch or ONNX)
+    on the grid frames of `readers` (one per view) and write JSON lines to `out`."""
 
-    def __init__(self, model: MultiViewActionModel | OnnxParts, meta: CheckpointMeta, readers: Sequence[Any],
+    def __init__(self, student: LoadedStudent, readers: Sequence[Any],
                  out: TextIO, *, stride: int | None = None, threshold: float | None = None,
                  stall: float = DEFAULT_STALL_S, allow_missing: bool = False,
                  min_gap: float = DEFAULT_MIN_GAP, min_duration: float = DEFAULT_MIN_DURATION,
                  warn: Callable[[str], None] | None = None) -> None:
-        data = sidecar_config(meta).data
-        self.model = model.eval() if isinstance(model, MultiViewActionModel) else model
+        meta = student.meta
+        data = meta.config.data
+        self.parts = student.parts
         self.fps, self.num_frames = data.fps, data.num_frames
-        self.classes = list(meta["classes"])
+        self.classes = list(meta.classes)
         self.stride = self.num_frames if stride is None else stride
         if not 1 <= self.stride <= self.num_frames:
             raise VicokdError(f"--stride {self.stride}: must be 1 to T = {self.num_frames} grid frames")
@@ -295,15 +247,10 @@ class StreamRunner:
                         "t": round(event.frame / self.fps, 6), "confidence": round(event.value, 6)})
 
     # ----------------------------------------------------------------------------- model
-    @torch.inference_mode()
     def _encode(self, frames: np.ndarray) -> torch.Tensor:
         """Per-frame encoder features (N, W) of uint8 images (N, H, W, 3)."""
-        video = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W) uint8
-        if isinstance(self.model, OnnxParts):
-            return self.model.features(video)
-        return self.model.visual_features(video)
+        return self.parts.features(torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous())  # (N, 3, H, W) uint8
 
-    @torch.inference_mode()
     def _window(self, frames: list[int]) -> tuple[np.ndarray, list[int]]:
         """Probabilities (len(frames), C) of a window of grid frames (repeats allowed), from the
         views that have all its frames, and those views (0-based)."""
@@ -316,11 +263,7 @@ class StreamRunner:
                 stacks.append(torch.stack([have[j] for j in frames]))
         if not stacks:
             raise VicokdError("stream: no view has the frames of the window")
-        features = torch.stack(stacks)[None]  # (1, V', T, W)
-        if isinstance(self.model, OnnxParts):
-            logits = self.model.frame_logits(features).float()
-        else:
-            logits = self.model({"visual_features": features}).frame_logits[0].float()
+        logits = self.parts.frame_logits(torch.stack(stacks)[None])  # (1, V', T, W) → (T, C)
         return self.decisions.probabilities(logits).numpy(), views
 
     # ----------------------------------------------------------------------------- ticks
@@ -445,6 +388,6 @@ def stream_sources(sources: Sequence[str | Path], meta: CheckpointMeta, realtime
                    grid: GridRule | None = None) -> list[GridReader]:
     """One :class:`GridReader` per source, at the checkpoint's frame size, grid rate and grid rule
     (`grid` replaces the rule)."""
-    data = sidecar_config(meta).data
+    data = meta.config.data
     return [GridReader(str(source), tuple(data.image_size), data.fps, realtime, input_format, follow,
                        grid or data.grid) for source in sources]

@@ -19,14 +19,16 @@ the training engine.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from vicokd.config import Config, config_from_dict, replace
+from vicokd.config import Config, config_from_dict, config_to_dict, replace
 from vicokd.errors import VicokdError
 from vicokd.io import write_safetensors, write_text
 from vicokd.models.model import MultiViewActionModel
@@ -109,28 +111,72 @@ def load_tree(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
         raise VicokdError(f"{path}: checkpoint and sidecar do not match (missing tensor {exc})") from None
 
 
-class CheckpointMeta(TypedDict, total=False):
-    """The ``vicokd`` entry of a checkpoint's sidecar: what every reader of a checkpoint gets
-    (:func:`read_meta`, written by the training module); the first seven keys are always there
-    (checked when read)."""
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """The ``vicokd`` entry of a checkpoint's sidecar, read once and checked (:func:`read_meta`):
+    what every reader of a checkpoint (or of an export, :mod:`vicokd.inference.student`) gets.
 
-    format: int
+    The training module writes it (:meth:`entry`); `config` is the run's config, self-contained
+    (its architecture rebuilds the model without reading a pretrained file); `calibration` is the
+    JSON form of :class:`vicokd.calibration.Calibration` (per-class ``scale``, ``bias``,
+    ``thresholds``), checked to name exactly `classes`; `source` is the file it was read from.
+    """
+
     role: str  # "teacher" | "student"
     method: str
-    config: dict[str, Any]  # the run's config, self-contained (:func:`sidecar_config` parses it)
-    model_hash: str
-    classes: list[str]
-    epoch: int
-    metrics: dict[str, float]  # the logged scalars at the checkpoint's epoch
-    step: int
-    views: int | None  # the most views of a training clip (predict warns with fewer)
-    pretrained: dict[str, Any]  # the encoders' pretrained files as configured (not read on rebuild)
-    teacher: dict[str, Any] | None  # the teacher a student was distilled from
-    calibration: dict[str, Any] | None  # per-class scaling and thresholds chosen on validation
+    config: Config
+    classes: tuple[str, ...]
+    model_hash: str = ""
+    epoch: int | None = None  # None for an export (it keeps no training state)
+    metrics: Mapping[str, float] = field(default_factory=dict)  # the logged scalars at the checkpoint's epoch
+    step: int | None = None
+    views: int | None = None  # the most views of a training clip (predict and stream warn on others)
+    pretrained: Mapping[str, Any] = field(default_factory=dict)  # the encoders' files as configured (never read)
+    teacher: Mapping[str, Any] | None = None  # the teacher a student was distilled from
+    calibration: Mapping[str, Any] | None = None  # per-class scaling and thresholds chosen on validation
+    source: str = "checkpoint"
+
+    @property
+    def mode(self) -> str:
+        """``model.mode`` of the recorded config: "teacher" (audio-visual) or "student" (visual only)."""
+        return self.config.model.mode
+
+    def entry(self) -> dict[str, Any]:
+        """The sidecar's JSON form (what :func:`read_meta` reads back)."""
+        return {"format": FORMAT_VERSION, "role": self.role, "method": self.method,
+                "config": config_to_dict(self.config), "pretrained": dict(self.pretrained),
+                "model_hash": self.model_hash, "classes": list(self.classes),
+                "views": self.views, "epoch": self.epoch, "step": self.step, "metrics": dict(self.metrics),
+                "teacher": self.teacher, "calibration": self.calibration}
+
+    @classmethod
+    def from_entry(cls, meta: Any, side: Path, path: str | Path) -> CheckpointMeta:
+        """Check a sidecar's ``vicokd`` entry and type it; one line naming `side` and the field otherwise."""
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+            raise VicokdError(f"{path}: not a vicokd checkpoint of format {FORMAT_VERSION}")
+        for name, kind in _META_FIELDS.items():
+            if not isinstance(meta.get(name), kind):
+                raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.{name} should be a "
+                                  f"{getattr(kind, '__name__', 'value')}, found {type(meta.get(name)).__name__}")
+        if not all(isinstance(name, str) for name in meta["classes"]):
+            raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.classes should be a list of names")
+        for section, fields in RECORDED_CONFIG.items():  # what the model was trained on: never a default
+            recorded = meta["config"].get(section)
+            missing = [f for f in fields if not isinstance(recorded, dict) or f not in recorded]
+            if missing:
+                raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.config.{section}.{missing[0]} is "
+                                  "missing (the model was trained with a value this file no longer records)")
+        check_calibration(meta.get("calibration"), meta["classes"], side)
+        return cls(role=meta["role"], method=meta["method"],
+                   config=config_from_dict(meta["config"], f"{path} (sidecar config)"),
+                   classes=tuple(meta["classes"]), model_hash=meta["model_hash"], epoch=meta["epoch"],
+                   metrics=dict(meta["metrics"]), step=meta.get("step"), views=meta.get("views"),
+                   pretrained=meta.get("pretrained") or {}, teacher=meta.get("teacher"),
+                   calibration=meta.get("calibration"), source=str(path))
 
 
 def read_meta(path: str | Path) -> CheckpointMeta:
-    """The ``vicokd`` entry of a checkpoint's sidecar (format, role, config, classes, metrics)."""
+    """The checked, typed ``vicokd`` entry of a checkpoint's sidecar (:class:`CheckpointMeta`)."""
     path = Path(path)
     side = sidecar_path(path)
     if not side.is_file():
@@ -139,30 +185,14 @@ def read_meta(path: str | Path) -> CheckpointMeta:
         sidecar = json.loads(side.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise VicokdError(f"{side}: unreadable checkpoint sidecar ({exc})") from None
-    meta = sidecar.get("vicokd") if isinstance(sidecar, dict) else None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
-        raise VicokdError(f"{path}: not a vicokd checkpoint of format {FORMAT_VERSION}")
-    for field, kind in _META_FIELDS.items():
-        if not isinstance(meta.get(field), kind):
-            raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.{field} should be a "
-                              f"{getattr(kind, '__name__', 'value')}, found {type(meta.get(field)).__name__}")
-    if not all(isinstance(name, str) for name in meta["classes"]):
-        raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.classes should be a list of names")
-    for section, fields in RECORDED_CONFIG.items():  # what the model was trained on: never a default
-        recorded = meta["config"].get(section)
-        missing = [f for f in fields if not isinstance(recorded, dict) or f not in recorded]
-        if missing:
-            raise VicokdError(f"{side}: damaged checkpoint sidecar: vicokd.config.{section}.{missing[0]} is missing "
-                              "(the model was trained with a value this file no longer records)")
-    check_calibration(meta.get("calibration"), meta["classes"], side)
-    return meta  # type: ignore[return-value]
+    return CheckpointMeta.from_entry(sidecar.get("vicokd") if isinstance(sidecar, dict) else None, side, path)
 
 
 # The config fields that decide what a model sees and outputs: a sidecar must record them
 RECORDED_CONFIG = {"data": ("num_frames", "image_size", "fps"), "model": ("mode", "backbone", "dim")}
 
 
-def check_calibration(calibration: Any, classes: list[str], side: Path, field: str = "vicokd.calibration",
+def check_calibration(calibration: Any, classes: Sequence[str], side: Path, field: str = "vicokd.calibration",
                       classes_field: str = "vicokd.classes", kind: str = "checkpoint sidecar") -> None:
     """A recorded calibration (None, or per-class ``scale``, ``bias`` and ``thresholds``) gives a number
     for every class of `classes`, and no other class; the error names the file `side` and the fields."""
@@ -221,12 +251,6 @@ def load_state_dict(path: str | Path, prefix: str = "model.") -> dict[str, torch
         raise VicokdError(_unreadable(path, exc)) from None
 
 
-def sidecar_config(meta: CheckpointMeta, source: str | Path = "checkpoint") -> Config:
-    """The run config a checkpoint's sidecar entry (``vicokd``) records, parsed and checked; a bad
-    one is a one-line error naming `source`."""
-    return config_from_dict(meta["config"], f"{source} (sidecar config)")
-
-
 def model_from_checkpoint(path: str | Path, mode: str | None = None) -> tuple[MultiViewActionModel, CheckpointMeta]:
     """Rebuild the model a checkpoint was trained with and load its weights (no unpickling).
 
@@ -234,10 +258,10 @@ def model_from_checkpoint(path: str | Path, mode: str | None = None) -> tuple[Mu
     (train mode, as built) and the sidecar's ``vicokd`` entry.
     """
     meta = read_meta(path)
-    config = sidecar_config(meta, path)
+    config = meta.config
     if mode is not None:
         config = replace(config, model=replace(config.model, mode=mode))
-    return model_from_weights(config, len(meta["classes"]), load_state_dict(path), f"{path}"), meta
+    return model_from_weights(config, len(meta.classes), load_state_dict(path), f"{path}"), meta
 
 
 def model_from_weights(config: Config, num_classes: int, state: dict[str, torch.Tensor], where: str

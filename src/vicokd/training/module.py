@@ -24,12 +24,12 @@ import torch
 from torch import Tensor, nn
 
 from vicokd.batch import Batch
-from vicokd.config import Config, OptimConfig, config_hash, config_to_dict, replace
+from vicokd.config import Config, OptimConfig, config_hash, replace
 from vicokd.errors import VicokdError
 from vicokd.methods import batch_objective, get_method
 from vicokd.metrics import deduplicate, frame_map, sequence_map
 from vicokd.models import ModelOutput, MultiViewActionModel
-from vicokd.models.checkpoint import FORMAT_VERSION
+from vicokd.models.checkpoint import CheckpointMeta
 from vicokd.training.grad_share import parameter_groups, term_gradient_norms
 
 Condition = Literal["av", "audio-missing", "visual"]
@@ -221,21 +221,15 @@ class ViCoKDModule(L.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
-        checkpoint["vicokd"] = {
-            "format": FORMAT_VERSION,
-            "role": self.method.role,
-            "method": self.method.name,
-            # self-contained: rebuilding reads no pretrained file (their paths are kept below)
-            "config": config_to_dict(replace(self.config, model=self.model.architecture())),
-            "pretrained": {"visual": self.config.model.visual.pretrained, "audio": self.config.model.audio.pretrained},
-            "model_hash": config_hash(self.config.model),
-            "classes": self.classes,
-            "views": self.training_views,  # the most views of a training clip: predict warns with fewer
-            "epoch": self.current_epoch,
-            "step": self.global_step,
-            "metrics": metrics,
-            "teacher": self.teacher_meta,
-        }
+        checkpoint["vicokd"] = CheckpointMeta(
+            role=self.method.role, method=self.method.name,
+            # self-contained: rebuilding reads no pretrained file (their paths are kept in `pretrained`)
+            config=replace(self.config, model=self.model.architecture()),
+            pretrained={"visual": self.config.model.visual.pretrained, "audio": self.config.model.audio.pretrained},
+            model_hash=config_hash(self.config.model), classes=tuple(self.classes),
+            views=self.training_views,  # the most views of a training clip: predict warns with others
+            epoch=self.current_epoch, step=self.global_step, metrics=metrics, teacher=self.teacher_meta,
+        ).entry()
         checkpoint["rng"] = {"torch": torch.get_rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

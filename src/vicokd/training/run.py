@@ -18,6 +18,7 @@ run (deterministic CPU).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 import time
@@ -182,23 +183,23 @@ def build_trainer(config: Config, directory: Path | None, *, epochs: int, progre
 def load_teacher(path: str | Path, config: Config, classes: list[str]) -> tuple[MultiViewActionModel, dict[str, Any]]:
     """The frozen teacher for distillation, with compatibility checks against the student config."""
     teacher, meta = model_from_checkpoint(path)
-    if meta["config"]["model"]["mode"] != "teacher":
-        raise VicokdError(f"{path}: this is a {meta['config']['model']['mode']} checkpoint, not a teacher")
-    if meta["classes"] != classes:
-        raise VicokdError(f"{path}: teacher classes {meta['classes']} differ from the dataset's {classes}")
-    teacher_model = meta["config"]["model"]
-    if teacher_model["backbone"] != config.model.backbone:
-        raise VicokdError(f"{path}: teacher backbone {teacher_model['backbone']!r} differs from the student's "
+    if meta.mode != "teacher":
+        raise VicokdError(f"{path}: this is a {meta.mode} checkpoint, not a teacher")
+    if list(meta.classes) != classes:
+        raise VicokdError(f"{path}: teacher classes {list(meta.classes)} differ from the dataset's {classes}")
+    teacher_model = meta.config.model
+    if teacher_model.backbone != config.model.backbone:
+        raise VicokdError(f"{path}: teacher backbone {teacher_model.backbone!r} differs from the student's "
                           f"model.backbone {config.model.backbone!r}")
-    teacher_features = meta["config"]["data"].get("features")
+    teacher_features = meta.config.data.features
     if teacher_features != config.data.features:
         raise VicokdError(f"{path}: teacher was trained on data.features={teacher_features!r}, the student uses "
                           f"{config.data.features!r}; both must read the same inputs")
-    if teacher_model["dim"] != config.model.dim:
-        raise VicokdError(f"{path}: teacher width model.dim={teacher_model['dim']} differs from the student's "
+    if teacher_model.dim != config.model.dim:
+        raise VicokdError(f"{path}: teacher width model.dim={teacher_model.dim} differs from the student's "
                           f"{config.model.dim}; feature distillation needs equal widths")
     teacher.eval().requires_grad_(False)
-    return teacher, {"checkpoint": str(path), "metrics": meta.get("metrics", {}), "model_hash": meta["model_hash"]}
+    return teacher, {"checkpoint": str(path), "metrics": dict(meta.metrics), "model_hash": meta.model_hash}
 
 
 def _classes(config: Config, index: CacheIndex) -> list[str]:
@@ -266,7 +267,7 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
     write_text(directory / "config.yaml", config_to_yaml(config))
     if not resume:  # the test mAP of the weights the run starts from (kept for a resumed run)
         write_json_atomic(directory / INIT_FILE, _initial_test_metrics(config, module, data))
-    resume_epoch = read_meta(last)["epoch"] if resume else None
+    resume_epoch = read_meta(last).epoch if resume else None
     trainer, checkpoint = build_trainer(config, directory, epochs=config.optim.epochs,
                                         progress=progress, resume_epoch=resume_epoch)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
@@ -294,8 +295,8 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
         "backbone": config.model.backbone, "model_hash": config_hash(config.model),
         "selection_split": "test (reproduces the earlier code's optimistic selection)"
         if config.train.select_on_test else "val",
-        "best_checkpoint": str(best), "best_epoch": best_meta["epoch"],
-        "val": {k.split("/", 1)[1]: v for k, v in best_meta["metrics"].items() if k.startswith("val/")},
+        "best_checkpoint": str(best), "best_epoch": best_meta.epoch,
+        "val": {k.split("/", 1)[1]: v for k, v in best_meta.metrics.items() if k.startswith("val/")},
         "test": {"seq_map": test["seq_map"], "frame_map": test["frame_map"],
                  "per_class": per_class_ap_table(test["seq_logits"], test["labels"], classes)},
         "calibration": calibration.to_json() if calibration else None,
@@ -412,9 +413,11 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Conditio
     from vicokd.config import config_to_dict, merge_dicts
 
     meta = read_meta(checkpoint)
-    values = merge_dicts(meta["config"], overrides or {})
-    config = config_from_dict(values, f"{checkpoint} (sidecar config + --set)")
-    classes = meta["classes"]
+    if overrides:
+        values = merge_dicts(config_to_dict(meta.config), overrides)
+        meta = dataclasses.replace(meta, config=config_from_dict(values, f"{checkpoint} (sidecar config + --set)"))
+    config = meta.config
+    classes = list(meta.classes)
     index = read_index(config.data.cache)
     dataset_classes = _classes(config, index)
     if dataset_classes != classes:
@@ -436,7 +439,7 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Conditio
                                               classes),
         "config": config_to_dict(config),
     }
-    decisions = Decisions.from_meta({**meta, "config": config_to_dict(config)})
+    decisions = Decisions.from_meta(meta)
     if decisions.calibrated:  # decisions at the thresholds chosen on validation when it was trained
         probs = frame_rows(decisions.probabilities(torch.as_tensor(result["frame_logits"])))
         f1 = f1_at(probs.numpy(), frame_rows(np.asarray(result["frame_labels"])), decisions.thresholds)
@@ -444,7 +447,7 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Conditio
         report["per_class_frame_f1"] = {name: None if np.isnan(v) else float(v * 100) for name, v in zip(classes, f1)}
         if config.model.mode == "student" and trainer.is_global_zero:  # as `predict` decides, on every grid frame
             keys = split_keys(index, split, config.data.val_fraction, config.data.split_seed)
-            per_class = segment_f1(model.eval(), {**meta, "config": config_to_dict(config)}, index, keys)
+            per_class = segment_f1(model.eval(), meta, index, keys)
             scored = [v for v in per_class.values() if v is not None]
             report["segment_f1"] = float(np.mean(scored) * 100) if scored else None
             report["per_class_segment_f1"] = {k: None if v is None else v * 100 for k, v in per_class.items()}
