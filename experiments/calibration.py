@@ -21,7 +21,7 @@ from vicokd.calibration import calibrate, expected_calibration_error, f1_at
 from vicokd.models.checkpoint import model_from_checkpoint
 from vicokd.training.datamodule import ClipsDataModule
 from vicokd.training.module import ViCoKDModule
-from vicokd.training.run import build_trainer
+from vicokd.training.trainer import build_trainer
 
 
 def frame_outputs(checkpoint: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:

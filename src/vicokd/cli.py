@@ -239,7 +239,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from vicokd.config import parse_overrides
-    from vicokd.training.run import evaluate, format_evaluation
+    from vicokd.training.evaluate import evaluate, format_evaluation
 
     report = evaluate(args.ckpt, split=args.split, condition=args.condition,
                       overrides=parse_overrides(args.overrides), out=args.out)

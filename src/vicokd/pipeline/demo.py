@@ -292,7 +292,7 @@ def teacher_conditions(options: DemoOptions, plan: GridPlan, summaries: dict[Cel
     """Step: every teacher of Table 1 on the test split with its audio, with half the views' audio
     dropped (``audio-missing``) and with none (``visual``), into ``<run>/eval/test-<condition>.json``
     (the regime block needs every backbone's; the detailed sections read the detailed backbone's)."""
-    from vicokd.training.run import evaluate
+    from vicokd.training.evaluate import evaluate
 
     with log.step("the teacher with and without its audio (test split)") as step:
         done = 0

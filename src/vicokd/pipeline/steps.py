@@ -21,7 +21,8 @@ from typing import Any
 from vicokd.config import Config, config_to_dict
 from vicokd.errors import VicokdError
 from vicokd.io import write_json_atomic
-from vicokd.training.run import fit, run_dir
+from vicokd.training.run import fit
+from vicokd.training.trainer import run_dir
 
 REQUEST_FILE = "request.json"  # the config a pipeline asked for, beside the engine's own files
 # Keys that may differ between a request and an existing run without changing its result.

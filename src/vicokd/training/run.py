@@ -1,4 +1,4 @@
-"""Runs: `train` (teacher or plain student), `distill` (student from a frozen teacher), `evaluate`.
+"""A training run: `train` (teacher or plain student) and `distill` (student from a frozen teacher).
 
 A run lives in ``<train.out_dir>/<train.name>/``::
 
@@ -17,167 +17,35 @@ run (deterministic CPU).
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import logging
-import os
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from vicokd.calibration import Calibration, calibrate, f1_at
-from vicokd.config import Config, config_from_dict, config_hash, config_to_yaml
+from vicokd.calibration import calibrate
+from vicokd.config import Config, config_hash, config_to_yaml
 from vicokd.data.cache import CacheIndex, read_index
-from vicokd.data.dataset import split_keys
 from vicokd.data.person_scores import person_scores_path
 from vicokd.errors import VicokdError
-from vicokd.inference.decisions import Decisions
-from vicokd.inference.predict import segment_f1
 from vicokd.io import write_json_atomic, write_text
 from vicokd.methods import Method, get_method
-from vicokd.metrics import frame_rows, per_class_ap_table
+from vicokd.metrics import per_class_ap_table
 from vicokd.models import MultiViewActionModel
 from vicokd.models.backbones import backbone_spec
 from vicokd.models.checkpoint import load_state_dict, model_from_checkpoint, read_meta, update_meta
 from vicokd.training.allocator import use_training_mmap_threshold
-from vicokd.training.checkpoint_io import SafetensorsCheckpointIO
 from vicokd.training.datamodule import ClipsDataModule
 from vicokd.training.encoder_features import apply_feature_cache, load_cached_encoders
 from vicokd.training.grad_share import summarize as summarize_grad_shares
-from vicokd.training.module import Condition, ViCoKDModule
+from vicokd.training.module import ViCoKDModule
 from vicokd.training.run_lock import run_folder_lock
+from vicokd.training.trainer import build_trainer, run_dir
+from vicokd.training.transfer import transfer_diagnostics
 
 INIT_FILE = "init.json"  # test mAP of the weights a run starts from
-
-
-class SafetensorsModelCheckpoint(ModelCheckpoint):
-    """Lightning's checkpoint callback writing ``best``/``last`` as safetensors + JSON."""
-
-    FILE_EXTENSION = ".safetensors"
-
-
-class Throughput(Callback):
-    """Clips per second of the training loop, and each epoch's training time.
-
-    ``time/train_epoch_s`` and ``time/clips_per_s`` (one value per epoch in ``metrics.csv``): the
-    wall time from the start of the epoch to the end of its last optimizer step (data loading
-    and training steps, without the validation pass and checkpoint writing that follow) and the
-    clips trained per second of it. With a progress bar, the running rate is also shown on it
-    each step (a `log` call costs about 0.5 ms, so it is only made when someone sees it).
-    """
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._start, self._clips = time.perf_counter(), 0
-        self._last_step_end = self._start
-
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        self._last_step_end = time.perf_counter()
-        self._clips += int(batch["labels"].shape[0])
-        if trainer.progress_bar_callback is not None:
-            module.log("clips_per_s", self._rate(), prog_bar=True, logger=False, on_step=True, on_epoch=False,
-                       batch_size=1)
-
-    def _rate(self) -> float:
-        return self._clips / max(self._last_step_end - self._start, 1e-9)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        module.log("time/train_epoch_s", self._last_step_end - self._start, on_step=False, on_epoch=True, batch_size=1)
-        module.log("time/clips_per_s", self._rate(), on_step=False, on_epoch=True, batch_size=1)
-
-
-class RunCSVLogger(CSVLogger):
-    """``metrics.csv`` in the run directory; on resume keeps the rows of the finished epochs.
-
-    (Lightning's CSV logger deletes an existing file when it starts.)
-    """
-
-    def __init__(self, directory: Path, keep_through_epoch: int | None = None) -> None:
-        super().__init__(save_dir=directory, name="", version="")
-        self._keep_through_epoch = keep_through_epoch
-
-    @property
-    def experiment(self) -> Any:
-        if self._experiment is not None:
-            return self._experiment
-        path = Path(self.log_dir) / "metrics.csv"
-        kept: list[dict[str, str]] = []
-        if self._keep_through_epoch is not None and path.is_file():
-            with path.open(newline="") as handle:
-                kept = [row for row in csv.DictReader(handle)
-                        if row.get("epoch", "") != "" and int(float(row["epoch"])) <= self._keep_through_epoch]
-        experiment = super().experiment
-        if kept and experiment is not None:
-            experiment.metrics_keys = sorted({key for row in kept for key in row})
-            with path.open("w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=experiment.metrics_keys)
-                writer.writeheader()
-                writer.writerows(kept)
-        return experiment
-
-
-def _quiet_lightning() -> None:
-    """Keep Lightning's banner lines and known-harmless warnings off the user's screen."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
-                 "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*", ".*exists and is not empty.*",
-                    ".*does not have many workers.*", ".*litlogger.*", ".*Checkpoint directory .* exists.*",
-                    ".*all_gather is deprecated.*", ".*sync_dist=True.*",
-                    ".*module\\(s\\) in eval mode at the start of training.*",
-                    ".*overridden `transfer_batch_to_device`.*"):  # frozen encoders stay in eval
-        warnings.filterwarnings("ignore", message=pattern)
-
-
-def run_dir(config: Config) -> Path:
-    return Path(config.train.out_dir) / config.train.name
-
-
-def _devices(config: Config) -> tuple[Any, str]:
-    """Devices and strategy; under torchrun the local world size decides."""
-    local = os.environ.get("LOCAL_WORLD_SIZE")
-    if local is not None and int(local) > 1:
-        return int(local), "ddp"
-    devices = config.train.devices
-    return (int(devices) if devices.isdigit() else devices), "auto"
-
-
-def build_trainer(config: Config, directory: Path | None, *, epochs: int, progress: bool = True,
-                  resume_epoch: int | None = None) -> tuple[L.Trainer, SafetensorsModelCheckpoint | None]:
-    """A Lightning trainer; with a run `directory`: checkpoints, CSV and TensorBoard logs."""
-    _quiet_lightning()
-    devices, strategy = _devices(config)
-    callbacks: list[Callback] = [Throughput()] if directory else []
-    checkpoint = None
-    loggers: list[Any] | bool = False
-    if directory is not None:
-        checkpoint = SafetensorsModelCheckpoint(
-            dirpath=directory / "checkpoints", filename="best", monitor=f"val/{config.train.monitor}",
-            mode="max", save_top_k=1, enable_version_counter=False)
-        # `last` every epoch (Lightning's save_last only follows epochs that improved `best`)
-        latest = SafetensorsModelCheckpoint(dirpath=directory / "checkpoints", filename="last", monitor=None,
-                                            save_top_k=1, enable_version_counter=False)
-        callbacks += [checkpoint, latest]
-        loggers = [RunCSVLogger(directory, resume_epoch),
-                   TensorBoardLogger(save_dir=directory, name="tb", version="", default_hp_metric=False)]
-    if progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=1))
-    trainer = L.Trainer(
-        accelerator=config.train.accelerator, devices=devices, strategy=strategy, num_nodes=config.train.num_nodes,
-        precision=config.train.precision, max_epochs=epochs, deterministic=config.train.deterministic,
-        accumulate_grad_batches=config.optim.accumulate_grad_batches, gradient_clip_val=config.optim.grad_clip,
-        log_every_n_steps=config.train.log_every_n_steps, callbacks=callbacks, logger=loggers,
-        plugins=[SafetensorsCheckpointIO()], num_sanity_val_steps=0, enable_model_summary=False,
-        enable_progress_bar=progress, enable_checkpointing=checkpoint is not None, use_distributed_sampler=True,
-    )
-    return trainer, checkpoint
 
 
 def load_teacher(path: str | Path, config: Config, classes: list[str]) -> tuple[MultiViewActionModel, dict[str, Any]]:
@@ -202,7 +70,7 @@ def load_teacher(path: str | Path, config: Config, classes: list[str]) -> tuple[
     return teacher, {"checkpoint": str(path), "metrics": dict(meta.metrics), "model_hash": meta.model_hash}
 
 
-def _classes(config: Config, index: CacheIndex) -> list[str]:
+def dataset_classes(config: Config, index: CacheIndex) -> list[str]:
     """The cache's class list; ``data.classes``, when set, must be the list the cache was prepared with."""
     cached = list(index.classes)
     if config.data.classes is not None and list(config.data.classes) != cached:
@@ -248,7 +116,7 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
         raise VicokdError(f"{directory}: run exists; use --resume to continue it or choose another train.name")
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     index = read_index(config.data.cache)
-    classes = _classes(config, index)
+    classes = dataset_classes(config, index)
     teacher = teacher_meta = None
     if teacher_checkpoint is not None:
         teacher, teacher_meta = load_teacher(teacher_checkpoint, config, classes)
@@ -288,7 +156,7 @@ def _fit_locked(config: Config, method: Method, teacher_checkpoint: str | Path |
     test = module.last_eval
     transfer = None
     if teacher is not None:
-        transfer = _transfer(config, module, teacher, teacher_checkpoint, data, test, calibration)
+        transfer = transfer_diagnostics(config, module, teacher, teacher_checkpoint, data, test, calibration)
     summary = {
         "name": config.train.name, "method": method.name, "role": method.role,
         "supervision": config.distill.supervision if method.role == "student" else "frame",
@@ -352,108 +220,3 @@ def _read_init(directory: Path) -> dict[str, Any] | None:
 
     path = directory / INIT_FILE
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _transfer(config: Config, module: ViCoKDModule, teacher: MultiViewActionModel, teacher_checkpoint: str | Path,
-              data: ClipsDataModule, test: dict[str, Any], calibration: Calibration | None) -> dict[str, Any]:
-    """How much of the teacher the student took: the teacher on the same test clips, the agreement of
-    their frame decisions, per-class AP of both.
-
-    Decisions (:class:`~vicokd.inference.decisions.Decisions`): p ≥ θ per class, each model at its
-    own calibrated thresholds (the default where it has none); agreement = share of (test frame,
-    class) pairs decided alike.
-    """
-    classes = module.classes
-    teacher_module = ViCoKDModule(config, classes, model=teacher)
-    trainer, _ = build_trainer(config, None, epochs=1, progress=False)
-    trainer.test(teacher_module, datamodule=data, verbose=False)
-    taught = teacher_module.last_eval
-    if not np.array_equal(taught["ids"], test["ids"]):
-        raise VicokdError("transfer diagnostics: teacher and student saw different test clips")
-    fps = config.data.fps
-
-    def decided(logits: np.ndarray, decisions: Decisions) -> np.ndarray:
-        return decisions.active(decisions.probabilities(frame_rows(torch.as_tensor(logits))).numpy())
-
-    student_says = decided(test["frame_logits"], Decisions.of(classes, calibration, fps))
-    teacher_says = decided(taught["frame_logits"], Decisions.from_meta(read_meta(teacher_checkpoint)))
-    return {
-        "teacher_test": {"seq_map": taught["seq_map"], "frame_map": taught["frame_map"],
-                         "per_class": per_class_ap_table(taught["seq_logits"], taught["labels"], classes)},
-        "frame_decision_agreement": float((student_says == teacher_says).mean()),
-    }
-
-
-def format_evaluation(report: dict[str, Any]) -> str:
-    """An :func:`evaluate` report as lines: the headline, a per-class AP table, where it went."""
-    def ap(row: dict[str, Any]) -> str:
-        return "   n/a" if row["excluded"] else f"{row['ap']:6.2f}"
-
-    f1 = [f"{name} F1 {report[key]:.2f}" for name, key in (("frame", "frame_f1"), ("segment", "segment_f1"))
-          if report.get(key) is not None]
-    lines = [f"{report['checkpoint']} on {report['split']} ({report['condition']}, {report['clips']} clips): "
-             f"sequence mAP {report['seq_map']:.2f}, frame mAP {report['frame_map']:.2f}"
-             + (f", {', '.join(f1)} at the thresholds chosen on validation" if f1 else ""),
-             f"{'class':<16} {'seq AP':>8} {'frame AP':>9}"]
-    lines += [f"{seq['class']:<16} {ap(seq):>8} {ap(frame):>9}"
-              for seq, frame in zip(report["per_class_seq"], report["per_class_frame"])]
-    if "written_to" in report:
-        lines.append(f"written to {report['written_to']}")
-    return "\n".join(lines)
-
-
-def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Condition = "av",
-             overrides: dict[str, Any] | None = None, out: str | Path | None = None,
-             progress: bool = True) -> dict[str, Any]:
-    """Sequence and frame mAP of a checkpoint on `split`, with a per-class AP table.
-
-    `overrides` replace config fields of the checkpoint (e.g. ``{"data": {"cache": ...}}``).
-    Writes ``<run>/eval/<split>-<condition>.json`` (or `out`) and returns the same dict.
-    """
-    from vicokd.config import config_to_dict, merge_dicts
-
-    meta = read_meta(checkpoint)
-    if overrides:
-        values = merge_dicts(config_to_dict(meta.config), overrides)
-        meta = dataclasses.replace(meta, config=config_from_dict(values, f"{checkpoint} (sidecar config + --set)"))
-    config = meta.config
-    classes = list(meta.classes)
-    index = read_index(config.data.cache)
-    dataset_classes = _classes(config, index)
-    if dataset_classes != classes:
-        raise VicokdError(f"{checkpoint}: trained on classes {classes}, but {config.data.cache} has {dataset_classes}")
-    if condition != "av" and config.model.mode != "teacher":
-        raise VicokdError(f"--condition {condition}: only an audio-visual teacher uses audio; this is a student")
-    model, _ = model_from_checkpoint(checkpoint)  # built once, from the architecture the sidecar records
-    module = ViCoKDModule(config, classes, condition=condition, model=model)
-    data = ClipsDataModule(config, load_audio=config.model.mode == "teacher", person=False, test_split=split)
-    trainer, _ = build_trainer(config, None, epochs=1, progress=progress)
-    trainer.test(module, datamodule=data, verbose=False)
-    result = module.last_eval
-    report = {
-        "checkpoint": str(checkpoint), "split": split, "condition": condition, "clips": len(result["ids"]),
-        "seq_map": result["seq_map"], "frame_map": result["frame_map"],
-        # logits rank exactly as their sigmoid scores, without the ties rounding would create
-        "per_class_seq": per_class_ap_table(result["seq_logits"], result["labels"], classes),
-        "per_class_frame": per_class_ap_table(frame_rows(result["frame_logits"]), frame_rows(result["frame_labels"]),
-                                              classes),
-        "config": config_to_dict(config),
-    }
-    decisions = Decisions.from_meta(meta)
-    if decisions.calibrated:  # decisions at the thresholds chosen on validation when it was trained
-        probs = frame_rows(decisions.probabilities(torch.as_tensor(result["frame_logits"])))
-        f1 = f1_at(probs.numpy(), frame_rows(np.asarray(result["frame_labels"])), decisions.thresholds)
-        report["frame_f1"] = float(np.nanmean(f1) * 100) if not np.isnan(f1).all() else None
-        report["per_class_frame_f1"] = {name: None if np.isnan(v) else float(v * 100) for name, v in zip(classes, f1)}
-        if config.model.mode == "student" and trainer.is_global_zero:  # as `predict` decides, on every grid frame
-            keys = split_keys(index, split, config.data.val_fraction, config.data.split_seed)
-            per_class = segment_f1(model.eval(), meta, index, keys)
-            scored = [v for v in per_class.values() if v is not None]
-            report["segment_f1"] = float(np.mean(scored) * 100) if scored else None
-            report["per_class_segment_f1"] = {k: None if v is None else v * 100 for k, v in per_class.items()}
-    if trainer.is_global_zero:
-        target = Path(out) if out else Path(checkpoint).parent.parent / "eval" / f"{split}-{condition}.json"
-        write_json_atomic(target, report)
-        report["written_to"] = str(target)
-    return report
-
