@@ -138,7 +138,8 @@ def test_clear_errors(exported, tmp_path, capsys, monkeypatch):
 
 
 def test_stream_on_the_onnx_parts_matches_pytorch(exported, tmp_path):
-    from vicokd.inference.stream import StreamRunner, stream_sources
+    from vicokd.inference.sources import stream_sources
+    from vicokd.inference.stream import StreamRunner
     from vicokd.inference.student import load_onnx_student, load_student
 
     from media_helpers import make_video

@@ -13,7 +13,8 @@ import pytest
 from run_helpers import NUM_FRAMES
 from vicokd.cli import main
 from vicokd.inference.predict import predict_clip
-from vicokd.inference.stream import SOURCE_ENDED, StreamRunner, stream_sources
+from vicokd.inference.sources import SOURCE_ENDED, stream_sources
+from vicokd.inference.stream import StreamRunner
 from vicokd.inference.student import load_student
 
 from media_helpers import make_video, write_timed
@@ -171,7 +172,7 @@ def test_a_growing_file_is_followed_and_each_frame_comes_once(tmp_path):
     """An MPEG-TS file written in two halves: every grid frame arrives once, as the whole file's."""
     import av
 
-    from vicokd.inference.stream import SOURCE_ENDED, GridReader
+    from vicokd.inference.sources import SOURCE_ENDED, GridReader
 
     images = np.random.default_rng(2).integers(0, 255, (48, 48, 64, 3), dtype=np.uint8)
     full = tmp_path / "full.ts"

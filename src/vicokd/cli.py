@@ -655,7 +655,8 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_stream(args: argparse.Namespace) -> int:
-    from vicokd.inference.stream import DEFAULT_STALL_S, StreamRunner, stream_sources
+    from vicokd.inference.sources import stream_sources
+    from vicokd.inference.stream import DEFAULT_STALL_S, StreamRunner
     from vicokd.inference.student import load_onnx_student, load_student
 
     student = load_onnx_student(args.onnx) if args.onnx else load_student(args.ckpt, device=args.device)

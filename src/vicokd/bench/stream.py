@@ -39,7 +39,8 @@ from vicokd.bench.paper import build_models, paper_config
 from vicokd.config import replace
 from vicokd.inference.decisions import Decisions
 from vicokd.inference.predict import window_probabilities
-from vicokd.inference.stream import SOURCE_ENDED, StreamRunner
+from vicokd.inference.sources import SOURCE_ENDED
+from vicokd.inference.stream import StreamRunner
 from vicokd.inference.student import LoadedStudent
 from vicokd.models.checkpoint import CheckpointMeta
 
