@@ -1,6 +1,6 @@
 """Seconds per clip of `prepare`'s decoding (frames and fbank of every view) on a synthetic home.
 
-Decodes clips 1..N of the home's train split with :func:`vicokd.data.cache.decode_clip` (clip 0
+Decodes clips 1..N of the home's train split with :func:`vicokd.data.cache_writer.decode_clip` (clip 0
 first, untimed) in one process at one thread, and in `--workers` processes as `prepare` runs it,
 and prints one JSON line. Run it on the old and the new code in turn (``PYTHONPATH``).
 
@@ -19,7 +19,7 @@ import torch
 
 from vicokd.config import DataConfig, load_config
 from vicokd.data.annotations import Clip, read_clips, split_file
-from vicokd.data.cache import decode_clip
+from vicokd.data.cache_writer import decode_clip
 from vicokd.data.workers import run_in_workers
 
 

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from vicokd.config import load_config
-from vicokd.data.cache import prepare
+from vicokd.data.prepare import prepare
 from vicokd.models.checkpoint import sidecar_path
 from vicokd.training.run import fit
 

@@ -25,10 +25,12 @@ import pytest
 
 from vicokd.cli import main
 from vicokd.config import DataConfig
-from vicokd.data import cache as cache_module
+from vicokd.data import cache_writer as cache_module
 from vicokd.data import media
 from vicokd.data.annotations import frame_labels, load_annotations, sequence_labels
-from vicokd.data.cache import clip_dir, decode_clip, prepare, read_index
+from vicokd.data.cache import clip_dir, read_index
+from vicokd.data.cache_temps import remove_stale_temps
+from vicokd.data.cache_writer import decode_clip
 from vicokd.data.dataset import MultiViewClips
 from vicokd.data.media import (
     ShortMediaWarning,
@@ -37,6 +39,7 @@ from vicokd.data.media import (
     read_audio,
     read_grid_frames,
 )
+from vicokd.data.prepare import prepare
 from vicokd.data.video_io import write_mp4
 from vicokd.errors import DataError
 
@@ -628,7 +631,7 @@ def test_unfinished_folders_of_dead_processes_are_removed(tmp_path):
     for folder in (stale, live):
         folder.mkdir()
         (folder / "frames.npy").write_bytes(b"partial")
-    assert cache_module.remove_stale_temps(tmp_path) == [stale]
+    assert remove_stale_temps(tmp_path) == [stale]
     assert sorted(p.name for p in clips.iterdir()) == sorted(["01_00_Part1", live.name])
 
 

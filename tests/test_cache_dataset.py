@@ -11,9 +11,10 @@ import torch
 from vicokd.cli import main
 from vicokd.config import DataConfig
 from vicokd.data import dataset as dataset_module
-from vicokd.data.cache import clip_dir, load_fbank, load_frames, prepare, read_index
+from vicokd.data.cache import clip_dir, load_fbank, load_frames, read_index
 from vicokd.data.dataset import MultiViewClips, collate
 from vicokd.data.person_scores import write_person_scores
+from vicokd.data.prepare import prepare
 from vicokd.errors import DataError
 from vicokd.models.model import normalize_video
 

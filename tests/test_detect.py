@@ -312,7 +312,7 @@ def test_scores_cover_every_grid_frame_and_resume(small_dataset, tmp_path):
 
 def test_channel_first_cache_gives_the_detector_the_same_images_as_the_videos(small_dataset, tmp_path):
     """The cache stores (V, L, 3, H, W); detectors still get (N, H, W, 3) RGB, in batches across views."""
-    from vicokd.data.cache import prepare
+    from vicokd.data.prepare import prepare
 
     config = replace(Config(), **{"data.image_size": (32, 48), "data.cache": str(tmp_path / "cache")})
     prepare(small_dataset, tmp_path / "cache", config.data, workers=1, progress=False)
@@ -359,7 +359,7 @@ def test_groundtruth_backend_copies_visibility(small_dataset, tmp_path, capsys):
 
 def test_mediapipe_on_a_dataset_from_cache_and_from_videos(tmp_path, mediapipe):
     """End to end on real pixels: view 1 films the astronaut, view 2 a cup of coffee."""
-    from vicokd.data.cache import prepare
+    from vicokd.data.prepare import prepare
 
     root = tmp_path / "home"
     person = np.repeat(np.asarray(Image.fromarray(rgb("astronaut")).resize((256, 256)))[None], 6, axis=0)

@@ -11,9 +11,10 @@ from safetensors.torch import load_file
 from run_helpers import CONFIGS
 from vicokd.cli import main
 from vicokd.config import load_config
-from vicokd.data.cache import prepare, read_index
+from vicokd.data.cache import read_index
 from vicokd.data.dataset import MultiViewClips, collate
 from vicokd.data.features import ENCODERS_FILE, resident_features
+from vicokd.data.prepare import prepare
 from vicokd.errors import VicokdError
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import load_state_dict

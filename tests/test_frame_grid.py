@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from vicokd.config import DataConfig
-from vicokd.data.cache import load_fbank, prepare
+from vicokd.data.cache import load_fbank
 from vicokd.data.frame_grid import GridPicker, VideoClock, is_grid_multiple, timestamp_grid_length
 from vicokd.data.media import iter_grid_frames, probe_video, read_grid_frames
+from vicokd.data.prepare import prepare
 from vicokd.data.video_io import write_mp4
 from vicokd.errors import DataError
 

@@ -16,8 +16,9 @@ import vicokd.synthetic.generate as generator
 from vicokd.cli import main
 from vicokd.config import DataConfig
 from vicokd.data.annotations import frame_labels, load_annotations, read_clips
-from vicokd.data.cache import load_frames, prepare
+from vicokd.data.cache import load_frames
 from vicokd.data.person_scores import read_person_scores
+from vicokd.data.prepare import prepare
 from vicokd.data.sampling import grid_interval, grid_length
 from vicokd.errors import ConfigError, DataError
 from vicokd.synthetic import CLASSES, SynthOptions, build_home, generate_home, plan_dataset

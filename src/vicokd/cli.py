@@ -106,7 +106,7 @@ def _parse_size(text: str, flag: str) -> tuple[int, int]:
 
 def _run_prepare(args: argparse.Namespace) -> int:
     from vicokd.config import load_config, replace
-    from vicokd.data.cache import prepare
+    from vicokd.data.prepare import prepare
 
     config = load_config(args.config, args.overrides)
     data = replace(config.data, cache=str(args.out))

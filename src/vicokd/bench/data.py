@@ -35,9 +35,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vicokd.bench.common import OLD_FBANK_ROWS, BenchResult, Target, machine_info, resolve_size, stopwatch, use_threads
 from vicokd.config import DataConfig
 from vicokd.data.annotations import Clip, frame_labels, load_annotations, sequence_labels
-from vicokd.data.cache import prepare
 from vicokd.data.dataset import MultiViewClips, collate
 from vicokd.data.media import audio_chunks, log_mel_fbank, normalize_fbank, probe_video, read_audio, read_grid_frames
+from vicokd.data.prepare import prepare
 from vicokd.data.sampling import sample_indices
 from vicokd.data.video_io import write_mp4
 from vicokd.models.model import normalize_video

@@ -40,8 +40,8 @@ from vicokd.bench.common import BenchResult, Target, machine_info, resolve_size,
 from vicokd.bench.paper import Shape, count_flops, encoder_widths, step_loss
 from vicokd.bench.train_step import StepSpec, measure_train_step, train_flops
 from vicokd.config import Config, load_config
-from vicokd.data.cache import prepare
 from vicokd.data.person_scores import person_scores_path
+from vicokd.data.prepare import prepare
 from vicokd.detect import detect_dataset
 from vicokd.pipeline.demo import DemoOptions
 from vicokd.pipeline.grid import preset_dir

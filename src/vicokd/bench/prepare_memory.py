@@ -85,7 +85,7 @@ def write_long_clip(root: str | Path, seconds: float, size: PrepareMemorySize, s
 
 def measure_prepare(root: str, cache: str, config: DataConfig) -> dict[str, Any]:
     """Run in a fresh process: `prepare` of the one-clip dataset at `root` (workers=1, in this process)."""
-    from vicokd.data.cache import prepare
+    from vicokd.data.prepare import prepare
 
     before = current_rss()
     started = time.perf_counter()

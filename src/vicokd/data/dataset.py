@@ -49,7 +49,8 @@ from torch.utils.data import Dataset, default_collate
 
 from vicokd.batch import Batch
 from vicokd.data.annotations import frame_labels, sequence_labels
-from vicokd.data.cache import CacheIndex, check_sources, load_fbank, load_frames, read_index
+from vicokd.data.cache import CacheIndex, load_fbank, load_frames, read_index
+from vicokd.data.cache_freshness import check_sources
 from vicokd.data.features import check_feature_freshness, read_feature_index, resident_features
 from vicokd.data.person_scores import read_person_scores
 from vicokd.data.sampling import sample_indices

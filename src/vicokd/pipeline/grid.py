@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from vicokd.config import Config, load_config, preset_root
-from vicokd.data.cache import INDEX_FILE, cache_settings, prepare, read_index
+from vicokd.data.cache import INDEX_FILE, cache_settings, read_index
 from vicokd.data.person_scores import person_scores_path
+from vicokd.data.prepare import prepare
 from vicokd.data.workers import die_with_parent
 from vicokd.detect import detect_dataset
 from vicokd.errors import VicokdError
