@@ -41,9 +41,9 @@ def main() -> None:
     parser.add_argument("--whole-block", action="store_true", help="no class-token block: every token's last block")
     args = parser.parse_args()
     if args.whole_block:
-        import vicokd.models.encoders as encoders
+        import vicokd.models.vit as vit
 
-        encoders.folds = lambda block: False
+        vit.folds = lambda block: False
     if args.threads:
         torch.set_num_threads(args.threads)
     demo, blocks = args.demo, args.trainable_blocks

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-import vicokd.models.encoders as encoders
+import vicokd.models.vit as vit
 from vicokd.bench.runs import clip_flops
 from vicokd.config import load_config
 from vicokd.pipeline.grid import preset_dir
@@ -29,12 +29,12 @@ def main() -> None:
         top = load_config(preset, [f"distill.method={method}", "model.visual.trainable_blocks=1"])
         rows[f"{method} K=0"] = clip_flops(frozen, VIEWS)
         rows[f"{method} K=1 class-token block"] = clip_flops(top, VIEWS)
-        folds = encoders.folds
-        encoders.folds = lambda block: False  # the whole last block, every token
+        folds = vit.folds
+        vit.folds = lambda block: False  # the whole last block, every token
         try:
             rows[f"{method} K=1 whole block"] = clip_flops(top, VIEWS)
         finally:
-            encoders.folds = folds
+            vit.folds = folds
     print(json.dumps({name: {"step": round(step / 1e6, 1), "forward": round(forward / 1e6, 1),
                              "teacher_forward": round(teacher / 1e6, 1)}
                       for name, (step, forward, teacher) in rows.items()}))

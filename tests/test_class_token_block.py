@@ -6,7 +6,7 @@ import torch
 from timm.models.vision_transformer import Block
 
 from vicokd.models.class_token_block import attention_folds, class_token_attention, class_token_block, folds
-from vicokd.models.encoders import cls_attention, vit_from_tokens, vit_tokens
+from vicokd.models.vit import cls_attention, vit_from_tokens, vit_tokens
 
 
 def _block(width: int = 32, heads: int = 4, **kwargs) -> Block:

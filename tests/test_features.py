@@ -175,7 +175,7 @@ def test_trainable_top_block_from_cached_tokens_equals_the_model_on_raw_video(se
 def test_a_top_block_run_with_the_class_token_block_equals_one_with_the_whole_block(setup, monkeypatch):
     """The class-token block (models/class_token_block.py) changes the cost of a K = 1 run, not its
     result: the same run with the whole last block ends with the same weights and test mAP."""
-    import vicokd.models.encoders as encoders
+    import vicokd.models.vit as vit
 
     base, overrides, teacher = setup
     out = base / "feats-k1-same"
@@ -183,7 +183,7 @@ def test_a_top_block_run_with_the_class_token_block_equals_one_with_the_whole_bl
     compute_features(load_config(CONFIGS / "teacher.yaml", k1), out, encoders_from=teacher, progress=False)
     folded = fit(load_config(CONFIGS / "teacher.yaml", [*k1, f"data.features={out}", "train.name=k1-folded"]),
                  progress=False)
-    monkeypatch.setattr(encoders, "folds", lambda block: False)
+    monkeypatch.setattr(vit, "folds", lambda block: False)
     whole = fit(load_config(CONFIGS / "teacher.yaml", [*k1, f"data.features={out}", "train.name=k1-whole"]),
                 progress=False)
     assert folded["test"]["seq_map"] == pytest.approx(whole["test"]["seq_map"], abs=1e-3)

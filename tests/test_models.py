@@ -139,7 +139,7 @@ def test_paper_preset_parameter_counts() -> None:
 
 def test_ast_patch_projection_is_float32_under_autocast() -> None:
     """The case oneDNN's bf16 convolution gets wrong on AVX-512 bf16 CPUs: a patch grid one patch wide."""
-    from vicokd.models.encoders import Float32Conv2d
+    from vicokd.models.audio_encoder import Float32Conv2d
 
     model = tiny_model("multitsf", "teacher")
     projection = model.audio_encoder.net.model.embeddings.patch_embeddings.projection

@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from vicokd.config import Config, DistillConfig, ModelConfig, replace
 from vicokd.methods import batch_objective, get_method
 from vicokd.models import MultiViewActionModel
-from vicokd.models.encoders import vit_tokens
+from vicokd.models.vit import vit_tokens
 
 NUM_CLASSES = 16  # Home-1
 FBANK_ROWS = 38  # real rows of a 0.4 s chunk; the AST pads them to model.audio.max_rows

@@ -56,9 +56,11 @@ from torch import Tensor, nn
 from vicokd.batch import Batch
 from vicokd.config import ModelConfig, replace
 from vicokd.errors import VicokdError
+from vicokd.models.audio_encoder import ast_architecture, build_audio_encoder
 from vicokd.models.backbones import build_backbone
 from vicokd.models.cross_modal import CrossModalAdapter, CrossModalAttention
-from vicokd.models.encoders import ast_architecture, build_audio_encoder, build_visual_encoder, cls_attention
+from vicokd.models.visual_encoder import build_visual_encoder
+from vicokd.models.vit import cls_attention
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelOutput", "MultiViewActionModel", "normalize_video"]
 

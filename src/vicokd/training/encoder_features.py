@@ -34,7 +34,7 @@ from vicokd.errors import VicokdError
 from vicokd.io import atomic_path, write_json_atomic, write_safetensors
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import load_state_dict, read_safetensors
-from vicokd.models.encoders import vit_tokens
+from vicokd.models.vit import vit_tokens
 
 _ENCODERS = ("visual_encoder", "audio_encoder")
 

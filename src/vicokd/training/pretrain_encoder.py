@@ -41,9 +41,10 @@ from tqdm import tqdm
 from vicokd.config import AudioEncoderConfig, VisualEncoderConfig, replace
 from vicokd.errors import VicokdError
 from vicokd.io import write_safetensors
+from vicokd.models.audio_encoder import ASTEncoder, build_audio_encoder
 from vicokd.models.checkpoint import load_tree, save_tree
-from vicokd.models.encoders import ASTEncoder, build_audio_encoder, build_visual_encoder
 from vicokd.models.model import normalize_video
+from vicokd.models.visual_encoder import build_visual_encoder
 
 PATCH_GROUPS = ("mask", "foreground")  # one column per patch, predicted per patch token with mask_head="tokens"
 STATE_VERSION = 1
