@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vicokd.pipeline.demo import DemoOptions
+from vicokd.pipeline.demo_options import DemoOptions
 from vicokd.pipeline.demo_report import teacher_audio
 from vicokd.pipeline.grid import collect_results, plan_regime
 from vicokd.report.regime import regime_counts

@@ -152,7 +152,14 @@ def test_demo_refuses_other_generator_options(demo, capsys):
 
 
 def test_demo_options_fast_and_explicit(tmp_path):
-    from vicokd.pipeline.demo import DEFAULT_CLIPS, DEFAULT_SEEDS, FAST_CLIPS, FAST_EPOCHS, FAST_SEEDS, DemoOptions
+    from vicokd.pipeline.demo_options import (
+        DEFAULT_CLIPS,
+        DEFAULT_SEEDS,
+        FAST_CLIPS,
+        FAST_EPOCHS,
+        FAST_SEEDS,
+        DemoOptions,
+    )
 
     default = DemoOptions()
     assert default.num_clips == DEFAULT_CLIPS and default.num_epochs is None and default.num_seeds == DEFAULT_SEEDS

@@ -449,7 +449,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 def _run_demo(args: argparse.Namespace) -> int:
     _passive_openmp_threads()
-    from vicokd.pipeline.demo import DemoOptions, run_demo
+    from vicokd.pipeline.demo import run_demo
+    from vicokd.pipeline.demo_options import DemoOptions
 
     chosen = {"backbones": _comma_list(args.backbones), "homes": _comma_list(args.homes),
               "only": _comma_list(args.only)}

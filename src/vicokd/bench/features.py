@@ -43,7 +43,7 @@ from vicokd.config import Config, load_config
 from vicokd.data.person_scores import person_scores_path
 from vicokd.data.prepare import prepare
 from vicokd.detect import detect_dataset
-from vicokd.pipeline.demo import DemoOptions
+from vicokd.pipeline.demo_options import DemoOptions
 from vicokd.pipeline.grid import preset_dir
 from vicokd.report.curves import read_metric_curve
 from vicokd.synthetic import generate_home

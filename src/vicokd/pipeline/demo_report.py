@@ -1,7 +1,7 @@
 """The demo's ``OUT/report.md``: what the runs measured, Table 1, per-class AP, curves, loss terms,
 gradient shares, attention maps (with ``--finetune``), the floor plan, step times and configs.
 
-Reads the finished runs of a :class:`vicokd.pipeline.demo.DemoOptions` grid; writes the report,
+Reads the finished runs of a :class:`vicokd.pipeline.demo_options.DemoOptions` grid; writes the report,
 ``OUT/plots/*`` and ``OUT/tables/*``. Every number in it is read from the runs' files.
 """
 
@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import replace as replace_plan
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,9 +23,17 @@ from vicokd.data.cache import load_images, read_index
 from vicokd.data.person_scores import person_mask, person_scores_path, read_person_scores
 from vicokd.errors import VicokdError
 from vicokd.io import write_csv, write_text
-from vicokd.methods import method_label, vc_probabilities
+from vicokd.methods import method_label
 from vicokd.models import MultiViewActionModel
 from vicokd.models.checkpoint import model_from_checkpoint
+from vicokd.pipeline.demo_options import AUDIO_CONDITIONS, FIG3_BACKBONE, FIG3_METHODS, DemoOptions
+from vicokd.pipeline.demo_probes import (
+    ACTOR_STRIDE,
+    actor_frames,
+    attention_grid,
+    attention_on_actor,
+    view_pair_divergence,
+)
 from vicokd.pipeline.grid import (
     Cell,
     EnvData,
@@ -37,9 +45,8 @@ from vicokd.pipeline.grid import (
     plan_regime,
     write_scorecard,
 )
-from vicokd.pipeline.pretrain import clip_keys
 from vicokd.pipeline.steps import StepLog
-from vicokd.report.attention import attention_inside, attention_maps, plot_attention_grid
+from vicokd.report.attention import attention_maps, plot_attention_grid
 from vicokd.report.curves import plot_curves, plot_grouped_bars, read_last_epoch, read_metric_curve
 from vicokd.report.regime import RegimeRow, regime_markdown
 from vicokd.report.scorecard import Claim, attention_claim, counts_line, scorecard_markdown
@@ -55,18 +62,12 @@ from vicokd.report.tables import (
     table_markdown,
     write_tables,
 )
-from vicokd.synthetic.generate import plan_dataset
 from vicokd.synthetic.scene import LAYOUTS, build_home, pairwise_disparity
-from vicokd.synthetic.targets import clip_targets
 from vicokd.training.grad_share import format_shares
-
-if TYPE_CHECKING:
-    from vicokd.pipeline.demo import DemoOptions
 
 ATTENTION_CLIPS = 2  # test clips shown in the attention figure
 FIG4_BACKBONE = "multiasl"  # the paper's Fig. 4 shows MultiASL models
 FIG4_MODELS = (("Teacher", "teacher"), ("Student V_F", "student"), ("CoKD V_F", "cokd"), ("ViCoKD V_F", "vicokd"))
-ACTOR_STRIDE = 4  # every 4th grid frame of each test clip for the attention-on-the-actor share
 
 
 def _cell(plan: GridPlan, method: str, supervision: str = "frame", seed: int | None = None) -> Cell:
@@ -218,7 +219,6 @@ def grad_share_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) ->
 def curves_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]], plots: Path) -> str:
     """Fig. 3: test sequence mAP per epoch (``train.test_curve``) of the student, LogitKD, CoKD and
     ViCoKD on MultiASL, per home and supervision; the models are still chosen on validation."""
-    from vicokd.pipeline.demo import FIG3_BACKBONE, FIG3_METHODS
 
     out = plan.out
     parts = [f"## Fig. 3: test mAP per epoch ({backbone_label(FIG3_BACKBONE)}, seed {plan.seeds[0]})\n",
@@ -347,28 +347,6 @@ def homes_section(options: DemoOptions, plan: GridPlan, plots: Path) -> str:
             + markdown_table(["class", "train clips", "test clips"], class_rows))
 
 
-def _actor_frames(options: DemoOptions, cache: Path, test: set[str], grid: tuple[int, int]
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 test frames (N, H, W, 3) in which the actor is visible, and the actor's patch coverage
-    (N, h, w) on `grid`, from the simulator (every :data:`ACTOR_STRIDE`-th grid frame, each view)."""
-    env = next(e for e in options.envs() if e.cache == cache)
-    synth = options.synth_options(env.name)
-    _, jobs = plan_dataset(synth)
-    frames, coverage = [], []
-    for job, key in zip(jobs, clip_keys(synth, env.root)):
-        if key not in test:
-            continue
-        images = load_images(cache, key)  # (V, L, H, W, 3)
-        mask = clip_targets(job.home, job.script, synth.size, synth.fps, grid)["mask"]  # (V, L', h, w)
-        for j in range(0, min(images.shape[1], mask.shape[1]), ACTOR_STRIDE):
-            for v in np.flatnonzero(mask[:, j].sum(axis=(1, 2)) > 0):
-                frames.append(np.asarray(images[v, j]))
-                coverage.append(mask[v, j])
-    if not frames:
-        return np.zeros((0, 0, 0, 3), np.uint8), np.zeros((0, *grid), np.float32)
-    return np.stack(frames), np.stack(coverage)
-
-
 def actor_attention_section(options: DemoOptions, plan: GridPlan, summaries: dict[Cell, dict[str, Any]]
                             ) -> tuple[str, Claim | None]:
     """The share of each visual encoder's attention that falls on the actor (the simulator's mask), and,
@@ -389,22 +367,15 @@ def actor_attention_section(options: DemoOptions, plan: GridPlan, summaries: dic
                 cell = _cell(plan, method, seed=seed)
                 if cell in summaries:
                     trained.setdefault(label, {})[seed] = model_from_checkpoint(summaries[cell]["best_checkpoint"])[0]
-    probe = next(iter(encoders.values())).eval()
-    h, w = index.image_size
-    with torch.no_grad():
-        grid = tuple(probe.visual_attention(torch.zeros(1, 3, h, w, dtype=torch.uint8)).shape[-2:])
-    frames, coverage = _actor_frames(options, Path(config.data.cache), set(index.splits["test"]), grid)
+    grid = attention_grid(next(iter(encoders.values())), index.image_size)
+    frames, coverage = actor_frames(options, Path(config.data.cache), set(index.splits["test"]), grid)
     if not len(frames):
         return "## Where the visual encoder looks\n\nNo test frame shows the actor: nothing to measure.\n", None
-    video = torch.from_numpy(frames).permute(0, 3, 1, 2)
     rows, chance = [], 0.0
 
     def share(model: MultiViewActionModel) -> float:
         nonlocal chance
-        model.eval()
-        with torch.no_grad():
-            maps = torch.cat([model.visual_attention(chunk) for chunk in video.split(1024)]).float().numpy()
-        inside, chance = attention_inside(maps, coverage)
+        inside, chance = attention_on_actor(model, frames, coverage)
         return 100 * inside
 
     for label, model in encoders.items():
@@ -447,7 +418,6 @@ def _eval_report(plan: GridPlan, cell: Cell, condition: str) -> dict[str, Any] |
 def teacher_audio_section(plan: GridPlan) -> str:
     """The teacher with its audio, with half the views' audio dropped and with none: mean ± std over
     seeds, and per class the AP the audio adds (which classes the sound carries)."""
-    from vicokd.pipeline.demo import AUDIO_CONDITIONS
 
     reports = {c: [r for seed in plan.seeds if (r := _eval_report(plan, _cell(plan, "teacher", seed=seed), c))]
                for c in AUDIO_CONDITIONS}
@@ -562,31 +532,6 @@ def per_class_transfer_section(plan: GridPlan, summaries: dict[Cell, dict[str, A
                              rows))
 
 
-def _view_pair_divergence(config: Any, checkpoint: str, teacher: bool) -> dict[str, float]:
-    """Mean JS between two views' frame distributions on the test split (what VC compares), by the pair's
-    person masks: both on (co-visible: where VC acts), exactly one on, neither."""
-    from vicokd.losses.view_consistency import pair_divergences
-    from vicokd.training.datamodule import ClipsDataModule
-
-    model, _ = model_from_checkpoint(checkpoint)
-    model.eval()
-    data = ClipsDataModule(config, load_audio=teacher, person=True)
-    sums = {"both": [0.0, 0], "one": [0.0, 0], "neither": [0.0, 0], "weight_both": [0.0, 0]}
-    with torch.no_grad():
-        for batch in data.test_dataloader():
-            probs = vc_probabilities(model(batch).view_frame_logits, config.distill)
-            js, first, second = pair_divergences(probs, multilabel=config.distill.distribution == "sigmoid")
-            mask = person_mask(batch["person"], config.data.person_threshold)
-            m_i, m_j = mask[:, first], mask[:, second]
-            weight = probs[:, first].amax(-1) * probs[:, second].amax(-1)
-            for name, chosen, values in (("both", m_i & m_j, js), ("one", m_i ^ m_j, js),
-                                         ("neither", ~(m_i | m_j), js), ("weight_both", m_i & m_j, weight)):
-                sums[name][0] += float(values[chosen].sum())
-                sums[name][1] += int(chosen.sum())
-    return {name: (total / count if count else float("nan")) for name, (total, count) in sums.items()} | {
-        f"pairs_{name}": count for name, (_, count) in sums.items() if name != "weight_both"}
-
-
 def view_agreement_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]) -> str:
     """What VC can act on: views' disagreement on co-visible frames against frames one view misses."""
     chosen = {"Teacher": "teacher", "Student V_F": "student", "CoKD V_F": "cokd", "ViCoKD V_F": "vicokd"}
@@ -599,7 +544,7 @@ def view_agreement_section(plan: GridPlan, summaries: dict[Cell, dict[str, Any]]
             if cell not in summaries:
                 continue
             config = replace(plan.config(cell), distill=student_config.distill)  # VC's distribution for all
-            found = _view_pair_divergence(config, summaries[cell]["best_checkpoint"], method == "teacher")
+            found = view_pair_divergence(config, summaries[cell]["best_checkpoint"], method == "teacher")
             counts = counts or found
             for name in ("both", "one", "neither", "weight_both"):
                 values.setdefault(name, []).append(found[name])

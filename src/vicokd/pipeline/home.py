@@ -8,7 +8,8 @@ from pathlib import Path
 from vicokd.errors import VicokdError
 from vicokd.pipeline.steps import Step
 from vicokd.synthetic import CLASSES, SynthOptions, generate_home
-from vicokd.synthetic.generate import MANIFEST, SynthSummary
+from vicokd.synthetic.generate import MANIFEST
+from vicokd.synthetic.options import SynthSummary
 from vicokd.synthetic.scene import LAYOUT_JOIN, LAYOUTS
 
 # MultiSensor-Home's 16 Home-1 classes, as the paper's tables use them: most are told apart by what

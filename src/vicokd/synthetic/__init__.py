@@ -6,7 +6,8 @@ procedural sounds heard at every camera's microphone (:mod:`.audio`), and the wr
 dataset in the MultiSensor-Home layout (:mod:`.generate`, used by ``vicokd synth``).
 """
 
-from vicokd.synthetic.generate import SynthOptions, SynthSummary, generate_home, plan_dataset
+from vicokd.synthetic.generate import generate_home, plan_dataset
+from vicokd.synthetic.options import SynthOptions, SynthSummary
 from vicokd.synthetic.scene import build_home
 from vicokd.synthetic.script import CLASSES
 

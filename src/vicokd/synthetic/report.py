@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vicokd.io import atomic_path, write_text
+from vicokd.synthetic.options import SynthOptions, SynthSummary
 from vicokd.synthetic.render import VIS_WIDTH, VISIBLE_SHARE
 from vicokd.synthetic.scene import LAYOUT_JOIN, LAYOUTS, Home, floor_visibility, layout_names
 from vicokd.synthetic.script import CLASS_SCRIPTS
@@ -22,9 +22,6 @@ from vicokd.synthetic.view_quality import (
     MomentCounts,
     ViewQualityStats,
 )
-
-if TYPE_CHECKING:
-    from vicokd.synthetic.generate import SynthOptions, SynthSummary
 
 _VIEW_COLORS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink",
                 "tab:olive")
