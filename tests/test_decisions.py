@@ -1,11 +1,15 @@
 """Decisions: one segment rule for a whole clip and a stream, checked against a transcription of it."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from vicokd.calibration import Calibration
+from vicokd.config import Config, replace
 from vicokd.inference.decisions import Decisions, SegmentTracker, segments_from_probs
+from vicokd.models.checkpoint import CheckpointMeta
 
 FPS = 2.5
 
@@ -55,12 +59,13 @@ def test_two_missed_frames_split_a_segment_in_a_stream_as_in_a_clip():
 
 
 def test_decisions_from_a_sidecar_entry():
-    meta = {"classes": ["A", "B"], "config": {"data": {"fps": FPS}}, "calibration": None}
+    config = replace(Config(), data=replace(Config().data, fps=FPS))
+    meta = CheckpointMeta(role="student", method="student", config=config, classes=("A", "B"))
     plain = Decisions.from_meta(meta)
     assert plain.threshold_source == "default" and list(plain.thresholds) == [0.5, 0.5] and not plain.calibrated
     calibration = Calibration(scale={"A": 2.0, "B": 1.0}, bias={"A": 0.0, "B": -1.0}, thresholds={"A": 0.3, "B": 0.6},
                               val_f1={"A": None, "B": None}, ece_before=0.0, ece_after=0.0, val_frames=0)
-    calibrated = Decisions.from_meta({**meta, "calibration": calibration.to_json()})
+    calibrated = Decisions.from_meta(dataclasses.replace(meta, calibration=calibration.to_json()))
     assert calibrated.threshold_source == "calibrated on validation" and list(calibrated.thresholds) == [0.3, 0.6]
     probs = calibrated.probabilities(torch.tensor([[0.0, 1.0]]))
     assert probs[0].tolist() == pytest.approx([0.5, 0.5])  # σ(2·0 + 0), σ(1·1 − 1)
