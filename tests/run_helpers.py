@@ -1,4 +1,4 @@
-"""Tiny runs for the engine, feature, reproduce, predict and export tests (seconds on 2 CPU cores).
+"""Tiny runs for the training, feature, reproduce, predict and export tests (seconds on 2 CPU cores).
 
 The media_helpers dataset (three clips of 10 grid frames, 3 views) prepared for the demo preset
 at 48×64 and T = 6, with the overrides every such test shares.

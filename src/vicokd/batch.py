@@ -1,4 +1,4 @@
-"""The batch: what the data loaders hand to the models, the losses and the engine (one typed dict).
+"""The batch: what the data loaders hand to the models, the losses and the training module (one typed dict).
 
 Shapes: B clips, V views, T sampled grid frames, C classes, R fbank rows, M mel bins, W encoder
 feature width. Every key but the labels is optional: a student reads ``video`` (or

@@ -374,7 +374,7 @@ def compute_losses(
 
 def batch_objective(method: Method, model: MultiViewActionModel, teacher: MultiViewActionModel | None,
                     batch: Batch, config: Config) -> LossBreakdown:
-    """The training objective of one batch, for the engine and the benchmarks alike.
+    """The training objective of one batch, for the training module and the benchmarks alike.
 
     The model runs on `batch` (uint8 video is normalised inside it); the frozen `teacher`, when
     given, runs in eval mode without gradients on the same batch; :func:`compute_losses` gives

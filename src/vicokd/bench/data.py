@@ -11,7 +11,7 @@ the timing starts after the first batch (worker start-up excluded from both):
     float32 in the worker, then keeps the T sampled frames;
 (b) **prepared cache** (:class:`vicokd.data.dataset.MultiViewClips`): memory-mapped uint8 frames
     and float16 fbank chunks with their real rows; the main process normalises the video to
-    float32 as the model needs it (the engine does this on the training device).
+    float32 as the model needs it (the training module does this on the training device).
 
 The dataset is synthetic and made here: V mp4 views per clip (H.264 + AAC, textured background,
 a moving figure, sensor noise), MultiSensor-Home layout (``test.json``), so nothing is downloaded.
@@ -287,7 +287,7 @@ def run_data_benchmark(size: str | DataBenchSize = "small", *, threads: int | No
             f"T={bench.frames}, {w}x{h}; DataLoader batch {bench.batch_size}, {bench.workers} spawned workers "
             "for both paths; first batch not timed",
             "(a) delivers float32 video and 1024-row fbank as the old code; (b) delivers uint8 video that the "
-            "engine normalises on the training device. Normalising on this CPU in the main process costs "
+            "training module normalises on the training device. Normalising on this CPU in the main process costs "
             f"{to_float['consume_ms_per_clip']:.0f} ms per clip and leaves (b) at {float_ratio:.1f}x (a)",
             f"`vicokd prepare` (once): {prepared.wall:.1f} s for these clips = the old path's cost of "
             f"{prepared.wall * old_rate:.1f} clip reads; cache {cache_bytes / 2**20:.0f} MiB "

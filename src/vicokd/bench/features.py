@@ -1,6 +1,6 @@
 """Frozen-encoder benchmark: training epochs from cached encoder features vs end to end from pixels.
 
-**Demo preset, real engine.** A synthetic home is made in a work folder (the demo's generator
+**Demo preset, real training.** A synthetic home is made in a work folder (the demo's generator
 settings: 80×60 at the 2.5-FPS grid, 20-40 s clips), prepared, given ground-truth person
 scores, and trained with :func:`vicokd.training.run.fit` and ``configs/demo`` (tiny encoders from
 scratch, 48×48, T = 16, batch 4), each run for the same epochs:
@@ -12,7 +12,7 @@ scratch, 48×48, T = 16, batch 4), each run for the same epochs:
    end to end, then iterate on the rest of the network from features);
 4. ViCoKD student end to end, distilled from run 1;
 5. ViCoKD student from features, distilled from run 3 (teacher and student read the same
-   features, as the engine requires; the student's frozen visual encoder is run 1's).
+   features, as training requires; the student's frozen visual encoder is run 1's).
 
 An epoch's time is ``time/train_epoch_s`` of the run's ``metrics.csv`` (data loading and training
 steps; validation and checkpoint writing excluded), the median over the epochs after the first

@@ -118,7 +118,7 @@ def synthetic_batch(shape: Shape, seed: int = 0, device: str = "cpu") -> dict[st
 
 def step_loss(config: Config, model: MultiViewActionModel, teacher: MultiViewActionModel | None,
               batch: dict[str, Tensor]) -> Tensor:
-    """The training objective of one batch, the engine's own (:func:`vicokd.methods.batch_objective`)."""
+    """The training objective of one batch, the training module's own (:func:`vicokd.methods.batch_objective`)."""
     return batch_objective(get_method(config.distill.method), model, teacher, batch, config).total
 
 

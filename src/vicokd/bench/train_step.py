@@ -1,7 +1,7 @@
 """Training-step benchmark: time per sample against the FLOP floor, and peak memory at batch 12.
 
 For the paper architecture (:mod:`vicokd.bench.paper`) each configuration runs in a fresh
-process: build the model (and, for ViCoKD, the frozen teacher), the engine's Adam, a warm-up step on a
+process: build the model (and, for ViCoKD, the frozen teacher), the training module's Adam, a warm-up step on a
 one-frame batch, then one timed step (forward, the method's losses, backward, optimizer step)
 at the configured shape. The machine's fp32 matmul rate is measured in the same process right
 before and after the step. The FLOPs of the step are counted on the meta device (forward +

@@ -79,6 +79,12 @@ def pair_divergences(probs: Tensor, divergence: Literal["js", "kl"] = "js", mult
     return terms, first, second
 
 
+def pair_confidence(probs: Tensor, first: Tensor, second: Tensor) -> Tensor:
+    """The confidence weight of Eq. 10 for view pairs (`first`, `second`): ``w = max_c p_i · max_c p_j``,
+    (B, V, T, C) → (B, N_pairs, T)."""
+    return probs[:, first].amax(dim=-1) * probs[:, second].amax(dim=-1)
+
+
 def view_consistency_loss(
     probs: Tensor,
     mask: Tensor,
@@ -100,9 +106,8 @@ def view_consistency_loss(
         raise ValueError(f"mask must be (B, V, T) = {(batch, views, frames)}, got {tuple(mask.shape)}")
     p = promote(probs)
     terms, first, second = pair_divergences(p, divergence, multilabel)  # (B, N_pairs, T)
-    p_i, p_j = p[:, first], p[:, second]
     if confidence_weighting:
-        weight = p_i.amax(dim=-1) * p_j.amax(dim=-1)
+        weight = pair_confidence(p, first, second)
         terms = terms * (weight.detach() if detach_weights else weight)
     if use_mask:
         m = mask.to(p.dtype)

@@ -1,7 +1,7 @@
 """Checkpoints without pickle: every tensor in ``X.safetensors``, everything else in ``X.json``.
 
 Lightning hands a checkpoint as a nested dict (weights, optimizer and scheduler states, loop
-and callback states, our own ``vicokd`` entry). :func:`save_tree` (through the engine's
+and callback states, our own ``vicokd`` entry). :func:`save_tree` (through the training's
 ``SafetensorsCheckpointIO``) stores the tensors of that tree under path-like names in a
 safetensors file and the rest of the tree in a JSON sidecar (tensors replaced by
 ``{"__tensor__": name}``; tuples and dicts with non-string keys encoded so that they come back
@@ -13,7 +13,7 @@ The sidecar's ``vicokd`` entry (format version, role, method, resolved config, c
 config hash, epoch, step, metrics) makes a checkpoint self-describing for ``evaluate``,
 ``distill --teacher``, ``predict`` and ``export``: :func:`model_from_checkpoint` rebuilds the
 model from it (the config there records the architecture; no pretrained file is read) without
-the training engine.
+Lightning.
 """
 
 from __future__ import annotations

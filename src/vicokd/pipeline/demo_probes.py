@@ -69,7 +69,7 @@ def actor_frames(options: DemoOptions, cache: Path, test: set[str], grid: tuple[
 def view_pair_divergence(config: Any, checkpoint: str, teacher: bool) -> dict[str, float]:
     """Mean JS between two views' frame distributions on the test split (what VC compares), by the pair's
     person masks: both on (co-visible: where VC acts), exactly one on, neither."""
-    from vicokd.losses.view_consistency import pair_divergences
+    from vicokd.losses.view_consistency import pair_confidence, pair_divergences
     from vicokd.training.datamodule import ClipsDataModule
 
     model, _ = model_from_checkpoint(checkpoint)
@@ -82,7 +82,7 @@ def view_pair_divergence(config: Any, checkpoint: str, teacher: bool) -> dict[st
             js, first, second = pair_divergences(probs, multilabel=config.distill.distribution == "sigmoid")
             mask = person_mask(batch["person"], config.data.person_threshold)
             m_i, m_j = mask[:, first], mask[:, second]
-            weight = probs[:, first].amax(-1) * probs[:, second].amax(-1)
+            weight = pair_confidence(probs, first, second)  # Eq. 10's w
             for name, chosen, values in (("both", m_i & m_j, js), ("one", m_i ^ m_j, js),
                                          ("neither", ~(m_i | m_j), js), ("weight_both", m_i & m_j, weight)):
                 sums[name][0] += float(values[chosen].sum())

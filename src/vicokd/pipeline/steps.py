@@ -24,7 +24,7 @@ from vicokd.io import write_json_atomic
 from vicokd.training.run import fit
 from vicokd.training.trainer import run_dir
 
-REQUEST_FILE = "request.json"  # the config a pipeline asked for, beside the engine's own files
+REQUEST_FILE = "request.json"  # the config a pipeline asked for, beside the run's own files
 # Keys that may differ between a request and an existing run without changing its result.
 _LOCATION_KEYS = frozenset({"data.root", "data.cache", "data.person_scores", "data.num_workers", "train.out_dir",
                             "train.accelerator", "train.devices", "train.num_nodes", "train.log_every_n_steps",

@@ -1,6 +1,6 @@
 """Fig. 3-style curves: mAP per epoch of several runs, read from each run's ``metrics.csv``.
 
-The engine logs ``val/seq_map`` and ``val/frame_map`` once per epoch on the validation split
+Training (:mod:`vicokd.training`) logs ``val/seq_map`` and ``val/frame_map`` once per epoch on the validation split
 (carved from train; the paper's Fig. 3 plots test mAP, which this project never looks at
 during training). Epochs are counted from 1 in the plot and in the CSV beside it.
 """

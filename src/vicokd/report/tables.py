@@ -66,7 +66,7 @@ class RunResult:
 
 
 def result_from_summary(path: str | Path, env: str, seed: int) -> RunResult:
-    """Read a run's ``summary.json`` (written by the engine) into a :class:`RunResult`."""
+    """Read a run's ``summary.json`` (written by :func:`vicokd.training.run.fit`) into a :class:`RunResult`."""
     path = Path(path)
     try:
         summary = json.loads(path.read_text())

@@ -1,4 +1,4 @@
-"""Data loaders for the engine: seeded epoch-aware shuffling and the Lightning data module.
+"""Data loaders for training (:mod:`vicokd.training`): seeded epoch-aware shuffling and the Lightning data module.
 
 Training order and jitter depend only on (seed, epoch, index): :class:`EpochSampler` yields
 ``(epoch, index)`` pairs that :class:`~vicokd.data.dataset.MultiViewClips` understands, so a run

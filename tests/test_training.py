@@ -1,4 +1,4 @@
-"""Training engine end to end on tiny real mp4 data: teacher, distillation, evaluate, resume, errors."""
+"""Training end to end on tiny real mp4 data: teacher, distillation, evaluate, resume, errors."""
 
 import csv
 import json
