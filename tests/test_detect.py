@@ -19,7 +19,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from vicokd.cli import main
-from vicokd.config import Config, DetectConfig, replace
+from vicokd.config import Config, DetectConfig, load_config, replace
 from vicokd.data.person_scores import read_person_scores, write_person_scores
 from vicokd.data.video_io import write_mp4
 from vicokd.detect import (
@@ -396,3 +396,22 @@ def test_restore_aspect_undoes_the_cache_resize():
     assert wide.shape == (2, 3, 48, 64, 3) and wide.dtype == np.uint8
     assert wide[0, 0, 0, 16].tolist() == [255, 255, 255] and wide[0, 0, 0, 40].tolist() == [0, 0, 0]
     assert restore_aspect(squashed, 1.0) is squashed
+
+
+def test_a_registered_detector_is_a_valid_config_value_and_an_unknown_one_is_refused_by_a_grid(tmp_path):
+    """detect.detector takes the name of any registered detector (issue 33: it was a Literal of the three
+    built-in ones, refusing what register_detector added); an unknown one is one line before a grid runs."""
+    from vicokd.detect.registry import _REGISTERED
+    from vicokd.pipeline.grid import EnvData, make_plan
+
+    register_detector("counting-test", lambda config, root: CountingDetector())
+    try:
+        assert load_config(None, ["detect.detector=counting-test"]).detect.detector == "counting-test"
+        env = [EnvData("toy", tmp_path / "data", tmp_path / "cache")]
+        with pytest.raises(VicokdError, match=r"^detect.detector: unknown detector 'nobody' \(choose from "):
+            make_plan("table1", env, seeds=1, out=tmp_path / "out", backbones=["multitsf"], methods=["teacher"],
+                      overrides=["detect.detector=nobody"])
+        make_plan("table1", env, seeds=1, out=tmp_path / "out", backbones=["multitsf"], methods=["teacher"],
+                  overrides=["detect.detector=counting-test"])
+    finally:
+        _REGISTERED.pop("counting-test", None)

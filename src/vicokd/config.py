@@ -273,7 +273,8 @@ class DetectConfig:
     threshold, 0 when none (docs/reference/REFERENCE-CODE.md §Person detection); mask = score > data.person_threshold.
     """
 
-    detector: Literal["mediapipe", "yolo", "groundtruth"] = "mediapipe"
+    # mediapipe | yolo | groundtruth | a name given to vicokd.detect.register_detector (checked there)
+    detector: str = "mediapipe"
     weights: str | None = None  # YOLO weights file on local disk (e.g. yolov10b.pt); never downloaded
     batch_size: int = 32  # frames per detector call
     confidence: float | None = None  # detector's own detection threshold; None = its default (YOLO 0.25, MediaPipe 0.5)
