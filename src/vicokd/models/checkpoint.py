@@ -271,7 +271,7 @@ def model_from_weights(config: Config, num_classes: int, state: dict[str, torch.
     Weights saved before the model normalised its own video have no ``pixel_mean`` /
     ``pixel_std``: they are taken from ``config.data``, which normalised the video then.
     """
-    model = MultiViewActionModel(config.model, num_classes, config.data.mean, config.data.std)
+    model = MultiViewActionModel.of_run(config, num_classes)
     for name, values in (("pixel_mean", config.data.mean), ("pixel_std", config.data.std)):
         state.setdefault(name, torch.tensor(values, dtype=torch.float32).view(3, 1, 1))
     own = model.state_dict()

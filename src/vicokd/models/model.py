@@ -54,7 +54,7 @@ import torch
 from torch import Tensor, nn
 
 from vicokd.batch import Batch
-from vicokd.config import ModelConfig, replace
+from vicokd.config import Config, ModelConfig, replace
 from vicokd.errors import VicokdError
 from vicokd.models.audio_encoder import ast_architecture, build_audio_encoder
 from vicokd.models.backbones import build_backbone
@@ -98,6 +98,12 @@ class MultiViewActionModel(nn.Module):
         config: the ``model`` section.
         num_classes: C.
     """
+
+    @classmethod
+    def of_run(cls, config: Config, num_classes: int, model: ModelConfig | None = None) -> MultiViewActionModel:
+        """The model of a run's `config`: ``config.model`` (or `model`), normalising its uint8 video with
+        the run's ``data.mean`` / ``data.std`` (the one place a run's normalisation reaches a model)."""
+        return cls(config.model if model is None else model, num_classes, config.data.mean, config.data.std)
 
     def __init__(self, config: ModelConfig, num_classes: int, pixel_mean: Sequence[float] = IMAGENET_MEAN,
                  pixel_std: Sequence[float] = IMAGENET_STD) -> None:

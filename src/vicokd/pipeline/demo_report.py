@@ -354,12 +354,10 @@ def actor_attention_section(options: DemoOptions, plan: GridPlan, summaries: dic
     config = plan.config(_cell(plan, "vicokd"))
     index = read_index(config.data.cache)
     classes = len(index.classes)
-    model_config = config.model
-    encoders = {"pretrained without action labels (every run's)":
-                MultiViewActionModel(model_config, classes, config.data.mean, config.data.std)}
+    encoders = {"pretrained without action labels (every run's)": MultiViewActionModel.of_run(config, classes)}
     torch.manual_seed(config.train.seed)
-    encoders["randomly initialised (seed of the runs)"] = MultiViewActionModel(
-        replace(model_config, **{"visual.pretrained": None}), classes, config.data.mean, config.data.std)
+    encoders["randomly initialised (seed of the runs)"] = MultiViewActionModel.of_run(
+        config, classes, replace(config.model, **{"visual.pretrained": None}))
     trained: dict[str, dict[int, MultiViewActionModel]] = {}
     if options.encoders_change:  # every seed's encoder: the share is a mean ± std over seeds
         for label, method in FIG4_MODELS:
