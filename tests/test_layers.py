@@ -8,10 +8,11 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).parent.parent / "src" / "vicokd"
-BASE = {"batch", "config", "errors", "io", "memo"}  # used by every layer
+BASE = {"backbone_registry", "batch", "config", "errors", "io", "memo"}  # used by every layer
 SCORING = {"metrics", "calibration"}
 ALLOWED: dict[str, set[str]] = {
-    "batch": set(), "errors": set(), "io": set(), "memo": set(), "config": {"errors"},
+    "batch": set(), "errors": set(), "io": set(), "memo": set(), "backbone_registry": {"errors"},
+    "config": {"errors", "backbone_registry"},
     "metrics": BASE, "calibration": BASE | {"metrics"},
     "data": BASE, "detect": BASE | {"data"}, "synthetic": BASE | {"data"},
     "losses": BASE, "models": BASE,

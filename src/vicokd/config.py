@@ -31,6 +31,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from vicokd.backbone_registry import BACKBONES
 from vicokd.errors import ConfigError
 
 
@@ -190,7 +191,7 @@ class ModelConfig:
     """The whole network. `mode` picks teacher (audio encoder) or student (adapter)."""
 
     mode: Literal["teacher", "student"] = "teacher"
-    backbone: str = "multitsf"  # one of BACKBONE_NAMES (vicokd.models.backbones registers more)
+    backbone: str = "multitsf"  # a name of vicokd.backbone_registry.BACKBONES (plugins register more)
     dim: int = ranged(384, "[1, inf)")  # D, width of every per-view feature
     visual: VisualEncoderConfig = field(default_factory=VisualEncoderConfig)
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
@@ -406,17 +407,11 @@ def _describe(interval: str) -> str:
     return f"in {interval}"
 
 
-# The names model.backbone accepts: the paper's three, and every backbone registered with
-# vicokd.models.backbones.register_backbone (which adds its name here), so that a config is checked
-# without importing the models.
-BACKBONE_NAMES: list[str] = ["multitrans", "multiasl", "multitsf"]
-
-
 def check_ranges(config: Config) -> None:
     """Refuse a value outside its field's range (:func:`ranged`) or an unknown backbone, naming the key (one line)."""
-    if config.model.backbone not in BACKBONE_NAMES:
-        raise ConfigError(f"model.backbone: {config.model.backbone!r} is not one of {', '.join(BACKBONE_NAMES)} "
-                          "(others: vicokd.models.backbones.register_backbone)")
+    if config.model.backbone not in BACKBONES:
+        raise ConfigError(f"model.backbone: {config.model.backbone!r} is not one of {', '.join(BACKBONES)} "
+                          "(others: vicokd.backbone_registry.register_backbone)")
     for key, value, interval in _ranged_values(config, ""):
         for item in value if isinstance(value, tuple) else (value,):
             if item is not None and not _in_interval(float(item), interval):

@@ -52,13 +52,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vicokd.backbone_registry import backbone_spec
 from vicokd.config import Config, config_to_yaml
 from vicokd.errors import VicokdError
 from vicokd.inference.decisions import Decisions
 from vicokd.inference.student import load_student
 from vicokd.io import write_safetensors
 from vicokd.models import MultiViewActionModel
-from vicokd.models.backbones import backbone_spec
 
 __all__ = ["DEFAULT_OPSET", "OUTPUT_NAMES", "ExportResult", "OnnxStudent", "export_student"]
 

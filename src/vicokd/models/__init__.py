@@ -5,7 +5,7 @@ and the :class:`ModelOutput` fields and shapes).
 """
 
 from vicokd.models.audio_encoder import build_audio_encoder
-from vicokd.models.backbones import BACKBONES, BackboneOutput, build_backbone
+from vicokd.models.backbones import BackboneOutput, build_backbone
 from vicokd.models.cross_modal import CrossModalAdapter, CrossModalAttention
 from vicokd.models.encoders import ChunkedEncoder
 from vicokd.models.layers import sinusoidal_encoding
@@ -14,7 +14,6 @@ from vicokd.models.summary import count_parameters, model_costs
 from vicokd.models.visual_encoder import build_visual_encoder
 
 __all__ = [
-    "BACKBONES",
     "BackboneOutput",
     "ChunkedEncoder",
     "CrossModalAdapter",

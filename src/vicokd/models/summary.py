@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vicokd.backbone_registry import paper_backbones
 from vicokd.config import ModelConfig, replace
-from vicokd.models.backbones import paper_backbones
 from vicokd.models.model import MultiViewActionModel
 
 __all__ = ["count_parameters", "model_costs"]

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vicokd.backbone_registry import check_backbones
 from vicokd.errors import VicokdError
-from vicokd.models.backbones import BACKBONES
 from vicokd.pipeline.grid import (
     GRID_METHODS,
     PAPER_BACKBONES,
@@ -72,9 +72,7 @@ class DemoOptions:
         for part in self.only:
             if part not in DEMO_PARTS:
                 raise VicokdError(f"--only: unknown part {part!r} (choose from {', '.join(DEMO_PARTS)})")
-        for backbone in (*self.backbones, self.backbone):
-            if backbone not in BACKBONES:
-                raise VicokdError(f"--backbones: unknown backbone {backbone!r} (known: {', '.join(BACKBONES)})")
+        check_backbones((*self.backbones, self.backbone))
         if not self.homes or not self.only or not self.backbones:
             raise VicokdError("--homes, --only and --backbones each need at least one name")
 

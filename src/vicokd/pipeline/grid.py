@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vicokd.backbone_registry import check_backbones, paper_backbones
 from vicokd.config import Config, load_config, preset_root
 from vicokd.data.cache import INDEX_FILE, cache_settings, read_index
 from vicokd.data.person_scores import person_scores_path
@@ -32,7 +33,6 @@ from vicokd.detect import available_detectors, detect_dataset
 from vicokd.errors import VicokdError
 from vicokd.io import write_text
 from vicokd.methods import get_method
-from vicokd.models.backbones import BACKBONES, paper_backbones
 from vicokd.pipeline.steps import Step, StepLog, run_training, training_state
 from vicokd.report.regime import RegimeRow, regime_markdown, regime_rows
 from vicokd.report.scorecard import Claim, paper_home, score_claims, scorecard_markdown
@@ -211,9 +211,7 @@ def make_plan(grid: str, envs: Sequence[EnvData], *, seeds: int = 3, preset: str
     if seeds < 1:
         raise VicokdError(f"--seeds {seeds}: need at least 1")
     chosen_backbones = list(backbones or GRID_BACKBONES[grid])
-    for backbone in chosen_backbones:
-        if backbone not in BACKBONES:
-            raise VicokdError(f"--backbones: unknown backbone {backbone!r} (known: {', '.join(BACKBONES)})")
+    check_backbones(chosen_backbones)
     chosen_methods = list(methods or GRID_METHODS[grid])
     for method in chosen_methods:
         get_method(method)

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from vicokd.backbone_registry import BACKBONES
 from vicokd.errors import VicokdError
 from vicokd.io import write_csv, write_text
 from vicokd.methods import method_label
-from vicokd.models.backbones import BACKBONES
 
 Metric = Literal["seq_map", "frame_map"]
 METRIC_NAMES: dict[str, str] = {"seq_map": "sequence mAP [%]", "frame_map": "frame mAP [%]"}

@@ -25,6 +25,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from vicokd.backbone_registry import backbone_spec
 from vicokd.calibration import calibrate
 from vicokd.config import Config, config_hash, config_to_yaml
 from vicokd.data.cache import CacheIndex, read_index
@@ -34,7 +35,6 @@ from vicokd.io import write_json_atomic, write_text
 from vicokd.methods import Method, get_method
 from vicokd.metrics import per_class_ap_table
 from vicokd.models import MultiViewActionModel
-from vicokd.models.backbones import backbone_spec
 from vicokd.models.checkpoint import load_state_dict, model_from_checkpoint, read_meta, update_meta
 from vicokd.training.allocator import use_training_mmap_threshold
 from vicokd.training.datamodule import ClipsDataModule
