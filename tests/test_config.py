@@ -115,3 +115,16 @@ def test_a_shipped_preset_is_read_by_name_from_any_directory(tmp_path, monkeypat
     assert load_config("demo/teacher.yaml").optim.lr == 0.5  # a local file is read, not the preset
     with pytest.raises(ConfigError, match=r"^nope/teacher.yaml: config file not found \(shipped presets: demo/base"):
         load_config("nope/teacher.yaml")
+
+
+def test_a_config_of_an_earlier_vicokd_reads_with_the_normalisation_moved():
+    """data.mean / data.std (where earlier configs, sidecars and run requests kept the frames'
+    normalisation) read as model.visual.mean / .std; a value already set there wins (issue 33)."""
+    from vicokd.config import upgrade_config_values
+
+    old = load_config(None, ["data.mean=[0.5, 0.5, 0.5]", "data.std=[0.25, 0.25, 0.25]"])
+    assert old.model.visual.mean == (0.5, 0.5, 0.5) and old.model.visual.std == (0.25, 0.25, 0.25)
+    assert not hasattr(old.data, "mean")
+    both = upgrade_config_values({"data": {"mean": [0.1, 0.1, 0.1]}, "model": {"visual": {"mean": [0.2, 0.2, 0.2]}}})
+    assert both == {"data": {}, "model": {"visual": {"mean": [0.2, 0.2, 0.2]}}}
+    assert upgrade_config_values({"optim": {"lr": 1.0}}) == {"optim": {"lr": 1.0}}

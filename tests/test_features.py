@@ -51,7 +51,7 @@ def test_cli_features_and_consistency_with_pixels(setup):
     pixels = collate([MultiViewClips(config.data.cache, "test", 6)[0]])
     cached = collate([MultiViewClips(config.data.cache, "test", 6, features=out)[0]])
     assert "video" not in cached and cached["visual_features"].shape[:3] == (1, 3, 6)
-    pixels["video"] = normalize_video(pixels["video"], config.data.mean, config.data.std)
+    pixels["video"] = normalize_video(pixels["video"], config.model.visual.mean, config.model.visual.std)
     with torch.no_grad():
         from_pixels, from_cache = model(pixels), model(cached)
     torch.testing.assert_close(from_cache.seq_logits, from_pixels.seq_logits, atol=2e-2, rtol=2e-2)
@@ -151,7 +151,7 @@ def test_trainable_top_block_from_cached_tokens_equals_the_model_on_raw_video(se
     pixels = collate([MultiViewClips(config.data.cache, "test", 6)[0]])
     cached = collate([MultiViewClips(config.data.cache, "test", 6, features=out)[0]])
     assert cached["visual_features"].shape[:3] == (1, 3, 6) and cached["visual_features"].ndim == 5
-    pixels["video"] = normalize_video(pixels["video"], config.data.mean, config.data.std)
+    pixels["video"] = normalize_video(pixels["video"], config.model.visual.mean, config.model.visual.std)
     with torch.no_grad():
         from_pixels, from_cache = model(pixels), model(cached)
     torch.testing.assert_close(from_cache.visual, from_pixels.visual, atol=2e-2, rtol=2e-2)

@@ -111,8 +111,10 @@ class ColourModel(nn.Module):
 
 def _expected_logits(videos, length, config):
     """Per view and grid frame: mean normalised red value (V, L)."""
-    frames = np.stack([read_grid_frames(v, tuple(config.image_size), config.fps, length=length) for v in videos])
-    video = normalize_video(torch.from_numpy(frames).permute(0, 1, 4, 2, 3), config.mean, config.std)
+    frames = np.stack([read_grid_frames(v, tuple(config.data.image_size), config.data.fps, length=length)
+                       for v in videos])
+    video = normalize_video(torch.from_numpy(frames).permute(0, 1, 4, 2, 3), config.model.visual.mean,
+                            config.model.visual.std)
     return video[:, :, 0].mean(dim=(-1, -2)).double()
 
 
@@ -121,12 +123,12 @@ def test_windows_map_back_to_their_grid_frames(student, clip):
     meta = load_student(student.checkpoint).meta
     videos = getattr(student, clip)
     classes = list(meta.classes)
-    prediction = predict_clip(ColourModel(len(classes), meta.config.data), meta, videos, batch_size=2)
+    prediction = predict_clip(ColourModel(len(classes), meta.config.model.visual), meta, videos, batch_size=2)
     length = 10 if clip == "videos" else 4
     assert prediction.frame_probs.shape == (length, len(classes))
     assert prediction.view_frame_probs.shape == (3, length, len(classes))
     assert len(prediction.windows) == (3 if clip == "videos" else 1)
-    red = _expected_logits(videos, length, meta.config.data)  # (V, L)
+    red = _expected_logits(videos, length, meta.config)  # (V, L)
     calibration = Calibration.from_json(meta.calibration)  # probabilities are sigmoid(a_c z + b_c)
     per_class = red[..., None] + torch.arange(len(classes))
     np.testing.assert_allclose(prediction.view_frame_probs, calibration.probabilities(per_class, classes).numpy(),
@@ -153,8 +155,8 @@ def test_a_view_that_ends_early_is_left_out_of_the_windows_past_its_end(student,
         videos.append(tmp_path / f"view{k}.mp4")
         make_video(videos[-1], count, k, audio=False)
     meta = load_student(student.checkpoint).meta
-    classes, data = list(meta.classes), meta.config.data
-    prediction = predict_clip(ColourModel(len(classes), data), meta, videos)
+    classes = list(meta.classes)
+    prediction = predict_clip(ColourModel(len(classes), meta.config.model.visual), meta, videos)
     lengths = [count // 4 for count in frames]  # 10 fps video, grid at 2.5 fps
     assert prediction.view_lengths == lengths and prediction.length == max(lengths)
     assert prediction.window_views == views
@@ -162,7 +164,7 @@ def test_a_view_that_ends_early_is_left_out_of_the_windows_past_its_end(student,
     calibration = Calibration.from_json(meta.calibration)
     for v, length in enumerate(lengths):  # each view's probabilities where it ran, NaN elsewhere
         seen = sorted({int(j) for w, used in zip(prediction.windows, views) if v in used for j in w})
-        red = _expected_logits([videos[v]], length, data)[0, seen]
+        red = _expected_logits([videos[v]], length, meta.config)[0, seen]
         expected = calibration.probabilities(red[:, None] + torch.arange(len(classes)), classes).numpy()
         np.testing.assert_allclose(prediction.view_frame_probs[v, seen], expected, atol=1e-6)
         assert np.isnan(np.delete(prediction.view_frame_probs[v], seen, axis=0)).all()
@@ -181,9 +183,9 @@ def test_student_prediction_matches_the_model_on_its_windows(student):
     classes = list(meta.classes)
     assert prediction.frame_probs.shape == (10, len(classes)) and prediction.clip_probs.shape == (len(classes),)
     assert ((prediction.frame_probs >= 0) & (prediction.frame_probs <= 1)).all()
-    data = meta.config.data
     frames = np.stack([read_grid_frames(v, IMAGE_SIZE, 2.5, indices=range(NUM_FRAMES)) for v in student.videos])
-    video = normalize_video(torch.from_numpy(frames).permute(0, 1, 4, 2, 3)[None], data.mean, data.std)
+    video = normalize_video(torch.from_numpy(frames).permute(0, 1, 4, 2, 3)[None], meta.config.model.visual.mean,
+                            meta.config.model.visual.std)
     calibration = Calibration.from_json(meta.calibration)  # fitted on validation at the end of training
     with torch.no_grad():
         first = calibration.probabilities(model({"video": video}).frame_logits[0], classes).numpy()

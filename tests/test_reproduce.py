@@ -156,3 +156,18 @@ def test_student_variants_share_their_teachers_and_teacher_overrides_stay_with_t
     teacher, a, b = (plan.config(cell) for cell in plan.cells)
     assert teacher.optim.lr == 0.01 and a.optim.lr != 0.01 and b.optim.lr != 0.01
     assert b.distill.vc_tau == 0.25 and a.distill.vc_tau != 0.25 and teacher.distill.vc_tau != 0.25
+
+
+def test_a_run_requested_before_the_normalisation_moved_is_the_same_run():
+    """A run folder whose request.json keeps data.mean / data.std (an earlier vicokd) is reused, not
+    refused as another setting (issue 33 moved them to model.visual)."""
+    from vicokd.config import Config, config_to_dict
+    from vicokd.pipeline.steps import request_difference
+
+    new = config_to_dict(Config())
+    old = {**new, "data": {**new["data"], "mean": new["model"]["visual"]["mean"], "std": new["model"]["visual"]["std"]},
+           "model": {**new["model"], "visual": {k: v for k, v in new["model"]["visual"].items()
+                                                if k not in ("mean", "std")}}}
+    assert request_difference(old, new) is None
+    other = {**old, "data": {**old["data"], "mean": [0.5, 0.5, 0.5]}}
+    assert request_difference(other, new) == "model.visual.mean: [0.5, 0.5, 0.5] → [0.485, 0.456, 0.406]"

@@ -66,8 +66,6 @@ class DataConfig:
     num_mel_bins: int = ranged(128, "[1, inf)")
     frame_length_ms: float = ranged(25.0, "(0, inf)")
     frame_shift_ms: float = ranged(10.0, "(0, inf)")
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet
-    std: tuple[float, float, float] = ranged((0.229, 0.224, 0.225), "(0, inf)")
     val_fraction: float = ranged(0.1, "[0, 1)")  # share of train carved out for model selection
     split_seed: int = 0
     person_scores: str | None = None  # scores file from `vicokd detect`; None = <cache>/person_scores.npz
@@ -103,6 +101,10 @@ class VisualEncoderConfig:
     # features (K = 0) and a run trains from them; its checkpoints still run on raw video.
     # None = follow `freeze` (data.features then freezes the encoder).
     trainable_blocks: int | None = ranged(None, "[-1, inf)")
+    # per-channel normalisation of the uint8 frames, (x / 255 − mean) / std: the encoder's own, as timm
+    # keeps it in a model's pretrained config; saved with the weights (the model's pixel_mean / pixel_std)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet
+    std: tuple[float, float, float] = ranged((0.229, 0.224, 0.225), "(0, inf)")
 
 
 @dataclass(frozen=True)
@@ -428,10 +430,25 @@ def _ranged_values(section: Any, prefix: str) -> typing.Iterator[tuple[str, Any,
             yield from _ranged_values(value, f"{prefix}{item.name}.")
 
 
+def upgrade_config_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A config mapping of an earlier vicokd in today's layout: the frames' normalisation, once
+    ``data.mean`` / ``data.std``, is ``model.visual.mean`` / ``.std`` (a value set there wins).
+    Configs, checkpoint sidecars and run requests written before read the same."""
+    data = values.get("data")
+    if not isinstance(data, dict) or not {"mean", "std"} & set(data):
+        return values
+    moved = {key: data[key] for key in ("mean", "std") if key in data}
+    model = values.get("model") if isinstance(values.get("model"), dict) else {}
+    visual = model.get("visual") if isinstance(model.get("visual"), dict) else {}
+    return {**values, "data": {k: v for k, v in data.items() if k not in moved},
+            "model": {**model, "visual": {**moved, **visual}}}
+
+
 def config_from_dict(values: dict[str, Any], source: str = "<dict>") -> Config:
-    """Build a :class:`Config` from a nested mapping; errors are prefixed with `source`."""
+    """Build a :class:`Config` from a nested mapping (:func:`upgrade_config_values` first); errors are
+    prefixed with `source`."""
     try:
-        config = _build(Config, values, "")
+        config = _build(Config, upgrade_config_values(values), "")
         check_ranges(config)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vicokd.bench.common import OLD_FBANK_ROWS, BenchResult, Target, machine_info, resolve_size, stopwatch, use_threads
-from vicokd.config import DataConfig
+from vicokd.config import DataConfig, VisualEncoderConfig
 from vicokd.data.annotations import Clip, frame_labels, load_annotations, sequence_labels
 from vicokd.data.dataset import MultiViewClips, collate
 from vicokd.data.media import audio_chunks, log_mel_fbank, normalize_fbank, probe_video, read_audio, read_grid_frames
@@ -44,6 +44,7 @@ from vicokd.models.model import normalize_video
 
 SPLIT = "test"  # the synthetic clips are written as one split; sampling is the training jitter
 CLASSES = ("Drink", "Sitdown", "Standup", "UsePhone")
+PIXELS = VisualEncoderConfig()  # the visual encoder's default normalisation of uint8 frames (ImageNet)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ class DecodeEveryAccess(Dataset):
         video = torch.from_numpy(grid).permute(0, 1, 4, 2, 3)  # (V, L, 3, H, W)
         audio = torch.stack([self._fbank(path, length) for path in clip.videos])  # (V, L, 1024, M)
         return {
-            "video": normalize_video(video, c.mean, c.std)[:, frames_at],
+            "video": normalize_video(video, PIXELS.mean, PIXELS.std)[:, frames_at],
             "audio": audio[:, frames_at],
             "audio_present": torch.ones(len(clip.videos), dtype=torch.bool),
             "frame_labels": torch.from_numpy(frame_labels(clip.segments, length, self.classes, c.fps)[frames_at]),
@@ -259,7 +260,7 @@ def run_data_benchmark(size: str | DataBenchSize = "small", *, threads: int | No
         old = clips_per_second(DecodeEveryAccess(clips, classes, bench.frames, config), bench)
         cached = MultiViewClips(cache, SPLIT, bench.frames, "jitter")
         loader_only = clips_per_second(cached, bench)
-        to_float = clips_per_second(cached, bench, lambda b: normalize_video(b["video"], config.mean, config.std))
+        to_float = clips_per_second(cached, bench, lambda b: normalize_video(b["video"], PIXELS.mean, PIXELS.std))
         cache_bytes = sum(f.stat().st_size for f in cache.rglob("*.npy"))
         video_bytes = sum(f.stat().st_size for f in root.rglob("*.mp4"))
     old_rate = old["clips_per_s"]

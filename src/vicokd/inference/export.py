@@ -20,7 +20,7 @@ ONNX graph (exported by ``torch.onnx.export(dynamo=True)``, i.e. via torch.expor
 
 - input ``video`` uint8 (B, V, T, 3, H, W), RGB, H × W = ``data.image_size`` of the config;
   the graph normalises ``(x / 255 − mean) / std`` itself (the model's ``pixel_mean`` /
-  ``pixel_std``, which are ``data.mean`` / ``data.std`` of the training config).
+  ``pixel_std``, which are ``model.visual.mean`` / ``.std`` of the training config).
 - outputs (probabilities, not logits): ``frame_probs`` (B, T, C), ``view_frame_probs``
   (B, V, T, C), ``seq_probs`` (B, C): σ(a_c·z + b_c) with the checkpoint's calibration (the
   probabilities `predict` reports; ``decisions.json`` holds the thresholds they are cut at), σ(z)
@@ -199,8 +199,8 @@ visual encoder `{config.model.visual.name}`), {len(classes)} classes.
 
 `video`: uint8 (B, V, T, 3, H, W), RGB, H × W = {h} × {w}. Frames are the 2.5-FPS grid of V
 synchronised cameras (views in the training order), resized to {h} × {w} with the aspect
-ignored. Normalisation `(x / 255 − mean) / std`, mean = {list(config.data.mean)},
-std = {list(config.data.std)}, happens inside the graph.
+ignored. Normalisation `(x / 255 − mean) / std`, mean = {list(config.model.visual.mean)},
+std = {list(config.model.visual.std)}, happens inside the graph.
 
 Dynamic axes: B (batch), V (views: {views}), T (frames; trained with T = {config.data.num_frames}).
 H and W are fixed.

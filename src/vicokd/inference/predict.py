@@ -13,7 +13,7 @@ Rules (T = the checkpoint's ``data.num_frames``, C classes, fps = ``data.fps``):
 1. Frames: every grid frame of each view (:func:`vicokd.data.media.read_grid_frames` at the
    checkpoint's ``data.image_size``, by its ``data.grid`` rule or `grid`); clip length L = max
    over views; the model normalises the uint8 frames itself (its ``pixel_mean`` /
-   ``pixel_std``: ``data.mean`` / ``data.std`` of its training config).
+   ``pixel_std``: ``model.visual.mean`` / ``.std`` of its training config).
 2. Windows (:func:`window_indices`): L ≤ T gives one window, the uniform sampling of
    evaluation ``idx_i = floor(i·L/T)`` (every grid frame appears at least once, some repeat);
    L > T gives windows of T consecutive grid frames starting at 0, s, 2s, … plus one ending at

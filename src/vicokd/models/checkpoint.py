@@ -269,10 +269,11 @@ def model_from_weights(config: Config, num_classes: int, state: dict[str, torch.
     """Build ``config.model`` and load `state` strictly (a checkpoint's or an export's weights).
 
     Weights saved before the model normalised its own video have no ``pixel_mean`` /
-    ``pixel_std``: they are taken from ``config.data``, which normalised the video then.
+    ``pixel_std``: they are taken from the config's ``model.visual.mean`` / ``.std`` (its ``data.mean``
+    / ``data.std`` then, moved by :func:`vicokd.config.upgrade_config_values`).
     """
-    model = MultiViewActionModel.of_run(config, num_classes)
-    for name, values in (("pixel_mean", config.data.mean), ("pixel_std", config.data.std)):
+    model = MultiViewActionModel(config.model, num_classes)
+    for name, values in (("pixel_mean", config.model.visual.mean), ("pixel_std", config.model.visual.std)):
         state.setdefault(name, torch.tensor(values, dtype=torch.float32).view(3, 1, 1))
     own = model.state_dict()
     mismatched = [(key, tuple(state[key].shape), tuple(value.shape)) for key, value in own.items()

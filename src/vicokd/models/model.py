@@ -1,6 +1,6 @@
 """The ViCoKD network: teacher (audio-visual) and student (visual only) in one class.
 
-``MultiViewActionModel(config: ModelConfig, num_classes, pixel_mean, pixel_std)``; ``config.mode`` picks::
+``MultiViewActionModel(config: ModelConfig, num_classes)``; ``config.mode`` picks::
 
     teacher:  F^V = E_V(video)   F^A = E_A(audio)     F^attn = CrossAttn(F^V, F^A)   (Eq. 2)
     student:  F^V = E_V(video)   F̂^A = A_ψ(F^V)       F^attn = CrossAttn(F^V, F̂^A)   (Eq. 6)
@@ -54,7 +54,7 @@ import torch
 from torch import Tensor, nn
 
 from vicokd.batch import Batch
-from vicokd.config import Config, ModelConfig, replace
+from vicokd.config import ModelConfig, replace
 from vicokd.errors import VicokdError
 from vicokd.models.audio_encoder import ast_architecture, build_audio_encoder
 from vicokd.models.backbones import build_backbone
@@ -62,10 +62,8 @@ from vicokd.models.cross_modal import CrossModalAdapter, CrossModalAttention
 from vicokd.models.visual_encoder import build_visual_encoder
 from vicokd.models.vit import cls_attention
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelOutput", "MultiViewActionModel", "normalize_video"]
+__all__ = ["ModelOutput", "MultiViewActionModel", "normalize_video"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def normalize_video(video: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor,
@@ -99,18 +97,11 @@ class MultiViewActionModel(nn.Module):
         num_classes: C.
     """
 
-    @classmethod
-    def of_run(cls, config: Config, num_classes: int, model: ModelConfig | None = None) -> MultiViewActionModel:
-        """The model of a run's `config`: ``config.model`` (or `model`), normalising its uint8 video with
-        the run's ``data.mean`` / ``data.std`` (the one place a run's normalisation reaches a model)."""
-        return cls(config.model if model is None else model, num_classes, config.data.mean, config.data.std)
-
-    def __init__(self, config: ModelConfig, num_classes: int, pixel_mean: Sequence[float] = IMAGENET_MEAN,
-                 pixel_std: Sequence[float] = IMAGENET_STD) -> None:
+    def __init__(self, config: ModelConfig, num_classes: int) -> None:
         super().__init__()
-        # per-channel normalisation of uint8 video (``data.mean`` / ``data.std``), in the state dict
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1))
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1))
+        # per-channel normalisation of uint8 video (``model.visual.mean`` / ``.std``), in the state dict
+        self.register_buffer("pixel_mean", torch.tensor(config.visual.mean, dtype=torch.float32).view(3, 1, 1))
+        self.register_buffer("pixel_std", torch.tensor(config.visual.std, dtype=torch.float32).view(3, 1, 1))
         self.config = config
         self.mode = config.mode
         self.num_classes = num_classes

@@ -354,10 +354,10 @@ def actor_attention_section(options: DemoOptions, plan: GridPlan, summaries: dic
     config = plan.config(_cell(plan, "vicokd"))
     index = read_index(config.data.cache)
     classes = len(index.classes)
-    encoders = {"pretrained without action labels (every run's)": MultiViewActionModel.of_run(config, classes)}
+    encoders = {"pretrained without action labels (every run's)": MultiViewActionModel(config.model, classes)}
     torch.manual_seed(config.train.seed)
-    encoders["randomly initialised (seed of the runs)"] = MultiViewActionModel.of_run(
-        config, classes, replace(config.model, **{"visual.pretrained": None}))
+    encoders["randomly initialised (seed of the runs)"] = MultiViewActionModel(
+        replace(config.model, **{"visual.pretrained": None}), classes)
     trained: dict[str, dict[int, MultiViewActionModel]] = {}
     if options.encoders_change:  # every seed's encoder: the share is a mean ± std over seeds
         for label, method in FIG4_MODELS:

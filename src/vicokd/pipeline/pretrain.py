@@ -426,8 +426,10 @@ def request(options: PretrainOptions, config: Config) -> dict[str, Any]:
         return {**common, "modality": "audio", "audio": model["audio"],
                 "fbank": {k: data[k] for k in ("fps", "grid", "sample_rate", "num_mel_bins", "frame_length_ms",
                                                 "frame_shift_ms")}}
-    return {**common, "mask_head": options.mask_head, "visual": model["visual"],
-            "image_size": list(config.data.image_size), "mean": list(config.data.mean), "std": list(config.data.std)}
+    # the normalisation stays beside the encoder's section, as requests recorded it before it moved into it
+    visual = {key: value for key, value in model["visual"].items() if key not in ("mean", "std")}
+    return {**common, "mask_head": options.mask_head, "visual": visual, "image_size": list(config.data.image_size),
+            "mean": model["visual"]["mean"], "std": model["visual"]["std"]}
 
 
 def _difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
@@ -468,7 +470,7 @@ def run_pretrain(options: PretrainOptions, progress: bool = True) -> dict[str, A
             data, info = (load_audio_pretrain_data if audio else load_pretrain_data)(options, directory)
             settings = PretrainSettings(epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
                                         seed=config.train.seed, mask_head=options.mask_head,
-                                        mean=config.data.mean, std=config.data.std)
+                                        mean=config.model.visual.mean, std=config.model.visual.std)
             net, history = pretrain_encoder(encoder_config, data, settings, options.out / STATE_FILE,
                                             progress=progress, echo=log.echo)
             step.detail = f"{info['frames']} frames, final train loss {history['epochs'][-1]['train']['loss']:.3f}"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vicokd.config import Config, config_to_dict
+from vicokd.config import Config, config_to_dict, upgrade_config_values
 from vicokd.errors import VicokdError
 from vicokd.io import write_json_atomic
 from vicokd.training.run import fit
@@ -130,9 +130,10 @@ def request_difference(old: dict[str, Any], new: dict[str, Any], defaults: dict[
     """The first result-changing key where two requests differ, as ``key: old → new``.
 
     A key the old request lacks (a field added to the config since) counts as its value in
-    `defaults` (the flattened default config when None): new fields default to what was done before.
+    `defaults` (the flattened default config when None): new fields default to what was done before;
+    a field that moved since is read where it is now (:func:`vicokd.config.upgrade_config_values`).
     """
-    old_flat, new_flat = _flat(old), _flat(new)
+    old_flat, new_flat = _flat(upgrade_config_values(old)), _flat(new)
     defaults = _flat(config_to_dict(Config())) if defaults is None else defaults
     for key in sorted(set(old_flat) | set(new_flat)):
         if key in _LOCATION_KEYS or key.startswith("detect."):

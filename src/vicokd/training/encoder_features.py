@@ -87,8 +87,7 @@ def compute_features(config: Config, out: str | Path, *, encoders_from: str | Pa
     started = time.perf_counter()
     index = read_index(config.data.cache)
     torch.manual_seed(config.train.seed)  # random encoders: the initial weights a run of this config starts from
-    model = MultiViewActionModel.of_run(config, max(1, len(index.classes)),
-                                        replace(config.model, mode="teacher")).eval()
+    model = MultiViewActionModel(replace(config.model, mode="teacher"), max(1, len(index.classes))).eval()
     source = "config (pretrained paths or random initialisation)"
     if encoders_from is not None:
         weights = load_state_dict(encoders_from)

@@ -83,8 +83,8 @@ class ViCoKDModule(L.LightningModule):
         self.classes = list(classes)
         self.method = get_method(config.distill.method)
         # `model`: an already built one (evaluate's, from its checkpoint); else built from the config
-        self.model = model if model is not None else MultiViewActionModel.of_run(
-            config, len(self.classes))
+        self.model = model if model is not None else MultiViewActionModel(
+            config.model, len(self.classes))
         self.training_views: int | None = None  # set by the runner from the cache; recorded in checkpoints
         self.condition = condition
         self.teacher_meta = teacher_meta
