@@ -2,8 +2,8 @@
 
 Input: the V synchronised videos of one recording, in the view order the model was trained
 with (any length; no annotation, no audio track needed), and a student checkpoint. A teacher
-checkpoint is refused (:func:`vicokd.inference.student.load_student`): without its audio it is not the model it was
-trained to be; distil a student for visual-only use. Any number of views runs (the backbones
+checkpoint is refused (:func:`vicokd.inference.student.load_student`): without its audio it is
+not the model it was trained to be; distil a student for visual-only use. Any number of views runs (the backbones
 take any V; MultiTrans up to ``model.multitrans.max_views``, its views tied to their position),
 but a V other than the training one is outside what the model learned. The decoded frames are
 held in memory as uint8, V·L·H·W·3 bytes.
