@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from warnings import catch_warnings, filterwarnings
 
 import numpy as np
 import torch
@@ -337,7 +338,9 @@ def segment_f1(model: MultiViewActionModel, meta: CheckpointMeta, index: CacheIn
     true = np.zeros(len(classes))
     for key in keys:
         clip = index.clips[key]
-        frames = torch.from_numpy(np.asarray(load_frames(index.root, key)))
+        with catch_warnings():  # a read-only memory map, only ever read: torch's warning says nothing
+            filterwarnings("ignore", message="The given NumPy array is not writable")
+            frames = torch.from_numpy(np.asarray(load_frames(index.root, key)))
         frame_probs = window_probabilities(model, frames, decisions, data.num_frames, stride)[0]
         segments = decisions.segments(frame_probs)
         for c, name in enumerate(classes):
