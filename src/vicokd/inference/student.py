@@ -128,7 +128,7 @@ def load_student(path: str | Path, device: str | None = "cpu") -> LoadedStudent:
                           f"(distil one with `vicokd distill`, or train one with --set distill.method=student)")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, meta = model_from_checkpoint(path)
+    model, meta = model_from_checkpoint(path, meta=meta)
     try:
         model.to(torch.device(device))
     except (RuntimeError, AssertionError) as exc:  # unknown device string, or CUDA not available

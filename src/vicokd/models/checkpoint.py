@@ -251,13 +251,15 @@ def load_state_dict(path: str | Path, prefix: str = "model.") -> dict[str, torch
         raise VicokdError(_unreadable(path, exc)) from None
 
 
-def model_from_checkpoint(path: str | Path, mode: str | None = None) -> tuple[MultiViewActionModel, CheckpointMeta]:
+def model_from_checkpoint(path: str | Path, mode: str | None = None, meta: CheckpointMeta | None = None
+                          ) -> tuple[MultiViewActionModel, CheckpointMeta]:
     """Rebuild the model a checkpoint was trained with and load its weights (no unpickling).
 
-    `mode` ("teacher" / "student") overrides the recorded role's architecture. Returns the model
-    (train mode, as built) and the sidecar's ``vicokd`` entry.
+    `mode` ("teacher" / "student") overrides the recorded role's architecture; `meta` is the
+    checkpoint's :func:`read_meta`, when the caller has read it already (the sidecar is read once).
+    Returns the model (train mode, as built) and the meta.
     """
-    meta = read_meta(path)
+    meta = read_meta(path) if meta is None else meta
     config = meta.config
     if mode is not None:
         config = replace(config, model=replace(config.model, mode=mode))

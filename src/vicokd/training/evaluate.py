@@ -56,7 +56,7 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Conditio
     """
     from vicokd.config import config_to_dict, merge_dicts
 
-    meta = read_meta(checkpoint)
+    recorded = meta = read_meta(checkpoint)
     if overrides:
         values = merge_dicts(config_to_dict(meta.config), overrides)
         meta = dataclasses.replace(meta, config=config_from_dict(values, f"{checkpoint} (sidecar config + --set)"))
@@ -68,7 +68,7 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", condition: Conditio
         raise VicokdError(f"{checkpoint}: trained on classes {classes}, but {config.data.cache} has {cached}")
     if condition != "av" and config.model.mode != "teacher":
         raise VicokdError(f"--condition {condition}: only an audio-visual teacher uses audio; this is a student")
-    model, _ = model_from_checkpoint(checkpoint)  # built once, from the architecture the sidecar records
+    model, _ = model_from_checkpoint(checkpoint, meta=recorded)  # the architecture the sidecar records
     module = ViCoKDModule(config, classes, condition=condition, model=model)
     data = ClipsDataModule(config, load_audio=config.model.mode == "teacher", person=False, test_split=split)
     trainer, _ = build_trainer(config, None, epochs=1, progress=progress)
