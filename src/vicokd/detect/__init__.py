@@ -13,7 +13,7 @@ the quick looks of ``vicokd detect --image/--video``. Backends import their pack
 
 from vicokd.detect.base import Detection, DetectorError, PersonDetector, mean_confidence
 from vicokd.detect.quicklook import QuickLook, draw_detections, look_image, look_video
-from vicokd.detect.registry import available_detectors, create_detector, register_detector
+from vicokd.detect.registry import available_detectors, check_detector, create_detector, register_detector
 from vicokd.detect.run import DetectSummary, detect_dataset
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "PersonDetector",
     "QuickLook",
     "available_detectors",
+    "check_detector",
     "create_detector",
     "detect_dataset",
     "draw_detections",

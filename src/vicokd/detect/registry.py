@@ -36,6 +36,13 @@ def available_detectors() -> list[str]:
     return sorted({*_BUILTIN, *_REGISTERED})
 
 
+def check_detector(name: str) -> None:
+    """`name` is a registered or built-in detector (``detect.detector``); one line listing them otherwise."""
+    if name not in _REGISTERED and name not in _BUILTIN:
+        raise ConfigError(f"detect.detector: unknown detector {name!r} (choose from "
+                          f"{', '.join(available_detectors())})")
+
+
 def create_detector(
     name: str | None = None, config: DetectConfig | None = None, data_root: str | Path | None = None
 ) -> PersonDetector:
@@ -47,11 +54,9 @@ def create_detector(
     config = config or DetectConfig()
     name = name or config.detector
     root = Path(data_root) if data_root is not None else None
+    check_detector(name)
     if name in _REGISTERED:
         return _REGISTERED[name](config, root)
-    if name not in _BUILTIN:
-        raise ConfigError(f"detect.detector: unknown detector {name!r} (choose from "
-                          f"{', '.join(available_detectors())})")
     module, _, cls = _BUILTIN[name].partition(":")
     backend = getattr(importlib.import_module(module), cls)
     return backend.from_config(config, root)

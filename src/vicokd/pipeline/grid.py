@@ -29,7 +29,7 @@ from vicokd.data.cache import INDEX_FILE, cache_settings, read_index
 from vicokd.data.person_scores import person_scores_path
 from vicokd.data.prepare import prepare
 from vicokd.data.workers import die_with_parent
-from vicokd.detect import available_detectors, detect_dataset
+from vicokd.detect import check_detector, detect_dataset
 from vicokd.errors import VicokdError
 from vicokd.io import write_text
 from vicokd.methods import get_method
@@ -229,10 +229,8 @@ def make_plan(grid: str, envs: Sequence[EnvData], *, seeds: int = 3, preset: str
     preset_dir(preset)
     plan = GridPlan(grid, list(envs), chosen_backbones, chosen_sups, chosen_methods, list(range(seeds)), preset,
                     Path(out), list(overrides), workers=workers, parallel_runs=parallel_runs)
-    detector = plan.config(plan.cells[0]).detect.detector if plan.cells else None
-    if detector is not None and detector not in available_detectors():  # before any step runs
-        raise VicokdError(f"detect.detector: unknown detector {detector!r} (choose from "
-                          f"{', '.join(available_detectors())})")
+    if plan.cells:  # before any step runs
+        check_detector(plan.config(plan.cells[0]).detect.detector)
     return plan
 
 
