@@ -240,7 +240,8 @@ def window_probabilities(
         batches += [(list(subset), same[i : i + batch_size]) for i in range(0, len(same), batch_size)]
     for subset, batch in tqdm(batches, desc="predict", unit="batch", disable=not progress, leave=False):
         index = torch.from_numpy(np.stack(batch))  # (B, T)
-        video = torch.stack([frames[:, i][subset] for i in index]).to(device)  # (B, V', T, 3, H, W) uint8
+        chosen = torch.tensor(subset)[:, None]  # (V', 1): one gather of the window's views and frames
+        video = torch.stack([frames[chosen, i] for i in index]).to(device)  # (B, V', T, 3, H, W) uint8
         out = model({"video": video})  # the model normalises its uint8 input
         frame_p = probabilities(out.frame_logits).double().cpu()  # (B, T, C)
         view_p = probabilities(out.view_frame_logits).double().cpu()  # (B, V', T, C)
