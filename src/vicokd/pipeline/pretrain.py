@@ -54,6 +54,7 @@ from vicokd.pipeline.steps import StepLog, request_difference
 from vicokd.synthetic import SynthOptions, plan_dataset
 from vicokd.synthetic.actor import PROPS
 from vicokd.synthetic.generate import VISIBILITY
+from vicokd.synthetic.options import MAX_SESSIONS
 from vicokd.synthetic.scene import STATE_CHANNELS
 from vicokd.synthetic.targets import POSE_TARGETS, SOUND_KINDS, clip_targets, sound_targets
 from vicokd.training.pretrain_encoder import (
@@ -75,7 +76,6 @@ DEFAULT_CLIPS = 60
 # two clips per session: every session has its own clothes and daylight, so the encoder sees 30 people-looks,
 # not the demo homes' 8 (with 8 it fitted the 8 looks: docs/experiments/world.md)
 CLIPS_PER_SESSION = 2
-MAX_SESSIONS = 99  # the generator's limit of session folders
 DEFAULT_EPOCHS = 10  # validation mAP above 6 epochs on three demo-like homes (docs/experiments/pretrain.md)
 ENCODER_FILE = "encoder.safetensors"
 REPORT_FILE = "pretrain.json"

@@ -13,7 +13,9 @@ from vicokd.synthetic.scene import LAYOUT_JOIN, LAYOUTS, MAX_VIEWS
 from vicokd.synthetic.script import CLASSES
 from vicokd.synthetic.view_quality import ViewQualityStats
 
-__all__ = ["SynthOptions", "SynthSummary"]
+__all__ = ["MAX_SESSIONS", "SynthOptions", "SynthSummary"]
+
+MAX_SESSIONS = 99  # session folders a home can have (two-digit names)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class SynthOptions:
              f"--fps {self.fps:g}: must be a multiple of {GRID_FPS} so that the 2.5-FPS grid falls on frames"),
             (5.0 <= self.duration[0] <= self.duration[1] <= 600.0,
              f"--duration {self.duration[0]:g}-{self.duration[1]:g}: need 5 <= min <= max <= 600 seconds"),
-            (1 <= self.sessions <= 99, f"--sessions {self.sessions}: need 1..99"),
+            (1 <= self.sessions <= MAX_SESSIONS, f"--sessions {self.sessions}: need 1..{MAX_SESSIONS}"),
             (0.0 <= self.test_fraction < 1.0, f"--test {self.test_fraction:g}: need a share in [0, 1)"),
             (1 <= self.supersample <= 4, f"--supersample {self.supersample}: need 1..4"),
             (len(self.classes) > 0, "--classes: name at least one class"),
