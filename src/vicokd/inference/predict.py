@@ -197,7 +197,8 @@ def _grid_lengths(videos: list[Path], fps: float, rule: GridRule) -> tuple[list[
     """Grid length of every view and a warning per view that ends before the longest (L = the maximum)."""
     lengths = [probe_video(path).grid_length(fps, rule) for path in videos]
     if max(lengths) < 1:
-        raise DataError(f"{videos[0]}: video has no frames" if len(videos) == 1 else "no view has any frames")
+        raise DataError(f"{', '.join(map(str, videos))}: " + ("video has no frames" if len(videos) == 1
+                                                              else "no view has any frames"))
     return lengths, [view_end_warning(v, n, fps) for v, n in enumerate(lengths) if n < max(lengths)]
 
 
